@@ -1,0 +1,245 @@
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using static Serving.Runtime.Onnx.GraphBuilder;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace Serving.Runtime.Models.Gemma3;
+
+/// <summary>
+/// Writes the Gemma 3 decoder as an ONNX graph of standard opset-17 operators, with the
+/// inputs and outputs of Hugging Face / Optimum decoder exports.
+/// </summary>
+/// <remarks>
+/// Masks never read slot indices as positions, so caches can be compacted:
+/// <list type="bullet">
+/// <item>Global layers: a key slot is visible if <c>attention_mask</c> marks it and it is not a
+/// later new token (all past slots precede the new tokens, whatever positions they held).</item>
+/// <item>Sliding layers keep their own past length (<c>sliding_past_sequence_length</c>, the same
+/// for every sliding layer) and return at most <c>sliding_window − 1</c> keys as present.
+/// Their slots are the right-aligned tail of <c>attention_mask</c>; the distance between a
+/// query and a key is the number of valid slots between them (a reverse cumulative sum of
+/// the mask), which equals the position difference, so a constant shift of
+/// <c>position_ids</c> (transformers.js feeds 1-based ones) changes nothing.</item>
+/// </list>
+/// RoPE uses <c>position_ids</c> directly; scores are masked with <c>Where</c> to the
+/// lowest float (not −∞), so fully padded rows give a uniform softmax instead of NaN.
+/// </remarks>
+public static class Gemma3Graph
+{
+    public const int Opset = 17;
+    public const long IrVersion = 8;
+
+    private const long EndOfAxis = long.MaxValue;
+
+    /// <summary>The graph, without weight initializers (the caller adds those, by name).</summary>
+    public static GraphProto Build(Gemma3Config config)
+    {
+        var g = new GraphBuilder("gemma3_text");
+        var io = DeclareInputs(g, config);
+        var masks = BuildMasks(g, config, io);
+        var rope = new Dictionary<double, (string Cos, string Sin)>();
+        foreach (double theta in Enumerable.Range(0, config.NumHiddenLayers).Select(config.RopeBase).Distinct())
+        {
+            rope[theta] = BuildRope(g, config, io.PositionIds, theta);
+        }
+
+        string hidden;
+        using (g.PushScope("model/embed_tokens"))
+        {
+            string embedded = g.Op("Gather", [Gemma3Weights.Embedding, io.InputIds], Attr("axis", 0L));
+            hidden = g.Op("Mul", [embedded, g.FloatScalar(MathF.Sqrt(config.HiddenSize))]);
+        }
+
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            bool sliding = config.LayerKind(layer) == AttentionKind.Sliding;
+            var (cos, sin) = rope[config.RopeBase(layer)];
+            using (g.PushScope($"model/layers.{layer}"))
+            {
+                hidden = DecoderLayer(g, config, layer, hidden, sliding ? masks.Sliding! : masks.Global, cos, sin);
+            }
+        }
+
+        using (g.PushScope("model/norm"))
+        {
+            hidden = RmsNorm(g, hidden, Gemma3Weights.FinalNorm, config.RmsNormEps);
+        }
+
+        DeclareLogits(g, config, io.InputIds, hidden);
+        return g.Graph;
+    }
+
+    private sealed record Inputs(string InputIds, string AttentionMask, string PositionIds);
+
+    private sealed record Masks(string Global, string? Sliding);
+
+    private static Inputs DeclareInputs(GraphBuilder g, Gemma3Config config)
+    {
+        var io = new Inputs(
+            g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length"),
+            g.Input("attention_mask", DataType.Int64, "batch_size", "total_sequence_length"),
+            g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length"));
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            string past = PastDim(config, layer);
+            foreach (string kind in (string[])["key", "value"])
+            {
+                g.Input($"past_key_values.{layer}.{kind}", DataType.Float, "batch_size", config.NumKeyValueHeads, past, config.HeadDim);
+            }
+        }
+
+        return io;
+    }
+
+    private static string PastDim(Gemma3Config config, int layer) =>
+        config.LayerKind(layer) == AttentionKind.Sliding ? "sliding_past_sequence_length" : "past_sequence_length";
+
+    private static Masks BuildMasks(GraphBuilder g, Gemma3Config config, Inputs io)
+    {
+        using var scope = g.PushScope("model/attention_mask");
+        string newLength = g.Op("Shape", [io.InputIds], Attr("start", 1L), Attr("end", 2L));
+        string valid = g.Op("Cast", [io.AttentionMask], Attr("to", (long)DataType.Bool));
+        string globalTotal = g.Op("Shape", [io.AttentionMask], Attr("start", 1L), Attr("end", 2L));
+        string global = CausalMask(g, valid, newLength, globalTotal);
+
+        int firstSliding = Enumerable.Range(0, config.NumHiddenLayers).FirstOrDefault(
+            layer => config.LayerKind(layer) == AttentionKind.Sliding, -1);
+        return new Masks(global, firstSliding < 0 ? null : SlidingMask(g, config, io, firstSliding, newLength));
+    }
+
+    /// <summary>
+    /// [B,1,1,S,T] bool: slot k is visible to new token s if <paramref name="valid"/> marks it
+    /// and k ≤ P + s (past slots always; new tokens causally).
+    /// </summary>
+    private static string CausalMask(GraphBuilder g, string valid, string newLength, string total)
+    {
+        string pastLength = g.Op("Sub", [total, newLength]);
+        string keySlots = g.Op("Range", [g.Int64Scalar(0), Scalar(g, total), g.Int64Scalar(1)]);
+        string querySlots = g.Op("Range", [Scalar(g, pastLength), Scalar(g, total), g.Int64Scalar(1)]);
+        string causal = g.Op("LessOrEqual", [
+            g.Op("Unsqueeze", [keySlots, g.Int64s(0)]),
+            g.Op("Unsqueeze", [querySlots, g.Int64s(1)])]);
+        string mask = g.Op("And", [causal, g.Op("Unsqueeze", [valid, g.Int64s(1)])]);
+        return g.Op("Unsqueeze", [mask, g.Int64s(1, 2)]);
+    }
+
+    private static string SlidingMask(GraphBuilder g, Gemma3Config config, Inputs io, int layer, string newLength)
+    {
+        using var scope = g.PushScope("sliding");
+        string pastLength = g.Op("Shape", [$"past_key_values.{layer}.key"], Attr("start", 2L), Attr("end", 3L));
+        string total = g.Op("Add", [pastLength, newLength]);
+        string tail = g.Op("Slice", [io.AttentionMask, g.Op("Neg", [total]), g.Int64s(EndOfAxis), g.Int64s(1)]);
+        string validAfter = g.Op("CumSum", [tail, g.Int64Scalar(1)], Attr("reverse", 1L));
+        string queryValidAfter = g.Op("Slice", [validAfter, pastLength, g.Int64s(EndOfAxis), g.Int64s(1)]);
+        string distance = g.Op("Sub", [
+            g.Op("Unsqueeze", [validAfter, g.Int64s(1)]),
+            g.Op("Unsqueeze", [queryValidAfter, g.Int64s(2)])]);
+        string inWindow = g.Op("Less", [distance, g.Int64Scalar(config.SlidingWindow)]);
+        string valid = g.Op("Cast", [tail], Attr("to", (long)DataType.Bool));
+        string causal = CausalMask(g, valid, newLength, total);
+        return g.Op("And", [causal, g.Op("Unsqueeze", [inWindow, g.Int64s(1, 2)])]);
+    }
+
+    private static string Scalar(GraphBuilder g, string oneElement) => g.Op("Squeeze", [oneElement, g.Int64s(0)]);
+
+    /// <summary>cos and sin tables [B,1,S,D] for one RoPE base (rotate-half layout).</summary>
+    private static (string Cos, string Sin) BuildRope(GraphBuilder g, Gemma3Config config, string positionIds, double theta)
+    {
+        using var scope = g.PushScope($"model/rotary_emb_{theta:0}");
+        int half = config.HeadDim / 2;
+        var inverseFrequencies = new float[half];
+        for (int f = 0; f < half; f++)
+        {
+            inverseFrequencies[f] = (float)(1.0 / Math.Pow(theta, 2.0 * f / config.HeadDim));
+        }
+
+        string positions = g.Op("Unsqueeze", [g.Op("Cast", [positionIds], Attr("to", (long)DataType.Float)), g.Int64s(2)]);
+        string angles = g.Op("Mul", [positions, g.Floats(inverseFrequencies)]);
+        string both = g.Op("Concat", [angles, angles], Attr("axis", -1L));
+        return (g.Op("Unsqueeze", [g.Op("Cos", [both]), g.Int64s(1)]),
+                g.Op("Unsqueeze", [g.Op("Sin", [both]), g.Int64s(1)]));
+    }
+
+    private static string DecoderLayer(GraphBuilder g, Gemma3Config config, int layer, string hidden, string mask, string cos, string sin)
+    {
+        string normed, attention, mlp;
+        using (g.PushScope("input_layernorm"))
+        {
+            normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "input_layernorm.weight"), config.RmsNormEps);
+        }
+
+        using (g.PushScope("self_attn"))
+        {
+            attention = Gemma3Attention.Build(g, config, layer, normed, mask, cos, sin);
+        }
+
+        using (g.PushScope("post_attention_layernorm"))
+        {
+            attention = RmsNorm(g, attention, Gemma3Weights.Layer(layer, "post_attention_layernorm.weight"), config.RmsNormEps);
+        }
+
+        hidden = g.Op("Add", [hidden, attention]);
+        using (g.PushScope("pre_feedforward_layernorm"))
+        {
+            normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "pre_feedforward_layernorm.weight"), config.RmsNormEps);
+        }
+
+        using (g.PushScope("mlp"))
+        {
+            mlp = GeGlu(g, layer, normed);
+        }
+
+        using (g.PushScope("post_feedforward_layernorm"))
+        {
+            mlp = RmsNorm(g, mlp, Gemma3Weights.Layer(layer, "post_feedforward_layernorm.weight"), config.RmsNormEps);
+        }
+
+        return g.Op("Add", [hidden, mlp]);
+    }
+
+    /// <summary>x / sqrt(mean(x²) + eps) · (1 + w) over the last axis.</summary>
+    internal static string RmsNorm(GraphBuilder g, string x, string weight, double eps)
+    {
+        string meanSquare = g.Op("ReduceMean", [g.Op("Mul", [x, x])], Attr("axes", [-1L]), Attr("keepdims", 1L));
+        string rms = g.Op("Sqrt", [g.Op("Add", [meanSquare, g.FloatScalar((float)eps)])]);
+        string scale = g.Op("Add", [g.FloatScalar(1f), weight]);
+        return g.Op("Mul", [g.Op("Div", [x, rms]), scale]);
+    }
+
+    internal static string Linear(GraphBuilder g, string scope, string x, string weight)
+    {
+        using var s = g.PushScope(scope);
+        return g.Op("MatMul", [x, weight]);
+    }
+
+    /// <summary>down(gelu_tanh(gate(x)) · up(x)), the tanh GELU written out (Gelu is opset 20).</summary>
+    private static string GeGlu(GraphBuilder g, int layer, string x)
+    {
+        string gate = Linear(g, "gate_proj", x, Gemma3Weights.Layer(layer, "mlp.gate_proj.weight"));
+        string up = Linear(g, "up_proj", x, Gemma3Weights.Layer(layer, "mlp.up_proj.weight"));
+        string activated;
+        using (g.PushScope("act_fn"))
+        {
+            string cube = g.Op("Mul", [g.Op("Mul", [gate, gate]), gate]);
+            string inner = g.Op("Add", [gate, g.Op("Mul", [cube, g.FloatScalar(0.044715f)])]);
+            string tanh = g.Op("Tanh", [g.Op("Mul", [inner, g.FloatScalar(MathF.Sqrt(2f / MathF.PI))])]);
+            string half = g.Op("Mul", [gate, g.FloatScalar(0.5f)]);
+            activated = g.Op("Mul", [half, g.Op("Add", [tanh, g.FloatScalar(1f)])]);
+        }
+
+        return Linear(g, "down_proj", g.Op("Mul", [activated, up]), Gemma3Weights.Layer(layer, "mlp.down_proj.weight"));
+    }
+
+    /// <summary>
+    /// Tied LM head as Gemm(h, E, transB = 1): reads the [V, H] embedding as it is, where a
+    /// MatMul would need a transposed copy (671 MB more for the 270M model's 262k vocabulary).
+    /// </summary>
+    private static void DeclareLogits(GraphBuilder g, Gemma3Config config, string inputIds, string hidden)
+    {
+        using var scope = g.PushScope("lm_head");
+        string flat = g.Op("Reshape", [hidden, g.Int64s(-1, config.HiddenSize)]);
+        string logits = g.Op("Gemm", [flat, Gemma3Weights.Embedding], Attr("transB", 1L));
+        string shape = g.Op("Concat", [g.Op("Shape", [inputIds]), g.Int64s(config.VocabSize)], Attr("axis", 0L));
+        g.Output(g.Op("Reshape", [logits, shape]), "logits", DataType.Float, "batch_size", "sequence_length", config.VocabSize);
+    }
+}

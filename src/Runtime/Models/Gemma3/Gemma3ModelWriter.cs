@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+
+namespace Serving.Runtime.Models.Gemma3;
+
+/// <summary>
+/// Writes a complete Hugging Face-style Gemma 3 folder: <c>config.json</c>,
+/// <c>generation_config.json</c>, the tokenizer files and <c>onnx/model.onnx</c> with its
+/// weights in <c>onnx/model.onnx_data</c>.
+/// </summary>
+public static class Gemma3ModelWriter
+{
+    public const string OnnxFile = "onnx/model.onnx";
+
+    /// <summary>
+    /// Writes the folder. <paramref name="weights"/> supplies each tensor in ONNX layout
+    /// (see <see cref="Gemma3Weights.Specs"/>); tensors are written one at a time, so peak
+    /// memory stays at the largest tensor (the embedding). <paramref name="progress"/> gets
+    /// the bytes written so far and the total.
+    /// </summary>
+    public static void Write(string folder, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress = null)
+    {
+        config.Validate();
+        Directory.CreateDirectory(Path.Combine(folder, "onnx"));
+        WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress);
+        WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
+        WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
+        // MERGE-TEXT Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
+    }
+
+    /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
+    public static void WriteRandom(string folder, Gemma3Config config, ulong seed, IProgress<(long Done, long Total)>? progress = null) =>
+        Write(folder, config, spec => Gemma3Weights.Random(spec, config.HiddenSize, seed), progress);
+
+    private static void WriteOnnx(string path, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress)
+    {
+        GraphProto graph = Gemma3Graph.Build(config);
+        IReadOnlyList<WeightSpec> specs = Gemma3Weights.Specs(config);
+        long total = specs.Sum(spec => spec.ElementCount * sizeof(float));
+        using (var data = ExternalDataWriter.Create(path + "_data"))
+        {
+            foreach (WeightSpec spec in specs)
+            {
+                float[] values = weights(spec);
+                if (values.LongLength != spec.ElementCount)
+                {
+                    throw new ArgumentException($"weight '{spec.Name}' has {values.LongLength} values, expected {spec.ElementCount}");
+                }
+
+                graph.Initializer.Add(data.WriteFloats(spec.Name, spec.Shape.Select(d => (long)d).ToArray(), values));
+                progress?.Report((data.BytesWritten, total));
+            }
+        }
+
+        var model = new ModelProto
+        {
+            IrVersion = Gemma3Graph.IrVersion,
+            ProducerName = "serving",
+            ProducerVersion = typeof(Gemma3ModelWriter).Assembly.GetName().Version?.ToString() ?? "0",
+            Graph = graph,
+        };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Gemma3Graph.Opset });
+        OnnxModelFile.Save(model, path, externalThresholdBytes: long.MaxValue);
+    }
+
+    private static JsonObject GenerationConfig(Gemma3Config config) => new()
+    {
+        ["bos_token_id"] = config.BosTokenId,
+        ["eos_token_id"] = new JsonArray(config.EosTokenId /* MERGE-TEXT , Text.GemmaVocabulary.EndOfTurnId */),
+        ["pad_token_id"] = config.PadTokenId,
+        ["cache_implementation"] = "hybrid",
+        ["do_sample"] = true,
+        ["top_k"] = 64,
+        ["top_p"] = 0.95,
+        ["transformers_version"] = "4.57.1",
+    };
+
+    private static void WriteJson(string path, JsonObject json) =>
+        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+}

@@ -1,0 +1,115 @@
+namespace Serving.Runtime.Models.Gemma3;
+
+/// <summary>How a weight is initialised when no trained values are given.</summary>
+public enum WeightInit
+{
+    /// <summary>N(0, 1/fan_in): keeps activations at unit scale through each linear layer.</summary>
+    Linear,
+    /// <summary>N(0, 1/hidden): with the sqrt(hidden) input scale the residual stream starts at unit RMS.</summary>
+    Embedding,
+    /// <summary>N(0, 0.1): RMSNorm weights w in (1 + w); non-zero so tests see the offset.</summary>
+    Norm,
+}
+
+/// <summary>One weight tensor: Hugging Face parameter name, ONNX layout, initialiser.</summary>
+/// <remarks>Linear weights are stored as MatMul right operands, <c>[in, out]</c> (PyTorch's transpose).</remarks>
+public sealed record WeightSpec(string Name, int[] Shape, WeightInit Init)
+{
+    public long ElementCount => Shape.Aggregate(1L, (product, dim) => product * dim);
+}
+
+/// <summary>The weights of a Gemma 3 decoder, and seeded random values for them.</summary>
+public static class Gemma3Weights
+{
+    public const string Embedding = "model.embed_tokens.weight";
+    public const string FinalNorm = "model.norm.weight";
+
+    public static string Layer(int layer, string name) => $"model.layers.{layer}.{name}";
+
+    /// <summary>Every weight of the model in a fixed order (the order of the data file).</summary>
+    public static IReadOnlyList<WeightSpec> Specs(Gemma3Config config)
+    {
+        int h = config.HiddenSize, d = config.HeadDim, inter = config.IntermediateSize;
+        int q = config.NumAttentionHeads * d, kv = config.NumKeyValueHeads * d;
+        var specs = new List<WeightSpec> { new(Embedding, [config.VocabSize, h], WeightInit.Embedding) };
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            specs.Add(new(Layer(i, "input_layernorm.weight"), [h], WeightInit.Norm));
+            specs.Add(new(Layer(i, "self_attn.q_proj.weight"), [h, q], WeightInit.Linear));
+            specs.Add(new(Layer(i, "self_attn.k_proj.weight"), [h, kv], WeightInit.Linear));
+            specs.Add(new(Layer(i, "self_attn.v_proj.weight"), [h, kv], WeightInit.Linear));
+            specs.Add(new(Layer(i, "self_attn.q_norm.weight"), [d], WeightInit.Norm));
+            specs.Add(new(Layer(i, "self_attn.k_norm.weight"), [d], WeightInit.Norm));
+            specs.Add(new(Layer(i, "self_attn.o_proj.weight"), [q, h], WeightInit.Linear));
+            specs.Add(new(Layer(i, "post_attention_layernorm.weight"), [h], WeightInit.Norm));
+            specs.Add(new(Layer(i, "pre_feedforward_layernorm.weight"), [h], WeightInit.Norm));
+            specs.Add(new(Layer(i, "mlp.gate_proj.weight"), [h, inter], WeightInit.Linear));
+            specs.Add(new(Layer(i, "mlp.up_proj.weight"), [h, inter], WeightInit.Linear));
+            specs.Add(new(Layer(i, "mlp.down_proj.weight"), [inter, h], WeightInit.Linear));
+            specs.Add(new(Layer(i, "post_feedforward_layernorm.weight"), [h], WeightInit.Norm));
+        }
+
+        specs.Add(new(FinalNorm, [h], WeightInit.Norm));
+        return specs;
+    }
+
+    /// <summary>
+    /// Seeded values for one weight. Each tensor has its own stream, derived from the seed and
+    /// the tensor's name, so tensors can be generated in any order or in parallel with the
+    /// same bytes. Our own generator (SplitMix64 + Box–Muller) keeps the bytes stable across
+    /// .NET versions, which <see cref="Random"/> does not promise.
+    /// </summary>
+    public static float[] Random(WeightSpec spec, int hiddenSize, ulong seed)
+    {
+        double std = spec.Init switch
+        {
+            WeightInit.Linear => 1.0 / Math.Sqrt(spec.Shape[0]),
+            WeightInit.Embedding => 1.0 / Math.Sqrt(hiddenSize),
+            _ => 0.1,
+        };
+        var values = new float[spec.ElementCount];
+        const int ChunkSize = 1 << 16;
+        int chunks = (values.Length + ChunkSize - 1) / ChunkSize;
+        ulong tensorSeed = seed ^ Fnv1a(spec.Name);
+        Parallel.For(0, chunks, chunk =>
+        {
+            var rng = new SplitMix64(tensorSeed + (ulong)chunk * 0x9E3779B97F4A7C15UL);
+            int end = Math.Min(values.Length, (chunk + 1) * ChunkSize);
+            for (int i = chunk * ChunkSize; i < end; i++)
+            {
+                values[i] = (float)(rng.NextGaussian() * std);
+            }
+        });
+        return values;
+    }
+
+    private static ulong Fnv1a(string text)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (char c in text)
+        {
+            hash = (hash ^ c) * 1099511628211UL;
+        }
+
+        return hash;
+    }
+
+    private struct SplitMix64(ulong state)
+    {
+        private ulong _state = state;
+
+        private ulong Next()
+        {
+            ulong z = _state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+
+        /// <summary>Uniform in (0, 1]: never 0, so the logarithm below is finite.</summary>
+        private double NextUnit() => ((Next() >> 11) + 1) * (1.0 / (1UL << 53));
+
+        public double NextGaussian() =>
+            Math.Sqrt(-2.0 * Math.Log(NextUnit())) * Math.Cos(2.0 * Math.PI * NextUnit());
+    }
+}

@@ -1,0 +1,78 @@
+using Serving.Runtime.Onnx.Proto;
+
+namespace Serving.Runtime.Onnx;
+
+/// <summary>Small in-place edits that later tools need (calibration taps, kernel rewrites).</summary>
+public static class GraphEdits
+{
+    /// <summary>The node producing <paramref name="value"/>, or null for graph inputs and initializers.</summary>
+    public static NodeProto? Producer(GraphProto graph, string value) =>
+        graph.Node.FirstOrDefault(node => node.Output.Contains(value));
+
+    /// <summary>Nodes whose name matches <paramref name="predicate"/>, in graph order.</summary>
+    public static IEnumerable<NodeProto> FindNodes(GraphProto graph, Func<NodeProto, bool> predicate) =>
+        graph.Node.Where(predicate);
+
+    public static TensorProto? FindInitializer(GraphProto graph, string name) =>
+        graph.Initializer.FirstOrDefault(tensor => tensor.Name == name);
+
+    /// <summary>
+    /// Exposes an intermediate value as an extra graph output (type and shape left for ONNX
+    /// Runtime to infer when <paramref name="elementType"/> is null). No-op if it already is one.
+    /// </summary>
+    public static void AddOutput(GraphProto graph, string value, TensorProto.Types.DataType? elementType = null)
+    {
+        if (graph.Output.Any(output => output.Name == value))
+        {
+            return;
+        }
+
+        bool exists = graph.Node.Any(node => node.Output.Contains(value))
+            || graph.Input.Any(input => input.Name == value);
+        if (!exists)
+        {
+            throw new ArgumentException($"the graph has no value named '{value}'", nameof(value));
+        }
+
+        var info = new ValueInfoProto { Name = value };
+        if (elementType is { } type)
+        {
+            info.Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } };
+        }
+
+        graph.Output.Add(info);
+    }
+
+    /// <summary>
+    /// Replaces <paramref name="old"/> by <paramref name="replacement"/> at the same position
+    /// (keeps topological order when the replacement reads the same or earlier values).
+    /// </summary>
+    public static void ReplaceNode(GraphProto graph, NodeProto old, NodeProto replacement)
+    {
+        int index = graph.Node.IndexOf(old);
+        if (index < 0)
+        {
+            throw new ArgumentException($"node '{old.Name}' is not in graph '{graph.Name}'", nameof(old));
+        }
+
+        graph.Node[index] = replacement;
+    }
+
+    /// <summary>Drops initializers that no node reads; returns how many were removed.</summary>
+    public static int RemoveUnusedInitializers(GraphProto graph)
+    {
+        var used = new HashSet<string>(graph.Node.SelectMany(node => node.Input));
+        foreach (ValueInfoProto output in graph.Output)
+        {
+            used.Add(output.Name);
+        }
+
+        var unused = graph.Initializer.Where(tensor => !used.Contains(tensor.Name)).ToList();
+        foreach (TensorProto tensor in unused)
+        {
+            graph.Initializer.Remove(tensor);
+        }
+
+        return unused.Count;
+    }
+}

@@ -1,4 +1,7 @@
+using Serving.Server.Apis;
+
 var builder = WebApplication.CreateBuilder(args);
+
 var app = builder.Build();
-app.MapGet("/health/live", () => TypedResults.Ok(new { status = "live" }));
+app.MapHealthApi();
 app.Run();

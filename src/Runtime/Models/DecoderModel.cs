@@ -1,0 +1,148 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Models;
+
+/// <summary>Options for <see cref="DecoderModel.Load"/>; immutable once loaded.</summary>
+public sealed record DecoderLoadOptions
+{
+    /// <summary>The .onnx file relative to the folder; null finds it (genai_config.json, onnx/model.onnx, model.onnx).</summary>
+    public string? OnnxFile { get; init; }
+
+    /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.</summary>
+    public int IntraOpThreads { get; init; }
+}
+
+/// <summary>
+/// A decoder LLM folder in the Hugging Face ONNX layout (transformers.js / Optimum /
+/// onnxruntime-genai), opened as an ONNX Runtime session with its signature discovered.
+/// </summary>
+public sealed class DecoderModel : IDisposable
+{
+    private DecoderModel(string folder, string onnxPath, Gemma3Config config, GenerationDefaults generation, InferenceSession session, DecoderSignature signature)
+    {
+        Folder = folder;
+        OnnxPath = onnxPath;
+        Config = config;
+        Generation = generation;
+        Session = session;
+        Signature = signature;
+    }
+
+    public string Folder { get; }
+    public string OnnxPath { get; }
+    public Gemma3Config Config { get; }
+    public GenerationDefaults Generation { get; }
+    public InferenceSession Session { get; }
+    public DecoderSignature Signature { get; }
+
+    /// <summary>Opens <paramref name="folder"/>; throws <see cref="ModelLoadException"/> naming the file at fault.</summary>
+    public static DecoderModel Load(string folder, DecoderLoadOptions? options = null, ILogger? logger = null)
+    {
+        options ??= new DecoderLoadOptions();
+        logger ??= NullLogger.Instance;
+        if (!Directory.Exists(folder))
+        {
+            throw new ModelLoadException(folder, "model folder not found");
+        }
+
+        string configPath = Path.Combine(folder, "config.json");
+        Gemma3Config config = ReadConfig(configPath);
+        JsonObject? genai = ReadOptionalJson(Path.Combine(folder, "genai_config.json"));
+        DecoderNames names = GenAiConfig.Names(genai);
+        string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? GenAiConfig.FileName(genai));
+        GenerationDefaults generation = GenerationDefaults.Read(folder, config);
+
+        InferenceSession session = OpenSession(onnxPath, options);
+        try
+        {
+            var signature = DecoderSignature.Discover(session, config, names, message => new ModelLoadException(onnxPath, message));
+            if (!signature.SupportsKvCompression)
+            {
+                logger.LogWarning("{File} has no {Input} input (e.g. fused GroupQueryAttention): it is served, but KV-cache compression is unavailable for it",
+                    onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
+            }
+
+            return new DecoderModel(folder, onnxPath, config, generation, session, signature);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private static Gemma3Config ReadConfig(string path)
+    {
+        JsonObject json = ReadOptionalJson(path) ?? throw new ModelLoadException(path, "config.json not found");
+        string? modelType = json["model_type"]?.GetValue<string>();
+        if (modelType != Gemma3Config.ModelType)
+        {
+            throw new ModelLoadException(path, $"model_type '{modelType}' is not supported (supported: {Gemma3Config.ModelType})");
+        }
+
+        try
+        {
+            return Gemma3Config.FromJson(json);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelLoadException(path, e.Message, e);
+        }
+    }
+
+    /// <summary>The object in a JSON file, or null when the file does not exist.</summary>
+    internal static JsonObject? ReadOptionalJson(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                ?? throw new ModelLoadException(path, "expected a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new ModelLoadException(path, $"invalid JSON: {e.Message}", e);
+        }
+    }
+
+    private static string FindOnnxFile(string folder, string? requested)
+    {
+        if (requested is not null)
+        {
+            string path = Path.Combine(folder, requested);
+            return File.Exists(path) ? path : throw new ModelLoadException(path, "ONNX model file not found");
+        }
+
+        string[] candidates = [Path.Combine(folder, "onnx", "model.onnx"), Path.Combine(folder, "model.onnx")];
+        return candidates.FirstOrDefault(File.Exists)
+            ?? throw new ModelLoadException(candidates[0], "ONNX model file not found (also looked for model.onnx in the folder)");
+    }
+
+    private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options)
+    {
+        using var sessionOptions = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            IntraOpNumThreads = options.IntraOpThreads,
+        };
+        try
+        {
+            return new InferenceSession(onnxPath, sessionOptions);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model: {e.Message}", e);
+        }
+    }
+
+    public void Dispose() => Session.Dispose();
+}

@@ -1,0 +1,134 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Models;
+
+/// <summary>Input and output names of a decoder graph, with {0} standing for the layer index.</summary>
+public sealed record DecoderNames
+{
+    public string InputIds { get; init; } = "input_ids";
+    public string AttentionMask { get; init; } = "attention_mask";
+    public string PositionIds { get; init; } = "position_ids";
+    public string NumLogitsToKeep { get; init; } = "num_logits_to_keep";
+    public string PastKey { get; init; } = "past_key_values.{0}.key";
+    public string PastValue { get; init; } = "past_key_values.{0}.value";
+    public string Logits { get; init; } = "logits";
+    public string PresentKey { get; init; } = "present.{0}.key";
+    public string PresentValue { get; init; } = "present.{0}.value";
+
+    public static string ForLayer(string pattern, int layer) => string.Format(System.Globalization.CultureInfo.InvariantCulture, pattern, layer);
+}
+
+/// <summary>One layer's KV cache tensors, <c>[B, Hkv, T, D]</c>.</summary>
+/// <param name="HasOwnLength">
+/// The layer's past length is a dimension of its own (our sliding layers): the graph returns
+/// at most window − 1 slots and the cache may be shorter than the global one.
+/// </param>
+public sealed record KvLayer(int Index, AttentionKind Kind, string PastKey, string PastValue, string PresentKey, string PresentValue, bool HasOwnLength);
+
+/// <summary>
+/// What a decoder graph takes and returns, read from the session metadata and checked
+/// against <c>config.json</c>. Optional inputs are null when the graph lacks them.
+/// </summary>
+public sealed record DecoderSignature(
+    string InputIds,
+    string? AttentionMask,
+    string? PositionIds,
+    string? NumLogitsToKeep,
+    string Logits,
+    TensorElementType LogitsType,
+    TensorElementType KvType,
+    int KvHeads,
+    int HeadDim,
+    IReadOnlyList<KvLayer> Layers)
+{
+    /// <summary>
+    /// KV eviction needs explicit positions, since evicted caches no longer count positions;
+    /// graphs without <c>position_ids</c> (e.g. fused GroupQueryAttention) derive them from lengths.
+    /// </summary>
+    public bool SupportsKvCompression => PositionIds is not null && AttentionMask is not null;
+
+    /// <summary>Reads the signature; <paramref name="fail"/> builds the error for a mismatch.</summary>
+    public static DecoderSignature Discover(InferenceSession session, Gemma3Config config, DecoderNames names, Func<string, Exception> fail)
+    {
+        var inputs = session.InputMetadata;
+        var outputs = session.OutputMetadata;
+        string Require(IReadOnlyDictionary<string, NodeMetadata> map, string name, string what) =>
+            map.ContainsKey(name) ? name : throw fail($"the graph has no {what} '{name}' (it has: {string.Join(", ", map.Keys)})");
+        string? Optional(string name) => inputs.ContainsKey(name) ? name : null;
+
+        string inputIds = Require(inputs, names.InputIds, "input");
+        string logits = Require(outputs, names.Logits, "output");
+        var layers = new List<KvLayer>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string pastKey = Require(inputs, DecoderNames.ForLayer(names.PastKey, i), "input");
+            layers.Add(new KvLayer(i, config.LayerKind(i), pastKey,
+                Require(inputs, DecoderNames.ForLayer(names.PastValue, i), "input"),
+                Require(outputs, DecoderNames.ForLayer(names.PresentKey, i), "output"),
+                Require(outputs, DecoderNames.ForLayer(names.PresentValue, i), "output"),
+                HasOwnLength: false));
+        }
+
+        int extraLayer = config.NumHiddenLayers;
+        if (inputs.ContainsKey(DecoderNames.ForLayer(names.PastKey, extraLayer)))
+        {
+            throw fail($"the graph has more KV layers than num_hidden_layers = {config.NumHiddenLayers} in config.json");
+        }
+
+        int[] logitDims = outputs[logits].Dimensions;
+        if (logitDims.Length > 0 && logitDims[^1] > 0 && logitDims[^1] != config.VocabSize)
+        {
+            throw fail($"output '{logits}' has {logitDims[^1]} classes but config.json says vocab_size = {config.VocabSize}");
+        }
+
+        NodeMetadata kv = inputs[layers[0].PastKey];
+        CheckKvShape(layers, inputs, config, fail);
+        string globalDim = FirstGlobalPastDim(layers, inputs);
+        var withOwnLength = layers.Select(layer => layer with
+        {
+            HasOwnLength = layer.Kind == AttentionKind.Sliding && inputs[layer.PastKey].SymbolicDimensions[2] is { Length: > 0 } dim && dim != globalDim,
+        }).ToList();
+
+        return new DecoderSignature(inputIds, Optional(names.AttentionMask), Optional(names.PositionIds), Optional(names.NumLogitsToKeep),
+            logits, outputs[logits].ElementDataType, kv.ElementDataType, config.NumKeyValueHeads, config.HeadDim, withOwnLength);
+    }
+
+    private static void CheckKvShape(List<KvLayer> layers, IReadOnlyDictionary<string, NodeMetadata> inputs, Gemma3Config config, Func<string, Exception> fail)
+    {
+        foreach (KvLayer layer in layers)
+        {
+            foreach (string name in (string[])[layer.PastKey, layer.PastValue])
+            {
+                NodeMetadata meta = inputs[name];
+                if (meta.ElementDataType is not (TensorElementType.Float or TensorElementType.Float16))
+                {
+                    throw fail($"input '{name}' has element type {meta.ElementDataType}; only float32 and float16 KV caches are supported");
+                }
+
+                int[] dims = meta.Dimensions;
+                if (dims.Length != 4)
+                {
+                    throw fail($"input '{name}' has rank {dims.Length}; expected [batch, kv_heads, past, head_dim]");
+                }
+
+                if (dims[1] > 0 && dims[1] != config.NumKeyValueHeads)
+                {
+                    throw fail($"input '{name}' has {dims[1]} KV heads but config.json says num_key_value_heads = {config.NumKeyValueHeads}");
+                }
+
+                if (dims[3] > 0 && dims[3] != config.HeadDim)
+                {
+                    throw fail($"input '{name}' has head size {dims[3]} but config.json says head_dim = {config.HeadDim}");
+                }
+            }
+        }
+    }
+
+    private static string FirstGlobalPastDim(List<KvLayer> layers, IReadOnlyDictionary<string, NodeMetadata> inputs)
+    {
+        KvLayer? global = layers.FirstOrDefault(layer => layer.Kind == AttentionKind.Full);
+        return global is null ? "" : inputs[global.PastKey].SymbolicDimensions[2];
+    }
+}

@@ -1,0 +1,42 @@
+using System.Text.Json.Nodes;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Models;
+
+/// <summary>
+/// Stop tokens and sampling defaults from <c>generation_config.json</c> (Gemma 3 lists both
+/// <c>&lt;eos&gt;</c> and <c>&lt;end_of_turn&gt;</c>); config.json's ids when the file is absent.
+/// </summary>
+public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTokenIds, int PadTokenId, double? Temperature, int? TopK, double? TopP)
+{
+    public static GenerationDefaults Read(string folder, Gemma3Config config)
+    {
+        string path = Path.Combine(folder, "generation_config.json");
+        JsonObject? json = DecoderModel.ReadOptionalJson(path);
+        if (json is null)
+        {
+            return new GenerationDefaults(config.BosTokenId, [config.EosTokenId], config.PadTokenId, null, null, null);
+        }
+
+        try
+        {
+            IReadOnlyList<int> eos = json["eos_token_id"] switch
+            {
+                JsonArray array => array.Select(node => node!.GetValue<int>()).ToArray(),
+                JsonValue value => [value.GetValue<int>()],
+                _ => [config.EosTokenId],
+            };
+            return new GenerationDefaults(
+                json["bos_token_id"]?.GetValue<int>() ?? config.BosTokenId,
+                eos,
+                json["pad_token_id"]?.GetValue<int>() ?? config.PadTokenId,
+                json["temperature"]?.GetValue<double>(),
+                json["top_k"]?.GetValue<int>(),
+                json["top_p"]?.GetValue<double>());
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException)
+        {
+            throw new ModelLoadException(path, $"a field has the wrong type: {e.Message}", e);
+        }
+    }
+}

@@ -1,1 +1,9 @@
-return 0;
+using System.CommandLine;
+using Serving.Cli;
+
+RootCommand root = new("serving: a lean inference server for ONNX models: tools for model folders and generation")
+{
+    ModelsCommand.Create(),
+    GenerateCommand.Create(),
+};
+return CommandLine.Run(root, args);

@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Models;
+using Serving.Runtime.Text;
+
+namespace Serving.Cli;
+
+/// <summary><c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json]</c>.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model folder (Hugging Face ONNX layout)", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "Prompt text (BOS is added as tokenizer_config.json says)", Required = true };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature") { Description = "0 is greedy", DefaultValueFactory = _ => 0 };
+        var seed = new Option<int?>("--seed") { Description = "Seed for sampling (same seed, same output)" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object with ids, text and timings, nothing else on stdout" };
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json };
+        command.SetAction(result => Run(
+            result.GetValue(model)!, result.GetValue(prompt)!, result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed), result.GetValue(json)));
+        return command;
+    }
+
+    private static int Run(DirectoryInfo folder, string prompt, int maxTokens, double temperature, int? seed, bool json)
+    {
+        if (maxTokens < 1)
+        {
+            throw new UsageException($"--max-tokens must be at least 1, got {maxTokens}");
+        }
+
+        if (!(temperature >= 0) || double.IsInfinity(temperature))
+        {
+            throw new UsageException($"--temperature must be a finite number ≥ 0, got {temperature}");
+        }
+
+        if (!folder.Exists)
+        {
+            throw new UsageException($"model folder not found: {folder.FullName}");
+        }
+
+        var clock = Stopwatch.StartNew();
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName);
+        GemmaTokenizer tokenizer = GemmaTokenizer.Load(folder.FullName);
+        double loadMs = clock.Elapsed.TotalMilliseconds;
+
+        int[] promptIds = tokenizer.Encode(prompt);
+        var detokenizer = new IncrementalDetokenizer(tokenizer);
+        var options = new GenerateOptions(maxTokens, temperature, seed);
+        GenerationResult result = new Generator(decoder).Generate(promptIds, options,
+            json ? null : token => Console.Write(detokenizer.Push(token)));
+
+        if (json)
+        {
+            WriteJson(promptIds, result, tokenizer.Decode(result.TokenIds.ToArray(), skipSpecialTokens: true), loadMs);
+        }
+        else
+        {
+            Console.WriteLine(detokenizer.Flush());
+            Console.Error.WriteLine(
+                $"[{promptIds.Length} prompt tokens, {result.TokenIds.Count} generated ({result.FinishReason}); load {loadMs:F0} ms, prefill {result.PrefillMs:F1} ms, decode {result.DecodeTokensPerSecond:F1} tokens/s]");
+        }
+
+        return CommandLine.Ok;
+    }
+
+    private static void WriteJson(int[] promptIds, GenerationResult result, string text, double loadMs)
+    {
+        using var stream = Console.OpenStandardOutput();
+        using var writer = new Utf8JsonWriter(stream);
+        writer.WriteStartObject();
+        writer.WriteStartArray("prompt_token_ids");
+        foreach (int id in promptIds)
+        {
+            writer.WriteNumberValue(id);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteStartArray("token_ids");
+        foreach (int id in result.TokenIds)
+        {
+            writer.WriteNumberValue(id);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteString("text", text);
+        writer.WriteString("finish_reason", result.FinishReason);
+        writer.WriteStartObject("timings");
+        writer.WriteNumber("load_ms", Math.Round(loadMs, 3));
+        writer.WriteNumber("prefill_ms", Math.Round(result.PrefillMs, 3));
+        writer.WriteNumber("decode_tokens_per_second", Math.Round(result.DecodeTokensPerSecond, 3));
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+        writer.Flush();
+        stream.WriteByte((byte)'\n');
+    }
+}

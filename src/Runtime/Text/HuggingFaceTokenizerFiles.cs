@@ -34,7 +34,7 @@ internal static class HuggingFaceTokenizerFiles
         {
             if (IsAddedToken(pieces[id].Type))
             {
-                WriteAddedToken(json, id, pieces[id].Text, IsSpecial(id, pieces[id].Type));
+                WriteAddedToken(json, id, pieces[id].Text, IsSpecial(pieces[id]));
             }
         }
 
@@ -60,7 +60,7 @@ internal static class HuggingFaceTokenizerFiles
             if (IsAddedToken(pieces[id].Type))
             {
                 json.WritePropertyName(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                WriteTokenObject(json, pieces[id].Text, IsSpecial(id, pieces[id].Type));
+                WriteTokenObject(json, pieces[id].Text, IsSpecial(pieces[id]));
             }
         }
 
@@ -155,9 +155,9 @@ internal static class HuggingFaceTokenizerFiles
 
     // As in Gemma 3: pad/eos/bos/unk and the turn markers are special (skipped when decoding
     // with skip_special_tokens); <mask> and <unusedN> are added but not special.
-    private static bool IsSpecial(int id, PieceType type) =>
-        type is PieceType.Control or PieceType.Unknown ||
-        id is GemmaVocabulary.StartOfTurnId or GemmaVocabulary.EndOfTurnId;
+    private static bool IsSpecial(VocabularyPiece piece) =>
+        piece.Type is PieceType.Control or PieceType.Unknown ||
+        piece.Text is GemmaVocabulary.StartOfTurnToken or GemmaVocabulary.EndOfTurnToken;
 
     private static void WriteAddedToken(Utf8JsonWriter json, int id, string content, bool special)
     {

@@ -47,10 +47,10 @@ internal static class GenerateCommand
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
         int[] promptIds = tokenizer.Encode(prompt);
-        var detokenizer = new IncrementalDetokenizer(tokenizer);
+        IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
         var options = new GenerateOptions(maxTokens, temperature, seed);
         GenerationResult result = new Generator(decoder).Generate(promptIds, options,
-            json ? null : token => Console.Write(detokenizer.Push(token)));
+            json ? null : token => Console.Write(detokenizer.Add(token)));
 
         if (json)
         {

@@ -27,7 +27,7 @@ public static class Gemma3ModelWriter
         WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress);
         WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
         WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
-        // MERGE-TEXT Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
+        Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
     }
 
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
@@ -68,7 +68,7 @@ public static class Gemma3ModelWriter
     private static JsonObject GenerationConfig(Gemma3Config config) => new()
     {
         ["bos_token_id"] = config.BosTokenId,
-        ["eos_token_id"] = new JsonArray(config.EosTokenId /* MERGE-TEXT , Text.GemmaVocabulary.EndOfTurnId */),
+        ["eos_token_id"] = new JsonArray(config.EosTokenId, Text.GemmaVocabulary.EndOfTurnId),
         ["pad_token_id"] = config.PadTokenId,
         ["cache_implementation"] = "hybrid",
         ["do_sample"] = true,

@@ -1,0 +1,166 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Models;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Tests.Models;
+
+public class DecoderModelTests
+{
+    private static readonly Gemma3Config Tiny = Gemma3Presets.Tiny;
+
+    private static TempFolder TinyFolder()
+    {
+        var folder = new TempFolder();
+        Gemma3ModelWriter.WriteRandom(folder.Path, Tiny, seed: 3);
+        return folder;
+    }
+
+    private static void EditConfig(TempFolder folder, Action<JsonObject> edit)
+    {
+        string path = folder.File("config.json");
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        edit(json);
+        File.WriteAllText(path, json.ToJsonString());
+    }
+
+    [Fact]
+    public void DiscoversTheSignatureOfOurGraph()
+    {
+        using var folder = TinyFolder();
+        using var model = DecoderModel.Load(folder.Path);
+        DecoderSignature signature = model.Signature;
+        Assert.Equal(("input_ids", "attention_mask", "position_ids"), (signature.InputIds, signature.AttentionMask, signature.PositionIds));
+        Assert.Null(signature.NumLogitsToKeep);
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, signature.KvType);
+        Assert.Equal(Tiny.NumHiddenLayers, signature.Layers.Count);
+        Assert.All(signature.Layers, layer =>
+        {
+            Assert.Equal(Tiny.LayerKind(layer.Index), layer.Kind);
+            Assert.Equal(layer.Kind == AttentionKind.Sliding, layer.HasOwnLength);
+            Assert.Equal($"present.{layer.Index}.value", layer.PresentValue);
+        });
+        Assert.True(signature.SupportsKvCompression);
+        Assert.Equal([1, 6], model.Generation.EosTokenIds);
+    }
+
+    [Fact]
+    public void MissingFolderConfigOrOnnxFileNamesThePath()
+    {
+        Assert.Contains("not found", Assert.Throws<ModelLoadException>(() => DecoderModel.Load("/nonexistent/model")).Message);
+
+        using var folder = TinyFolder();
+        File.Delete(folder.File("onnx/model.onnx"));
+        Assert.EndsWith(Path.Combine("onnx", "model.onnx"), Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+
+        File.Delete(folder.File("config.json"));
+        Assert.EndsWith("config.json", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+    }
+
+    [Fact]
+    public void CorruptFilesAreNamed()
+    {
+        using var folder = TinyFolder();
+        File.WriteAllText(folder.File("generation_config.json"), "{ not json");
+        Assert.EndsWith("generation_config.json", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+
+        File.Delete(folder.File("generation_config.json"));
+        File.WriteAllBytes(folder.File("onnx/model.onnx"), [1, 2, 3, 4, 5, 6, 7, 8]);
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.EndsWith("model.onnx", error.FilePath);
+        Assert.Contains("cannot load", error.Message);
+    }
+
+    [Fact]
+    public void TruncatedWeightsAreNamed()
+    {
+        using var folder = TinyFolder();
+        string data = folder.File("onnx/model.onnx_data");
+        File.WriteAllBytes(data, File.ReadAllBytes(data)[..1000]);
+        Assert.EndsWith("model.onnx", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+    }
+
+    [Fact]
+    public void UnknownModelTypeIsRefused()
+    {
+        using var folder = TinyFolder();
+        EditConfig(folder, json => json["model_type"] = "llama");
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Contains("model_type 'llama' is not supported", error.Message);
+        Assert.EndsWith("config.json", error.FilePath);
+    }
+
+    [Theory]
+    [InlineData("num_key_value_heads", 4, "KV heads")]
+    [InlineData("head_dim", 32, "head size")]
+    [InlineData("vocab_size", 2048, "vocab_size")]
+    [InlineData("num_hidden_layers", 2, "more KV layers")]
+    [InlineData("num_hidden_layers", 6, "past_key_values.4.key")]
+    public void ShapesThatDisagreeWithConfigAreRefused(string field, int value, string expected)
+    {
+        using var folder = TinyFolder();
+        EditConfig(folder, json =>
+        {
+            json[field] = value;
+            json.Remove("layer_types");
+        });
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void InvalidConfigValueIsNamed()
+    {
+        using var folder = TinyFolder();
+        EditConfig(folder, json => json["num_attention_heads"] = "four");
+        Assert.Contains("num_attention_heads", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).Message);
+    }
+
+    [Fact]
+    public void GraphWithoutMaskOrPositionsLoadsWithANoteAndRuns()
+    {
+        using var folder = TinyFolder();
+        SyntheticDecoder.Write(folder.File("onnx/model.onnx"), Tiny, new(AttentionMask: false, PositionIds: false, NumLogitsToKeep: true));
+        var logger = new ListLogger();
+        using var model = DecoderModel.Load(folder.Path, logger: logger);
+
+        Assert.Null(model.Signature.AttentionMask);
+        Assert.Null(model.Signature.PositionIds);
+        Assert.Equal("num_logits_to_keep", model.Signature.NumLogitsToKeep);
+        Assert.False(model.Signature.SupportsKvCompression);
+        Assert.Contains(logger.Messages, m => m.Contains("KV-cache compression is unavailable", StringComparison.Ordinal));
+
+        GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 3, StopAtEos: false));
+        Assert.Equal(3, result.TokenIds.Count);
+    }
+
+    [Fact]
+    public void GenAiConfigNamesTheFileAndTensors()
+    {
+        using var folder = TinyFolder();
+        File.Delete(folder.File("onnx/model.onnx"));
+        SyntheticDecoder.Write(folder.File("decoder.onnx"), Tiny, new(PastKey: "past_key_{0}", PastValue: "past_value_{0}", PresentKey: "present_key_{0}", PresentValue: "present_value_{0}"));
+        File.WriteAllText(folder.File("genai_config.json"), """
+            {"model": {"type": "gemma3_text", "decoder": {"filename": "decoder.onnx",
+              "inputs": {"input_ids": "input_ids", "past_key_names": "past_key_%d", "past_value_names": "past_value_%d"},
+              "outputs": {"logits": "logits", "present_key_names": "present_key_%d", "present_value_names": "present_value_%d"}}}}
+            """);
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.EndsWith("decoder.onnx", model.OnnxPath);
+        Assert.Equal("past_key_3", model.Signature.Layers[3].PastKey);
+        Assert.Equal("present_value_0", model.Signature.Layers[0].PresentValue);
+    }
+
+    private sealed class ListLogger : ILogger
+    {
+        public List<string> Messages { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Messages.Add(formatter(state, exception));
+    }
+}

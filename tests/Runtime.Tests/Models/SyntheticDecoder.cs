@@ -1,0 +1,61 @@
+using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace Serving.Runtime.Tests.Models;
+
+/// <summary>
+/// Decoder-shaped graphs with other signatures than ours (no attention_mask or position_ids,
+/// num_logits_to_keep, genai-style names), for the loader. Logits are the input id broadcast
+/// over the vocabulary; present is past plus the new tokens' zero keys.
+/// </summary>
+internal static class SyntheticDecoder
+{
+    public sealed record Shape(bool AttentionMask = true, bool PositionIds = true, bool NumLogitsToKeep = false,
+        string PastKey = "past_key_values.{0}.key", string PastValue = "past_key_values.{0}.value",
+        string PresentKey = "present.{0}.key", string PresentValue = "present.{0}.value");
+
+    public static void Write(string path, Gemma3Config config, Shape shape)
+    {
+        var g = new GraphBuilder("synthetic");
+        string ids = g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length");
+        if (shape.AttentionMask)
+        {
+            g.Input("attention_mask", DataType.Int64, "batch_size", "total_sequence_length");
+        }
+
+        if (shape.PositionIds)
+        {
+            g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length");
+        }
+
+        if (shape.NumLogitsToKeep)
+        {
+            g.Input("num_logits_to_keep", DataType.Int64);
+        }
+
+        string logitShape = g.Op("Concat", [g.Op("Shape", [ids]), g.Int64s(config.VocabSize)], GraphBuilder.Attr("axis", 0L));
+        string asFloat = g.Op("Unsqueeze", [g.Op("Cast", [ids], GraphBuilder.Attr("to", (long)DataType.Float)), g.Int64s(2)]);
+        g.Output(g.Op("Expand", [asFloat, logitShape]), "logits", DataType.Float, "batch_size", "sequence_length", config.VocabSize);
+
+        string newShape = g.Op("Concat", [g.Op("Shape", [ids], GraphBuilder.Attr("end", 1L)), g.Int64s(config.NumKeyValueHeads),
+            g.Op("Shape", [ids], GraphBuilder.Attr("start", 1L)), g.Int64s(config.HeadDim)], GraphBuilder.Attr("axis", 0L));
+        string zeros = g.Op("Expand", [g.FloatScalar(0f), newShape]);
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            foreach (var (pastPattern, presentPattern) in new[] { (shape.PastKey, shape.PresentKey), (shape.PastValue, shape.PresentValue) })
+            {
+                string past = g.Input(Name(pastPattern, layer), DataType.Float, "batch_size", config.NumKeyValueHeads, "past_sequence_length", config.HeadDim);
+                g.Output(g.Op("Concat", [past, zeros], GraphBuilder.Attr("axis", 2L)), Name(presentPattern, layer),
+                    DataType.Float, "batch_size", config.NumKeyValueHeads, "total_sequence_length", config.HeadDim);
+            }
+        }
+
+        var model = new ModelProto { IrVersion = 8, Graph = g.Graph };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
+        OnnxModelFile.Save(model, path);
+    }
+
+    private static string Name(string pattern, int layer) => string.Format(System.Globalization.CultureInfo.InvariantCulture, pattern, layer);
+}

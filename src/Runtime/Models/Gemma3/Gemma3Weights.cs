@@ -5,7 +5,11 @@ public enum WeightInit
 {
     /// <summary>N(0, 1/fan_in): keeps activations at unit scale through each linear layer.</summary>
     Linear,
-    /// <summary>N(0, 1/hidden): with the sqrt(hidden) input scale the residual stream starts at unit RMS.</summary>
+    /// <summary>
+    /// N(0, 0.02²), Hugging Face's initializer_range. Small beside the unit-RMS output of each
+    /// post-norm sublayer: at N(0, 1/hidden) the token's own embedding dominated the residual
+    /// stream and the tied LM head repeated the input token forever.
+    /// </summary>
     Embedding,
     /// <summary>N(0, 0.1): RMSNorm weights w in (1 + w); non-zero so tests see the offset.</summary>
     Norm,
@@ -64,7 +68,7 @@ public static class Gemma3Weights
         double std = spec.Init switch
         {
             WeightInit.Linear => 1.0 / Math.Sqrt(spec.Shape[0]),
-            WeightInit.Embedding => 1.0 / Math.Sqrt(hiddenSize),
+            WeightInit.Embedding => 0.02,
             _ => 0.1,
         };
         var values = new float[spec.ElementCount];

@@ -1,0 +1,57 @@
+// Loads one of our model folders with transformers.js (onnxruntime-node, CPU, fp32), fully
+// offline, and answers a JSON request read from stdin with one JSON object on stdout:
+//   request:  {"model_dir": "...", "encode": ["text", ...], "chats": [[{"role","content"}...], ...],
+//              "generate": {"prompt": "...", "max_new_tokens": 32}, "forward": [ids...]}
+//   response: {"encode": [[ids]...], "chats": ["rendered", ...],
+//              "generate": {"prompt_token_ids": [...], "token_ids": [...generated only...]},
+//              "forward": [[logits of position 0], [position 1], ...]}
+import path from 'node:path';
+import { env, AutoTokenizer, AutoModelForCausalLM, Tensor } from '@huggingface/transformers';
+
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.useFSCache = false;
+env.useBrowserCache = false;
+// A bare folder name is resolved under localModelPath, the way a downloaded model is.
+const modelDir = path.resolve(request.model_dir);
+env.localModelPath = path.dirname(modelDir) + '/';
+const modelId = path.basename(modelDir);
+
+const tokenizer = await AutoTokenizer.from_pretrained(modelId, { local_files_only: true });
+const response = {};
+
+response.encode = (request.encode ?? []).map((text) => Array.from(tokenizer(text).input_ids.data, Number));
+response.chats = (request.chats ?? []).map((messages) =>
+    tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true }));
+
+const model = await AutoModelForCausalLM.from_pretrained(modelId, { local_files_only: true, device: 'cpu', dtype: 'fp32' });
+if (request.generate) {
+    const { input_ids, attention_mask } = tokenizer(request.generate.prompt);
+    const sequences = await model.generate({
+        input_ids,
+        attention_mask,
+        max_new_tokens: request.generate.max_new_tokens,
+        do_sample: false, // Gemma's generation_config.json says do_sample: true
+        eos_token_id: null, // always generate max_new_tokens, logits untouched
+    });
+    const promptIds = Array.from(input_ids.data, Number);
+    const all = Array.from(sequences.data, Number);
+    response.generate = { prompt_token_ids: promptIds, token_ids: all.slice(promptIds.length) };
+}
+
+if (request.forward) {
+    // One call over the whole sequence with an empty cache (transformers.js adds it).
+    const ids = BigInt64Array.from(request.forward.map(BigInt));
+    const input_ids = new Tensor('int64', ids, [1, ids.length]);
+    const attention_mask = new Tensor('int64', ids.map(() => 1n), [1, ids.length]);
+    const { logits } = await model({ input_ids, attention_mask });
+    const vocab = logits.dims[2];
+    response.forward = Array.from({ length: ids.length }, (_, s) => Array.from(logits.data.subarray(s * vocab, (s + 1) * vocab)));
+}
+await model.dispose();
+
+process.stdout.write(JSON.stringify(response) + '\n');

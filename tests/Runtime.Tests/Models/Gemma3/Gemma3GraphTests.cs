@@ -1,0 +1,183 @@
+using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Tests.Models.Gemma3;
+
+/// <summary>ONNX Runtime on our Gemma 3 graph against the float64 reference over the same weights.</summary>
+public class Gemma3GraphTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
+{
+    private const double Tolerance = 1e-4;
+    private static readonly Gemma3Config Config = TinyModelFixture.Config;
+
+    private static int[] Tokens(int count, int seed)
+    {
+        var random = new Random(seed);
+        return [.. Enumerable.Range(0, count).Select(_ => random.Next(10, Config.VocabSize))];
+    }
+
+    /// <summary>max |a − b| / max |b| over one row of logits.</summary>
+    private static void AssertClose(double[] expected, ReadOnlySpan<float> actual, string what)
+    {
+        double worst = 0, scale = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+        }
+
+        Assert.True(worst / scale < Tolerance, $"{what}: relative error {worst / scale:E2} ≥ {Tolerance:E0}");
+    }
+
+    [Fact]
+    public void PrefillMatchesReferenceAtEveryPosition()
+    {
+        int[] tokens = Tokens(12, seed: 1);
+        using var session = new KvSession(fixture.Model, batchSize: 1);
+        DecoderOutputs outputs = session.Step([tokens]);
+        double[][] expected = fixture.Reference.Forward(tokens);
+        for (int s = 0; s < tokens.Length; s++)
+        {
+            AssertClose(expected[s], outputs.Logits(0, s), $"position {s}");
+        }
+    }
+
+    [Fact]
+    public void SixteenDecodeStepsThroughTheCacheMatchReference()
+    {
+        var tokens = Tokens(5, seed: 2).ToList();
+        using var session = new KvSession(fixture.Model, batchSize: 1);
+        DecoderOutputs outputs = session.Step([[.. tokens]]);
+        for (int step = 0; step < 16; step++)
+        {
+            int next = Sampler.ArgMax(outputs.Logits(0, outputs.LogitPositions - 1));
+            tokens.Add(next);
+            outputs = session.Step([[next]]);
+            AssertClose(fixture.Reference.Forward(tokens)[^1], outputs.Logits(0, 0), $"decode step {step}");
+        }
+    }
+
+    [Fact]
+    public void LeftPaddedBatchOfDifferentLengthsMatchesReference()
+    {
+        int[][] prompts = [Tokens(7, seed: 3), Tokens(12, seed: 4)];
+        using var session = new KvSession(fixture.Model, batchSize: 2);
+        var sequences = prompts.Select(p => p.ToList()).ToArray();
+        DecoderOutputs outputs = session.Step(prompts);
+        for (int b = 0; b < 2; b++)
+        {
+            double[][] expected = fixture.Reference.Forward(prompts[b]);
+            int padding = 12 - prompts[b].Length;
+            for (int s = 0; s < prompts[b].Length; s++)
+            {
+                AssertClose(expected[s], outputs.Logits(b, padding + s), $"sequence {b} position {s}");
+            }
+        }
+
+        for (int step = 0; step < 6; step++)
+        {
+            int[][] next = [.. Enumerable.Range(0, 2).Select(b => new[] { Sampler.ArgMax(outputs.Logits(b, outputs.LogitPositions - 1)) })];
+            outputs = session.Step(next);
+            for (int b = 0; b < 2; b++)
+            {
+                sequences[b].Add(next[b][0]);
+                AssertClose(fixture.Reference.Forward(sequences[b])[^1], outputs.Logits(b, 0), $"sequence {b} step {step}");
+            }
+        }
+    }
+
+    [Fact]
+    public void SequencesLongerThanTheWindowMatchReferenceInChunksAndSteps()
+    {
+        int[] tokens = Tokens(3 * Config.SlidingWindow, seed: 5);
+        using var session = new KvSession(fixture.Model, batchSize: 1);
+        int done = 0;
+        foreach (int chunk in (int[])[7, 20, 1, 1, 5, 1, 13])
+        {
+            DecoderOutputs outputs = session.Step([tokens[done..(done + chunk)]]);
+            done += chunk;
+            double[][] expected = fixture.Reference.Forward(tokens[..done]);
+            for (int s = 0; s < chunk; s++)
+            {
+                AssertClose(expected[done - chunk + s], outputs.Logits(0, s), $"token {done - chunk + s}");
+            }
+        }
+
+        Assert.Equal(tokens.Length, done);
+        foreach (var layer in fixture.Model.Signature.Layers)
+        {
+            long cached = session.CacheLength(layer.Index);
+            Assert.Equal(layer.Kind == AttentionKind.Sliding ? Config.SlidingWindow - 1 : tokens.Length, cached);
+        }
+    }
+
+    [Fact]
+    public void ShiftingAllPositionsByAConstantChangesNothing()
+    {
+        int[] tokens = Tokens(2 * Config.SlidingWindow, seed: 6);
+        using var zeroBased = new KvSession(fixture.Model, batchSize: 1);
+        using var oneBased = new KvSession(fixture.Model, batchSize: 1, firstPosition: 1);
+        DecoderOutputs a = zeroBased.Step([tokens]);
+        DecoderOutputs b = oneBased.Step([tokens]);
+        for (int s = 0; s < tokens.Length; s++)
+        {
+            double[] expected = [.. a.Logits(0, s).ToArray().Select(v => (double)v)];
+            AssertClose(expected, b.Logits(0, s), $"position {s}");
+        }
+    }
+
+    [Fact]
+    public void PaddedRowDecodesLikeTheSequenceAlone()
+    {
+        // The shorter prompt of a batch keeps padding slots in every cache, global and
+        // sliding; decoding it must match running it alone.
+        int[][] prompts = [Tokens(4, seed: 8), Tokens(9, seed: 9)];
+        using var padded = new KvSession(fixture.Model, batchSize: 2);
+        using var compacted = new KvSession(fixture.Model, batchSize: 1);
+        padded.Step(prompts);
+        compacted.Step([prompts[0]]);
+
+        int[] next = Tokens(1, seed: 10);
+        DecoderOutputs fromPadded = padded.Step([next, next]);
+        DecoderOutputs fromCompacted = compacted.Step([next]);
+        double[] expected = [.. fromCompacted.Logits(0, 0).ToArray().Select(v => (double)v)];
+        AssertClose(expected, fromPadded.Logits(0, 0), "padded vs alone");
+        AssertClose(fixture.Reference.Forward([.. prompts[0], next[0]])[^1], fromPadded.Logits(0, 0), "reference");
+    }
+
+    [Fact]
+    public void GlobalLayersReadPositionsNotSlotIndices()
+    {
+        // Dropping old global slots (as KV eviction will) must equal masking them out: the
+        // slots left behind keep their true RoPE positions although their indices shift.
+        int length = 2 * Config.SlidingWindow;
+        int[] tokens = Tokens(length, seed: 11);
+        int[] evicted = [3, 4, 5, 6, 7, 8];
+        int[] next = Tokens(1, seed: 12);
+        using var masked = new KvSession(fixture.Model, batchSize: 1);
+        using var dropped = new KvSession(fixture.Model, batchSize: 1);
+        masked.Step([tokens]);
+        dropped.Step([tokens]);
+        masked.MaskSlots(evicted);
+        dropped.DropGlobalSlots(evicted);
+
+        DecoderOutputs fromMasked = masked.Step([next]);
+        DecoderOutputs fromDropped = dropped.Step([next]);
+        double[] expected = [.. fromMasked.Logits(0, 0).ToArray().Select(v => (double)v)];
+        AssertClose(expected, fromDropped.Logits(0, 0), "dropped vs masked");
+        Assert.Equal(length + 1 - evicted.Length, dropped.CacheLength(Config.SlidingWindowPattern - 1));
+        double[] full = fixture.Reference.Forward([.. tokens, next[0]])[^1];
+        Assert.True(MaxDifference(full, fromDropped.Logits(0, 0)) > 1e-3, "evicting tokens should change the output");
+    }
+
+    private static double MaxDifference(double[] expected, ReadOnlySpan<float> actual)
+    {
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        }
+
+        return worst;
+    }
+}

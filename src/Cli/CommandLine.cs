@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using Microsoft.Extensions.Logging;
 using Serving.Runtime.Models;
 
 namespace Serving.Cli;
@@ -10,6 +11,12 @@ internal static class CommandLine
     public const int Ok = 0;
     public const int Failed = 1;
     public const int BadArguments = 2;
+
+    /// <summary>Log lines on stderr only: stdout carries results (one JSON object with --json).</summary>
+    public static ILoggerFactory StderrLogging() => LoggerFactory.Create(builder => builder
+        .SetMinimumLevel(LogLevel.Information)
+        .AddSimpleConsole(options => options.SingleLine = true)
+        .AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace));
 
     public static int Run(RootCommand root, string[] args)
     {

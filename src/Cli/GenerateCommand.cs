@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Models;
 using Serving.Runtime.Text;
@@ -42,7 +43,8 @@ internal static class GenerateCommand
         }
 
         var clock = Stopwatch.StartNew();
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName);
+        using ILoggerFactory logging = CommandLine.StderrLogging();
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
         GemmaTokenizer tokenizer = GemmaTokenizer.Load(folder.FullName);
         double loadMs = clock.Elapsed.TotalMilliseconds;
 

@@ -74,18 +74,14 @@ public sealed class GraphBuilder
 
     public string FloatScalar(float value) => FloatTensor([value], []);
 
-    private string Int64Tensor(long[] values, long[] dims)
-    {
-        var tensor = new TensorProto { Name = UniqueName($"{Scope}/const_i64"), DataType = (int)DataType.Int64 };
-        tensor.Dims.AddRange(dims);
-        tensor.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
-        Graph.Initializer.Add(tensor);
-        return tensor.Name;
-    }
+    private string Int64Tensor(long[] values, long[] dims) => Constant<long>(values, dims, DataType.Int64, "const_i64");
 
-    private string FloatTensor(float[] values, long[] dims)
+    private string FloatTensor(float[] values, long[] dims) => Constant<float>(values, dims, DataType.Float, "const_f32");
+
+    private string Constant<T>(T[] values, long[] dims, DataType type, string name)
+        where T : unmanaged
     {
-        var tensor = new TensorProto { Name = UniqueName($"{Scope}/const_f32"), DataType = (int)DataType.Float };
+        var tensor = new TensorProto { Name = UniqueName($"{Scope}/{name}"), DataType = (int)type };
         tensor.Dims.AddRange(dims);
         tensor.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         Graph.Initializer.Add(tensor);

@@ -34,7 +34,7 @@ internal static class HuggingFaceTokenizerFiles
         {
             if (IsAddedToken(pieces[id].Type))
             {
-                WriteAddedToken(json, id, pieces[id].Text, IsSpecial(pieces[id]));
+                WriteTokenObject(json, pieces[id].Text, IsSpecial(pieces[id]), id);
             }
         }
 
@@ -159,22 +159,15 @@ internal static class HuggingFaceTokenizerFiles
         piece.Type is PieceType.Control or PieceType.Unknown ||
         piece.Text is GemmaVocabulary.StartOfTurnToken or GemmaVocabulary.EndOfTurnToken;
 
-    private static void WriteAddedToken(Utf8JsonWriter json, int id, string content, bool special)
+    /// <summary>An added token as both files write it; tokenizer.json's list also carries the id.</summary>
+    private static void WriteTokenObject(Utf8JsonWriter json, string content, bool special, int? id = null)
     {
         json.WriteStartObject();
-        json.WriteNumber("id", id);
-        json.WriteString("content", content);
-        json.WriteBoolean("single_word", false);
-        json.WriteBoolean("lstrip", false);
-        json.WriteBoolean("rstrip", false);
-        json.WriteBoolean("normalized", false);
-        json.WriteBoolean("special", special);
-        json.WriteEndObject();
-    }
+        if (id is { } value)
+        {
+            json.WriteNumber("id", value);
+        }
 
-    private static void WriteTokenObject(Utf8JsonWriter json, string content, bool special)
-    {
-        json.WriteStartObject();
         json.WriteString("content", content);
         json.WriteBoolean("lstrip", false);
         json.WriteBoolean("normalized", false);

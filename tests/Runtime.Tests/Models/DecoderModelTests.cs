@@ -136,6 +136,32 @@ public class DecoderModelTests
     }
 
     [Fact]
+    public void Float16CachesAndLogitsAreSupported()
+    {
+        using var folder = TinyFolder();
+        SyntheticDecoder.Write(folder.File("onnx/model.onnx"), Tiny, new(Float16: true));
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, model.Signature.KvType);
+        Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, model.Signature.LogitsType);
+
+        // The synthetic logits are the input id on every class: greedy picks class 0.
+        GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 4, StopAtEos: false));
+        Assert.Equal([0, 0, 0, 0], result.TokenIds);
+    }
+
+    [Fact]
+    public void KvCachesOfAnotherTypeAreRefused()
+    {
+        using var folder = TinyFolder();
+        var graph = Serving.Runtime.Onnx.OnnxModelFile.Load(folder.File("onnx/model.onnx"));
+        graph.Graph.Input.Single(i => i.Name == "past_key_values.0.key").Type.TensorType.ElemType = (int)Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType.Double;
+        Serving.Runtime.Onnx.OnnxModelFile.Save(graph, folder.File("onnx/model.onnx"), long.MaxValue);
+        // ONNX Runtime itself refuses the graph (Concat of double and float); either way the file is named.
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.EndsWith("model.onnx", error.FilePath);
+    }
+
+    [Fact]
     public void GenAiConfigNamesTheFileAndTensors()
     {
         using var folder = TinyFolder();

@@ -14,7 +14,7 @@ internal static class SyntheticDecoder
 {
     public sealed record Shape(bool AttentionMask = true, bool PositionIds = true, bool NumLogitsToKeep = false,
         string PastKey = "past_key_values.{0}.key", string PastValue = "past_key_values.{0}.value",
-        string PresentKey = "present.{0}.key", string PresentValue = "present.{0}.value");
+        string PresentKey = "present.{0}.key", string PresentValue = "present.{0}.value", bool Float16 = false);
 
     public static void Write(string path, Gemma3Config config, Shape shape)
     {
@@ -36,19 +36,20 @@ internal static class SyntheticDecoder
         }
 
         string logitShape = g.Op("Concat", [g.Op("Shape", [ids]), g.Int64s(config.VocabSize)], GraphBuilder.Attr("axis", 0L));
-        string asFloat = g.Op("Unsqueeze", [g.Op("Cast", [ids], GraphBuilder.Attr("to", (long)DataType.Float)), g.Int64s(2)]);
-        g.Output(g.Op("Expand", [asFloat, logitShape]), "logits", DataType.Float, "batch_size", "sequence_length", config.VocabSize);
+        DataType floats = shape.Float16 ? DataType.Float16 : DataType.Float;
+        string asFloat = g.Op("Unsqueeze", [g.Op("Cast", [ids], GraphBuilder.Attr("to", (long)floats)), g.Int64s(2)]);
+        g.Output(g.Op("Expand", [asFloat, logitShape]), "logits", floats, "batch_size", "sequence_length", config.VocabSize);
 
         string newShape = g.Op("Concat", [g.Op("Shape", [ids], GraphBuilder.Attr("end", 1L)), g.Int64s(config.NumKeyValueHeads),
             g.Op("Shape", [ids], GraphBuilder.Attr("start", 1L)), g.Int64s(config.HeadDim)], GraphBuilder.Attr("axis", 0L));
-        string zeros = g.Op("Expand", [g.FloatScalar(0f), newShape]);
+        string zeros = g.Op("Cast", [g.Op("Expand", [g.FloatScalar(0f), newShape])], GraphBuilder.Attr("to", (long)floats));
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             foreach (var (pastPattern, presentPattern) in new[] { (shape.PastKey, shape.PresentKey), (shape.PastValue, shape.PresentValue) })
             {
-                string past = g.Input(Name(pastPattern, layer), DataType.Float, "batch_size", config.NumKeyValueHeads, "past_sequence_length", config.HeadDim);
+                string past = g.Input(Name(pastPattern, layer), floats, "batch_size", config.NumKeyValueHeads, "past_sequence_length", config.HeadDim);
                 g.Output(g.Op("Concat", [past, zeros], GraphBuilder.Attr("axis", 2L)), Name(presentPattern, layer),
-                    DataType.Float, "batch_size", config.NumKeyValueHeads, "total_sequence_length", config.HeadDim);
+                    floats, "batch_size", config.NumKeyValueHeads, "total_sequence_length", config.HeadDim);
             }
         }
 

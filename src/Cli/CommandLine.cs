@@ -41,8 +41,9 @@ internal static class CommandLine
             Console.Error.WriteLine($"error: {e.Message}");
             return BadArguments;
         }
-        catch (ModelLoadException e)
+        catch (Exception e) when (e is ModelLoadException or FileNotFoundException or InvalidDataException)
         {
+            // Every model-folder error names its file: the argument pointed at a bad folder.
             Console.Error.WriteLine($"error: cannot load the model: {e.Message}");
             return BadArguments;
         }

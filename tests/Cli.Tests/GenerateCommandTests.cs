@@ -80,5 +80,15 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.Contains("model_type 'bert'", result.Stderr);
     }
 
+    [Fact]
+    public void AMissingTokenizerIsNamedInTheError()
+    {
+        string path = Path.Combine(_model, "tokenizer.model");
+        File.Delete(path);
+        var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "x");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(path, result.Stderr);
+    }
+
     public void Dispose() => _temp.Dispose();
 }

@@ -52,9 +52,8 @@ public sealed class DecoderModel : IDisposable
 
         string configPath = Path.Combine(folder, "config.json");
         Gemma3Config config = ReadConfig(configPath);
-        JsonObject? genai = ReadOptionalJson(Path.Combine(folder, "genai_config.json"));
-        DecoderNames names = GenAiConfig.Names(genai);
-        string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? GenAiConfig.FileName(genai));
+        var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, "genai_config.json"));
+        string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? genaiFile);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
 
         InferenceSession session = OpenSession(onnxPath, options);
@@ -79,7 +78,7 @@ public sealed class DecoderModel : IDisposable
     private static Gemma3Config ReadConfig(string path)
     {
         JsonObject json = ReadOptionalJson(path) ?? throw new ModelLoadException(path, "config.json not found");
-        string? modelType = json["model_type"]?.GetValue<string>();
+        string? modelType = json["model_type"] is JsonValue value && value.TryGetValue(out string? text) ? text : json["model_type"]?.ToJsonString();
         if (modelType != Gemma3Config.ModelType)
         {
             throw new ModelLoadException(path, $"model_type '{modelType}' is not supported (supported: {Gemma3Config.ModelType})");
@@ -92,6 +91,19 @@ public sealed class DecoderModel : IDisposable
         catch (ArgumentException e)
         {
             throw new ModelLoadException(path, e.Message, e);
+        }
+    }
+
+    private static (DecoderNames Names, string? OnnxFile) ReadGenAiConfig(string path)
+    {
+        JsonObject? genai = ReadOptionalJson(path);
+        try
+        {
+            return (GenAiConfig.Names(genai), GenAiConfig.FileName(genai));
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelLoadException(path, $"a decoder name or filename is not a string: {e.Message}", e);
         }
     }
 

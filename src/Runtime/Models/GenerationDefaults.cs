@@ -22,7 +22,7 @@ public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTo
         {
             IReadOnlyList<int> eos = json["eos_token_id"] switch
             {
-                JsonArray array => array.Select(node => node!.GetValue<int>()).ToArray(),
+                JsonArray array => array.Select(node => node?.GetValue<int>() ?? throw new FormatException("eos_token_id holds null")).ToArray(),
                 JsonValue value => [value.GetValue<int>()],
                 _ => [config.EosTokenId],
             };

@@ -109,12 +109,29 @@ public class DecoderModelTests
         Assert.Contains(expected, error.Message);
     }
 
-    [Fact]
-    public void InvalidConfigValueIsNamed()
+    [Theory]
+    [InlineData("num_attention_heads", "\"four\"")]
+    [InlineData("tie_word_embeddings", "\"yes\"")]
+    [InlineData("hidden_activation", "3")]
+    [InlineData("eos_token_id", "[null]")]
+    [InlineData("rope_theta", "{}")]
+    [InlineData("layer_types", "[1, 2, 3, 4]")]
+    [InlineData("model_type", "7")]
+    public void InvalidConfigValueIsNamed(string field, string json)
     {
         using var folder = TinyFolder();
-        EditConfig(folder, json => json["num_attention_heads"] = "four");
-        Assert.Contains("num_attention_heads", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).Message);
+        EditConfig(folder, config => config[field] = JsonNode.Parse(json));
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Contains(field, error.Message);
+        Assert.EndsWith("config.json", error.FilePath);
+    }
+
+    [Fact]
+    public void InvalidGenAiConfigIsNamed()
+    {
+        using var folder = TinyFolder();
+        File.WriteAllText(folder.File("genai_config.json"), """{"model": {"decoder": {"filename": 12}}}""");
+        Assert.EndsWith("genai_config.json", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
     }
 
     [Fact]

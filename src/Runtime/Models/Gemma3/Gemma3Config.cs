@@ -163,8 +163,8 @@ public sealed record Gemma3Config
             BosTokenId = Int(json, "bos_token_id", 2),
             EosTokenId = FirstInt(json, "eos_token_id", 1),
             PadTokenId = Int(json, "pad_token_id", 0),
-            TieWordEmbeddings = json["tie_word_embeddings"]?.GetValue<bool>() ?? true,
-            HiddenActivation = json["hidden_activation"]?.GetValue<string>() ?? "gelu_pytorch_tanh",
+            TieWordEmbeddings = Value<bool>(json["tie_word_embeddings"], "tie_word_embeddings", true),
+            HiddenActivation = Text(json["hidden_activation"], "hidden_activation", "gelu_pytorch_tanh"),
         };
         config.Validate();
         config.CheckLayerTypes(json["layer_types"] as JsonArray);
@@ -182,15 +182,24 @@ public sealed record Gemma3Config
         for (int i = 0; i < layerTypes.Count; i++)
         {
             string expected = LayerKind(i) == AttentionKind.Full ? "full_attention" : "sliding_attention";
-            string? actual = layerTypes[i]?.GetValue<string>();
+            string actual = Text(layerTypes[i], "layer_types", "");
             Require(actual == expected, "layer_types",
                 $"entry {i} is '{actual}' but sliding_window_pattern {SlidingWindowPattern} implies '{expected}'");
         }
     }
 
-    private static int Int(JsonObject json, string name, int? fallback = null)
+    private static int Int(JsonObject json, string name, int? fallback = null) =>
+        Value(json[name], name, fallback);
+
+    /// <summary>Hugging Face writes eos_token_id as a number or a list; the first id is the model's own.</summary>
+    private static int FirstInt(JsonObject json, string name, int fallback) =>
+        json[name] is JsonArray array ? Value<int>(array.Count > 0 ? array[0] : null, name, null) : Int(json, name, fallback);
+
+    private static double Double(JsonObject json, string name, double fallback) => Value<double>(json[name], name, fallback);
+
+    private static T Value<T>(JsonNode? node, string name, T? fallback)
+        where T : struct
     {
-        JsonNode? node = json[name];
         if (node is null)
         {
             return fallback ?? throw new ArgumentException($"config field '{name}' is missing", name);
@@ -198,33 +207,24 @@ public sealed record Gemma3Config
 
         try
         {
-            return node.GetValue<int>();
+            return node.GetValue<T>();
         }
         catch (Exception e) when (e is FormatException or InvalidOperationException)
         {
-            throw new ArgumentException($"config field '{name}' must be an integer, got {node.ToJsonString()}", name, e);
+            throw new ArgumentException($"config field '{name}' must be {typeof(T).Name.ToLowerInvariant()}, got {node.ToJsonString()}", name, e);
         }
     }
 
-    private static int FirstInt(JsonObject json, string name, int fallback) =>
-        json[name] is JsonArray array && array.Count > 0 ? array[0]!.GetValue<int>() : Int(json, name, fallback);
-
-    private static double Double(JsonObject json, string name, double fallback)
+    private static string Text(JsonNode? node, string name, string fallback)
     {
-        JsonNode? node = json[name];
         if (node is null)
         {
             return fallback;
         }
 
-        try
-        {
-            return node.GetValue<double>();
-        }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new ArgumentException($"config field '{name}' must be a number, got {node.ToJsonString()}", name, e);
-        }
+        return node is JsonValue value && value.TryGetValue(out string? text)
+            ? text
+            : throw new ArgumentException($"config field '{name}' must be a string, got {node.ToJsonString()}", name);
     }
 
     public static string Serialize(Gemma3Config config) =>

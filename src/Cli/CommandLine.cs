@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Models;
 
 namespace Serving.Cli;
@@ -41,11 +42,16 @@ internal static class CommandLine
             Console.Error.WriteLine($"error: {e.Message}");
             return BadArguments;
         }
-        catch (Exception e) when (e is ModelLoadException or FileNotFoundException or InvalidDataException)
+        catch (ModelLoadException e)
         {
             // Every model-folder error names its file: the argument pointed at a bad folder.
             Console.Error.WriteLine($"error: cannot load the model: {e.Message}");
             return BadArguments;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OnnxRuntimeException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return Failed;
         }
     }
 }

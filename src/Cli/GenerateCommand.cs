@@ -32,7 +32,7 @@ internal static class GenerateCommand
             throw new UsageException($"--max-tokens must be at least 1, got {maxTokens}");
         }
 
-        if (!(temperature >= 0) || double.IsInfinity(temperature))
+        if (!Sampler.IsValidTemperature(temperature))
         {
             throw new UsageException($"--temperature must be a finite number ≥ 0, got {temperature}");
         }
@@ -45,10 +45,15 @@ internal static class GenerateCommand
         var clock = Stopwatch.StartNew();
         using ILoggerFactory logging = CommandLine.StderrLogging();
         using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
-        GemmaTokenizer tokenizer = GemmaTokenizer.Load(folder.FullName);
+        GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
         int[] promptIds = tokenizer.Encode(prompt);
+        if (promptIds.Length == 0)
+        {
+            throw new UsageException("--prompt is empty and the tokenizer adds no BOS token: there is nothing to continue");
+        }
+
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
         var options = new GenerateOptions(maxTokens, temperature, seed);
         GenerationResult result = new Generator(decoder).Generate(promptIds, options,

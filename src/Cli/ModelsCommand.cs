@@ -21,6 +21,11 @@ internal static class ModelsCommand
 
     private static int Run(Gemma3Config config, DirectoryInfo output, ulong seed)
     {
+        if (File.Exists(output.FullName))
+        {
+            throw new UsageException($"'{output.FullName}' is a file, not a folder");
+        }
+
         if (output.Exists && output.EnumerateFileSystemInfos().Any())
         {
             throw new UsageException($"'{output.FullName}' exists and is not empty");

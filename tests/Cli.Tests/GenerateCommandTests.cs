@@ -45,12 +45,17 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
-    public void PlainOutputStreamsTextAndReportsTimingsOnStderr()
+    public void PlainOutputStreamsTheSameTextAsJsonAndTimingsOnStderr()
     {
-        var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "And God said", "--max-tokens", "5");
-        Assert.Equal(0, result.ExitCode);
-        Assert.Contains("prompt tokens", result.Stderr);
-        Assert.Contains("tokens/s", result.Stderr);
+        string[] args = ["generate", "--model", _model, "--prompt", "And God said", "--max-tokens", "20"];
+        var plain = ServingProcess.Run(args);
+        var json = JsonNode.Parse(ServingProcess.Run([.. args, "--json"]).Stdout)!;
+
+        Assert.Equal(0, plain.ExitCode);
+        Assert.Equal(json["text"]!.GetValue<string>() + "\n", plain.Stdout);
+        Assert.NotEqual("", plain.Stdout.Trim());
+        Assert.Contains("prompt tokens", plain.Stderr);
+        Assert.Contains("tokens/s", plain.Stderr);
     }
 
     [Theory]
@@ -88,6 +93,18 @@ public sealed class GenerateCommandTests : IDisposable
         var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "x");
         Assert.Equal(2, result.ExitCode);
         Assert.Contains(path, result.Stderr);
+    }
+
+    [Fact]
+    public void AnEmptyPromptWithoutBosIsAUsageError()
+    {
+        string path = Path.Combine(_model, "tokenizer_config.json");
+        var config = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        config["add_bos_token"] = false;
+        File.WriteAllText(path, config.ToJsonString());
+        var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("nothing to continue", result.Stderr);
     }
 
     public void Dispose() => _temp.Dispose();

@@ -57,4 +57,16 @@ public class ModelsCommandTests
         Assert.Contains("not empty", result.Stderr);
         Assert.Equal("mine", File.ReadAllText(Path.Combine(temp.Sub("full"), "keep.txt")));
     }
+
+    [Fact]
+    public void RefusesAnOutputPathThatIsAFile()
+    {
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.Path);
+        string file = temp.Sub("file.txt");
+        File.WriteAllText(file, "mine");
+        var result = ServingProcess.Run("models", "create", "--preset", "tiny", "--out", file);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("is a file", result.Stderr);
+    }
 }

@@ -78,11 +78,11 @@ public sealed class TransformersJsTests : IDisposable
         }, TimeSpan.FromMinutes(3));
 
         using var model = DecoderModel.Load(_folder);
-        var runner = new ModelRunner(model);
+        using var runner = new ModelRunner(model);
         int layers = model.Signature.Layers.Count;
         var empty = Enumerable.Range(0, 2 * layers).Select(_ => runner.EmptyPast(1)).ToArray();
-        using DecoderOutputs outputs = runner.Run(new DecoderBatch(1, ids.Length, [.. ids.Select(i => (long)i)],
-            [.. ids.Select(_ => 1L)], [.. Enumerable.Range(0, ids.Length).Select(i => (long)i)], empty[..layers], empty[layers..]));
+        using DecoderOutputs outputs = runner.Run(new DecoderBatch(1, ids.Length, ids.Select(i => (long)i).ToArray(),
+            ids.Select(_ => 1L).ToArray(), Enumerable.Range(0, ids.Length).Select(i => (long)i).ToArray(), empty[..layers], empty[layers..]));
         for (int s = 0; s < ids.Length; s++)
         {
             float[] theirs = [.. peer["forward"]![s]!.AsArray().Select(v => v!.GetValue<float>())];

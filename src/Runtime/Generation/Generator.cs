@@ -11,12 +11,11 @@ public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string Finish
 
 /// <summary>
 /// Generates one sequence: a prefill call for the prompt, then one call per token with the
-/// previous call's present caches as past. Positions are true positions from 0.
+/// previous call's present caches as past. Positions are true positions from 0. Buffers for
+/// the whole generation are made up front; each step passes slices of them.
 /// </summary>
 public sealed class Generator(DecoderModel model)
 {
-    private readonly ModelRunner _runner = new(model);
-
     public GenerationResult Generate(IReadOnlyList<int> promptIds, GenerateOptions options, Action<int>? onToken = null)
     {
         if (promptIds.Count == 0)
@@ -25,15 +24,17 @@ public sealed class Generator(DecoderModel model)
         }
 
         var sampler = new Sampler(options.Temperature, options.Seed);
+        using var runner = new ModelRunner(model);
+        var buffers = new StepBuffers(promptIds, options.MaxTokens);
         var generated = new List<int>(options.MaxTokens);
         var clock = Stopwatch.StartNew();
-        DecoderOutputs outputs = Prefill(promptIds);
+        DecoderOutputs outputs = Prefill(runner, buffers, promptIds.Count);
         double prefillMs = clock.Elapsed.TotalMilliseconds;
         string finish = "length";
         clock.Restart();
         try
         {
-            while (generated.Count < options.MaxTokens)
+            while (true)
             {
                 int token = sampler.Sample(outputs.Logits(0, outputs.LogitPositions - 1));
                 generated.Add(token);
@@ -49,7 +50,7 @@ public sealed class Generator(DecoderModel model)
                     break;
                 }
 
-                DecoderOutputs next = Step(outputs, token, promptIds.Count + generated.Count - 1);
+                DecoderOutputs next = Step(runner, buffers, outputs, token, promptIds.Count + generated.Count - 1);
                 outputs.Dispose();
                 outputs = next;
             }
@@ -64,23 +65,23 @@ public sealed class Generator(DecoderModel model)
         return new GenerationResult(generated, finish, prefillMs, tokensPerSecond);
     }
 
-    private DecoderOutputs Prefill(IReadOnlyList<int> promptIds)
+    private DecoderOutputs Prefill(ModelRunner runner, StepBuffers buffers, int count)
     {
-        int count = promptIds.Count;
-        var past = Enumerable.Range(0, model.Signature.Layers.Count).Select(_ => _runner.EmptyPast(1)).ToArray();
-        var pastValues = Enumerable.Range(0, model.Signature.Layers.Count).Select(_ => _runner.EmptyPast(1)).ToArray();
+        int layers = model.Signature.Layers.Count;
+        var empty = new OrtValue[2 * layers];
+        for (int i = 0; i < empty.Length; i++)
+        {
+            empty[i] = runner.EmptyPast(1);
+        }
+
         try
         {
-            var batch = new DecoderBatch(1, count,
-                [.. promptIds.Select(id => (long)id)],
-                [.. Enumerable.Repeat(1L, count)],
-                [.. Enumerable.Range(0, count).Select(i => (long)i)],
-                past, pastValues) { LastLogitsOnly = true };
-            return _runner.Run(batch);
+            return runner.Run(new DecoderBatch(1, count, buffers.Tokens[..count], buffers.Ones[..count], buffers.Positions[..count],
+                empty[..layers], empty[layers..]) { LastLogitsOnly = true });
         }
         finally
         {
-            foreach (OrtValue value in past.Concat(pastValues))
+            foreach (OrtValue value in empty)
             {
                 value.Dispose();
             }
@@ -88,10 +89,37 @@ public sealed class Generator(DecoderModel model)
     }
 
     /// <summary>One token at <paramref name="position"/>; the global cache holds every earlier token.</summary>
-    private DecoderOutputs Step(DecoderOutputs previous, int token, int position)
+    private static DecoderOutputs Step(ModelRunner runner, StepBuffers buffers, DecoderOutputs previous, int token, int position)
     {
-        var batch = new DecoderBatch(1, 1, [token], [.. Enumerable.Repeat(1L, position + 1)], [position],
-            previous.PresentKeys, previous.PresentValues) { LastLogitsOnly = true };
-        return _runner.Run(batch);
+        buffers.Tokens.Span[0] = token;
+        return runner.Run(new DecoderBatch(1, 1, buffers.Tokens[..1], buffers.Ones[..(position + 1)], buffers.Positions.Slice(position, 1),
+            previous.PresentKeys, previous.PresentValues) { LastLogitsOnly = true });
+    }
+
+    /// <summary>Token ids, an all-ones mask and 0, 1, 2, … positions, sized for the longest step.</summary>
+    private sealed class StepBuffers
+    {
+        public StepBuffers(IReadOnlyList<int> promptIds, int maxTokens)
+        {
+            int length = promptIds.Count + maxTokens;
+            Tokens = new long[promptIds.Count];
+            for (int i = 0; i < promptIds.Count; i++)
+            {
+                Tokens.Span[i] = promptIds[i];
+            }
+
+            long[] ones = new long[length], positions = new long[length];
+            Array.Fill(ones, 1L);
+            for (int i = 0; i < length; i++)
+            {
+                positions[i] = i;
+            }
+
+            (Ones, Positions) = (ones, positions);
+        }
+
+        public Memory<long> Tokens { get; }
+        public Memory<long> Ones { get; }
+        public Memory<long> Positions { get; }
     }
 }

@@ -1,20 +1,34 @@
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using Serving.Runtime.Models;
+using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Runtime.Generation;
 
-/// <summary>Runs a <see cref="DecoderModel"/>'s graph on a <see cref="DecoderBatch"/>, one ONNX Runtime call per step.</summary>
-public sealed class ModelRunner
+/// <summary>
+/// Runs a <see cref="DecoderModel"/>'s graph on a <see cref="DecoderBatch"/>, one ONNX Runtime
+/// call per step. Input names and the value array are built once; one runner serves one
+/// thread (the engine's step loop).
+/// </summary>
+public sealed class ModelRunner : IDisposable
 {
     private readonly DecoderModel _model;
+    private readonly string[] _inputNames;
+    private readonly OrtValue[] _inputs;
     private readonly string[] _outputNames;
+    private readonly int _firstPast;
+    private readonly long[] _logitsToKeep = new long[1];
+    private readonly RunOptions _runOptions = new();
 
     public ModelRunner(DecoderModel model)
     {
         _model = model;
-        var layers = model.Signature.Layers;
-        _outputNames = [model.Signature.Logits, .. layers.SelectMany(layer => new[] { layer.PresentKey, layer.PresentValue })];
+        DecoderSignature signature = model.Signature;
+        string?[] optional = [signature.AttentionMask, signature.PositionIds, signature.NumLogitsToKeep];
+        _inputNames = [signature.InputIds, .. optional.OfType<string>(),
+            .. signature.Layers.SelectMany(layer => new[] { layer.PastKey, layer.PastValue })];
+        _firstPast = _inputNames.Length - 2 * signature.Layers.Count;
+        _inputs = new OrtValue[_inputNames.Length];
+        _outputNames = [signature.Logits, .. signature.Layers.SelectMany(layer => new[] { layer.PresentKey, layer.PresentValue })];
     }
 
     /// <summary>Empty caches <c>[B, Hkv, 0, D]</c> for a first call.</summary>
@@ -25,56 +39,100 @@ public sealed class ModelRunner
         return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, signature.KvType, shape);
     }
 
+    /// <exception cref="ArgumentException">The batch's buffers or caches disagree in size.</exception>
     public DecoderOutputs Run(DecoderBatch batch)
     {
-        var signature = _model.Signature;
-        var names = new List<string>(4 + 2 * signature.Layers.Count);
-        var values = new List<OrtValue>(names.Capacity);
-        var owned = new List<OrtValue>(4);
-        void AddOwned(string name, OrtValue value)
-        {
-            owned.Add(value);
-            names.Add(name);
-            values.Add(value);
-        }
-
+        Validate(batch);
+        DecoderSignature signature = _model.Signature;
+        long[] tokenShape = [batch.BatchSize, batch.NewTokens];
+        int owned = 0;
         try
         {
-            long[] tokenShape = [batch.BatchSize, batch.NewTokens];
-            AddOwned(signature.InputIds, OrtValue.CreateTensorValueFromMemory(batch.InputIds, tokenShape));
-            if (signature.AttentionMask is { } mask)
+            _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.InputIds, tokenShape);
+            if (signature.AttentionMask is not null)
             {
-                AddOwned(mask, OrtValue.CreateTensorValueFromMemory(batch.AttentionMask, [batch.BatchSize, batch.TotalLength]));
+                _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.AttentionMask, [batch.BatchSize, batch.TotalLength]);
             }
 
-            if (signature.PositionIds is { } positions)
+            if (signature.PositionIds is not null)
             {
-                AddOwned(positions, OrtValue.CreateTensorValueFromMemory(batch.PositionIds, tokenShape));
+                _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.PositionIds, tokenShape);
             }
 
-            if (signature.NumLogitsToKeep is { } keep)
+            if (signature.NumLogitsToKeep is not null)
             {
-                AddOwned(keep, OrtValue.CreateTensorValueFromMemory(new[] { batch.LastLogitsOnly ? 1L : batch.NewTokens }, []));
+                _logitsToKeep[0] = batch.LastLogitsOnly ? 1 : 0;
+                _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(_logitsToKeep, []);
             }
 
-            foreach (KvLayer layer in signature.Layers)
+            for (int layer = 0; layer < signature.Layers.Count; layer++)
             {
-                names.Add(layer.PastKey);
-                values.Add(batch.PastKeys[layer.Index]);
-                names.Add(layer.PastValue);
-                values.Add(batch.PastValues[layer.Index]);
+                _inputs[_firstPast + 2 * layer] = batch.PastKeys[layer];
+                _inputs[_firstPast + 2 * layer + 1] = batch.PastValues[layer];
             }
 
-            using var runOptions = new RunOptions();
-            return new DecoderOutputs(_model.Session.Run(runOptions, names, values, _outputNames), signature.Layers.Count);
+            return new DecoderOutputs(_model.Session.Run(_runOptions, _inputNames, _inputs, _outputNames), signature.Layers.Count);
         }
         finally
         {
-            // Inputs are copied or read during Run; outputs never alias them.
-            foreach (OrtValue value in owned)
+            // Inputs are read during Run; outputs never alias them. Past values belong to the caller.
+            for (int i = 0; i < owned; i++)
             {
-                value.Dispose();
+                _inputs[i].Dispose();
             }
+
+            Array.Clear(_inputs);
         }
     }
+
+    private void Validate(DecoderBatch batch)
+    {
+        int b = batch.BatchSize, s = batch.NewTokens;
+        Check(b > 0 && s > 0, $"a batch needs at least one row and one token, got {b} × {s}");
+        Check(batch.InputIds.Length == b * s && batch.PositionIds.Length == b * s,
+            $"input ids ({batch.InputIds.Length}) and positions ({batch.PositionIds.Length}) must hold {b} × {s} values");
+        Check(batch.AttentionMask.Length % b == 0 && batch.TotalLength >= s,
+            $"the attention mask ({batch.AttentionMask.Length} values) must hold {b} rows of at least {s}");
+        int layers = _model.Signature.Layers.Count;
+        Check(batch.PastKeys.Count == layers && batch.PastValues.Count == layers, $"the model has {layers} layers of past keys and values");
+
+        // Sliding caches are the right-aligned tail of the global layout (see Gemma3Graph).
+        long pastLength = batch.TotalLength - s;
+        foreach (KvLayer layer in FirstOfEachKind())
+        {
+            long length = batch.PastKeys[layer.Index].GetTensorTypeAndShape().Shape[2];
+            Check(layer.HasOwnLength ? length <= pastLength : length == pastLength || _model.Signature.AttentionMask is null,
+                $"layer {layer.Index} holds {length} past slots but the attention mask implies {pastLength}"
+                + (layer.HasOwnLength ? " or fewer (a sliding cache cannot outlive the global one)" : ""));
+        }
+    }
+
+    private IEnumerable<KvLayer> FirstOfEachKind()
+    {
+        var layers = _model.Signature.Layers;
+        KvLayer? global = null, sliding = null;
+        foreach (KvLayer layer in layers)
+        {
+            if (layer.HasOwnLength)
+            {
+                sliding ??= layer;
+            }
+            else
+            {
+                global ??= layer;
+            }
+        }
+
+        return new[] { global, sliding }.OfType<KvLayer>();
+    }
+
+    private static void Check(bool condition, string message)
+    {
+        if (!condition)
+        {
+            throw new ArgumentException(message, nameof(DecoderBatch));
+        }
+    }
+
+    public void Dispose() => _runOptions.Dispose();
 }

@@ -12,7 +12,7 @@ public sealed class Sampler
 
     public Sampler(double temperature, int? seed)
     {
-        if (!(temperature >= 0) || double.IsInfinity(temperature))
+        if (!IsValidTemperature(temperature))
         {
             throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be a finite number ≥ 0");
         }
@@ -20,6 +20,9 @@ public sealed class Sampler
         _temperature = temperature;
         _random = seed is { } s ? new Random(s) : new Random();
     }
+
+    /// <summary>A finite number ≥ 0 (NaN fails too).</summary>
+    public static bool IsValidTemperature(double temperature) => temperature >= 0 && !double.IsInfinity(temperature);
 
     public int Sample(ReadOnlySpan<float> logits) => _temperature == 0 ? ArgMax(logits) : Draw(logits);
 

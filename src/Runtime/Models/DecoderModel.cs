@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Text;
 
 namespace Serving.Runtime.Models;
 
@@ -23,9 +24,11 @@ public sealed record DecoderLoadOptions
 /// </summary>
 public sealed class DecoderModel : IDisposable
 {
-    private DecoderModel(string folder, string onnxPath, Gemma3Config config, GenerationDefaults generation, InferenceSession session, DecoderSignature signature)
+    private DecoderModel(string folder, string onnxPath, Gemma3Config config, GenerationDefaults generation, GemmaTokenizer tokenizer,
+        InferenceSession session, DecoderSignature signature)
     {
         Folder = folder;
+        Tokenizer = tokenizer;
         OnnxPath = onnxPath;
         Config = config;
         Generation = generation;
@@ -37,6 +40,7 @@ public sealed class DecoderModel : IDisposable
     public string OnnxPath { get; }
     public Gemma3Config Config { get; }
     public GenerationDefaults Generation { get; }
+    public GemmaTokenizer Tokenizer { get; }
     public InferenceSession Session { get; }
     public DecoderSignature Signature { get; }
 
@@ -55,6 +59,7 @@ public sealed class DecoderModel : IDisposable
         var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, "genai_config.json"));
         string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? genaiFile);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
+        GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
 
         InferenceSession session = OpenSession(onnxPath, options);
         try
@@ -66,13 +71,38 @@ public sealed class DecoderModel : IDisposable
                     onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
             }
 
-            return new DecoderModel(folder, onnxPath, config, generation, session, signature);
+            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session, signature);
         }
         catch
         {
             session.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The folder's tokenizer. It may know more ids than the embedding (real Gemma 3 lists an
+    /// image token past vocab_size), never fewer: the model could emit ids it cannot decode.
+    /// </summary>
+    private static GemmaTokenizer LoadTokenizer(string folder, Gemma3Config config)
+    {
+        GemmaTokenizer tokenizer;
+        try
+        {
+            tokenizer = GemmaTokenizer.Load(folder);
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        {
+            throw new ModelLoadException((e as FileNotFoundException)?.FileName ?? Path.Combine(folder, "tokenizer.model"), e.Message, e);
+        }
+
+        if (tokenizer.VocabSize < config.VocabSize)
+        {
+            throw new ModelLoadException(Path.Combine(folder, "tokenizer.model"),
+                $"the tokenizer has {tokenizer.VocabSize} pieces but config.json says vocab_size = {config.VocabSize}");
+        }
+
+        return tokenizer;
     }
 
     private static Gemma3Config ReadConfig(string path)
@@ -117,7 +147,8 @@ public sealed class DecoderModel : IDisposable
 
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+            var options = new JsonDocumentOptions { AllowDuplicateProperties = false };
+            return JsonNode.Parse(File.ReadAllText(path), documentOptions: options) as JsonObject
                 ?? throw new ModelLoadException(path, "expected a JSON object");
         }
         catch (JsonException e)

@@ -18,6 +18,17 @@ public sealed record DecoderNames
     public string PresentValue { get; init; } = "present.{0}.value";
 
     public static string ForLayer(string pattern, int layer) => string.Format(System.Globalization.CultureInfo.InvariantCulture, pattern, layer);
+
+    private static readonly DecoderNames Standard = new();
+
+    /// <summary>The Hugging Face names, which our builders write.</summary>
+    public static string PastKeyOf(int layer) => ForLayer(Standard.PastKey, layer);
+
+    public static string PastValueOf(int layer) => ForLayer(Standard.PastValue, layer);
+
+    public static string PresentKeyOf(int layer) => ForLayer(Standard.PresentKey, layer);
+
+    public static string PresentValueOf(int layer) => ForLayer(Standard.PresentValue, layer);
 }
 
 /// <summary>One layer's KV cache tensors, <c>[B, Hkv, T, D]</c>.</summary>
@@ -59,6 +70,14 @@ public sealed record DecoderSignature(
         string? Optional(string name) => inputs.ContainsKey(name) ? name : null;
 
         string inputIds = Require(inputs, names.InputIds, "input");
+        foreach (string? name in (string?[])[inputIds, Optional(names.AttentionMask), Optional(names.PositionIds), Optional(names.NumLogitsToKeep)])
+        {
+            if (name is not null && inputs[name].ElementDataType != TensorElementType.Int64)
+            {
+                throw fail($"input '{name}' has element type {inputs[name].ElementDataType}; only int64 is supported");
+            }
+        }
+
         string logits = Require(outputs, names.Logits, "output");
         var layers = new List<KvLayer>();
         for (int i = 0; i < config.NumHiddenLayers; i++)

@@ -4,10 +4,10 @@ using Serving.Runtime.Models.Gemma3;
 namespace Serving.Runtime.Models;
 
 /// <summary>
-/// Stop tokens and sampling defaults from <c>generation_config.json</c> (Gemma 3 lists both
+/// Special ids from <c>generation_config.json</c> (Gemma 3 lists both
 /// <c>&lt;eos&gt;</c> and <c>&lt;end_of_turn&gt;</c>); config.json's ids when the file is absent.
 /// </summary>
-public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTokenIds, int PadTokenId, double? Temperature, int? TopK, double? TopP)
+public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTokenIds, int PadTokenId)
 {
     public static GenerationDefaults Read(string folder, Gemma3Config config)
     {
@@ -15,7 +15,7 @@ public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTo
         JsonObject? json = DecoderModel.ReadOptionalJson(path);
         if (json is null)
         {
-            return new GenerationDefaults(config.BosTokenId, [config.EosTokenId], config.PadTokenId, null, null, null);
+            return new GenerationDefaults(config.BosTokenId, [config.EosTokenId], config.PadTokenId);
         }
 
         try
@@ -29,10 +29,7 @@ public sealed record GenerationDefaults(int BosTokenId, IReadOnlyList<int> EosTo
             return new GenerationDefaults(
                 json["bos_token_id"]?.GetValue<int>() ?? config.BosTokenId,
                 eos,
-                json["pad_token_id"]?.GetValue<int>() ?? config.PadTokenId,
-                json["temperature"]?.GetValue<double>(),
-                json["top_k"]?.GetValue<int>(),
-                json["top_p"]?.GetValue<double>());
+                json["pad_token_id"]?.GetValue<int>() ?? config.PadTokenId);
         }
         catch (Exception e) when (e is FormatException or InvalidOperationException)
         {

@@ -49,6 +49,14 @@ public sealed class ExternalDataWriter : IDisposable
         Write(tensor, raw.Span);
     }
 
+    /// <summary>Copies an external tensor's bytes from <paramref name="sourceDirectory"/> into this file.</summary>
+    public void CopyExternal(TensorProto tensor, string sourceDirectory)
+    {
+        var bytes = new byte[TensorData.ByteLength(tensor)];
+        TensorData.ReadBytes(tensor, sourceDirectory, bytes);
+        Write(tensor, bytes);
+    }
+
     private void Write(TensorProto tensor, ReadOnlySpan<byte> bytes)
     {
         long padding = (Alignment - _stream.Position % Alignment) % Alignment;

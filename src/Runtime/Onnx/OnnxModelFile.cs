@@ -43,15 +43,21 @@ public static class OnnxModelFile
     }
 
     /// <summary>
-    /// Writes the model. Initializers holding more than <paramref name="externalThresholdBytes"/>
-    /// bytes inline are first moved to <c>{file name}_data</c> beside it (appended, 64-byte
-    /// aligned), so the protobuf stays small; pass <see cref="long.MaxValue"/> to keep them inline.
+    /// Writes the model to <paramref name="path"/> without changing <paramref name="model"/>.
+    /// Initializers holding more than <paramref name="externalThresholdBytes"/> bytes inline
+    /// are appended to <c>{file name}_data</c> beside it (64-byte aligned), so the protobuf
+    /// stays small; pass <see cref="long.MaxValue"/> to keep them inline. A model loaded from
+    /// another folder names that folder in <paramref name="sourceDirectory"/>: its external
+    /// tensors are then copied too, so the saved model stands on its own.
     /// </summary>
-    public static void Save(ModelProto model, string path, long externalThresholdBytes = 1024)
+    public static void Save(ModelProto model, string path, long externalThresholdBytes = 1024, string? sourceDirectory = null)
     {
         string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(directory);
-        MoveLargeTensorsToExternalData(model.Graph, path, externalThresholdBytes);
+        model = model.Clone();
+        bool relocate = sourceDirectory is not null && Path.GetFullPath(sourceDirectory).TrimEnd('/') != directory.TrimEnd('/');
+        WriteExternalData(model.Graph, path, externalThresholdBytes, relocate ? sourceDirectory : null);
+        CheckExternalDataExists(model.Graph, directory);
 
         long size = model.CalculateSize();
         if (size > ProtobufLimitBytes)
@@ -69,19 +75,40 @@ public static class OnnxModelFile
         File.Move(temporary, path, overwrite: true);
     }
 
-    private static void MoveLargeTensorsToExternalData(GraphProto graph, string modelPath, long thresholdBytes)
+    private static void WriteExternalData(GraphProto graph, string modelPath, long thresholdBytes, string? copyFrom)
     {
-        var large = graph.Initializer.Where(t => t.RawData.Length > thresholdBytes).ToList();
-        if (large.Count == 0)
+        var moving = graph.Initializer.Where(tensor => tensor.RawData.Length > thresholdBytes
+            || (copyFrom is not null && tensor.DataLocation == TensorProto.Types.DataLocation.External)).ToList();
+        if (moving.Count == 0)
         {
             return;
         }
 
-        string dataPath = modelPath + "_data";
-        using var writer = ExternalDataWriter.Append(dataPath);
-        foreach (TensorProto tensor in large)
+        using var writer = ExternalDataWriter.Append(modelPath + "_data");
+        foreach (TensorProto tensor in moving)
         {
-            writer.MoveToExternal(tensor);
+            if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
+            {
+                writer.CopyExternal(tensor, copyFrom!);
+            }
+            else
+            {
+                writer.MoveToExternal(tensor);
+            }
+        }
+    }
+
+    /// <summary>A model saved away from its data would only fail later, inside ONNX Runtime.</summary>
+    private static void CheckExternalDataExists(GraphProto graph, string directory)
+    {
+        foreach (TensorProto tensor in graph.Initializer.Where(t => t.DataLocation == TensorProto.Types.DataLocation.External))
+        {
+            string location = TensorData.ExternalLocation(tensor);
+            if (!File.Exists(Path.Combine(directory, location)))
+            {
+                throw new InvalidOperationException(
+                    $"tensor '{tensor.Name}' refers to '{location}', which is not in {directory}: pass the model's source folder to copy its data");
+            }
         }
     }
 }

@@ -78,6 +78,30 @@ public static class TensorData
         stream.ReadExactly(destination);
     }
 
+    /// <summary>The data file an external tensor names, relative to the model's folder.</summary>
+    public static string ExternalLocation(TensorProto tensor) => ExternalReference(tensor).Location;
+
+    /// <summary>Bytes of the tensor's data: inline, or as its external reference gives (or implies by type and shape).</summary>
+    public static long ByteLength(TensorProto tensor)
+    {
+        if (tensor.DataLocation != TensorProto.Types.DataLocation.External)
+        {
+            return tensor.RawData.Length;
+        }
+
+        long length = ExternalReference(tensor).Length;
+        return length >= 0 ? length : ElementCount(tensor) * ElementSize(tensor);
+    }
+
+    private static int ElementSize(TensorProto tensor) => (TensorProto.Types.DataType)tensor.DataType switch
+    {
+        TensorProto.Types.DataType.Float or TensorProto.Types.DataType.Int32 or TensorProto.Types.DataType.Uint32 => 4,
+        TensorProto.Types.DataType.Double or TensorProto.Types.DataType.Int64 or TensorProto.Types.DataType.Uint64 => 8,
+        TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16 or TensorProto.Types.DataType.Int16 or TensorProto.Types.DataType.Uint16 => 2,
+        TensorProto.Types.DataType.Int8 or TensorProto.Types.DataType.Uint8 or TensorProto.Types.DataType.Bool => 1,
+        var type => throw new InvalidDataException($"tensor '{tensor.Name}' of type {type} has no external length"),
+    };
+
     private static (string Location, long Offset, long Length) ExternalReference(TensorProto tensor)
     {
         string? location = null;

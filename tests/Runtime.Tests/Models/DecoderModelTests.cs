@@ -32,7 +32,7 @@ public class DecoderModelTests
         using var model = DecoderModel.Load(folder.Path);
         DecoderSignature signature = model.Signature;
         Assert.Equal(("input_ids", "attention_mask", "position_ids"), (signature.InputIds, signature.AttentionMask, signature.PositionIds));
-        Assert.Null(signature.NumLogitsToKeep);
+        Assert.Equal("num_logits_to_keep", signature.NumLogitsToKeep);
         Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, signature.KvType);
         Assert.Equal(Tiny.NumHiddenLayers, signature.Layers.Count);
         Assert.All(signature.Layers, layer =>
@@ -127,6 +127,32 @@ public class DecoderModelTests
     }
 
     [Fact]
+    public void DuplicateKeysInConfigAreNamed()
+    {
+        using var folder = TinyFolder();
+        File.WriteAllText(folder.File("config.json"), File.ReadAllText(folder.File("config.json")).Replace("{", "{\"vocab_size\": 5,", StringComparison.Ordinal));
+        Assert.EndsWith("config.json", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+    }
+
+    [Fact]
+    public void ATokenizerSmallerThanTheVocabularyIsRefused()
+    {
+        using var folder = TinyFolder();
+        Serving.Runtime.Text.GemmaTokenizerWriter.Write(folder.Path, 800);
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Contains("800 pieces", error.Message);
+        Assert.EndsWith("tokenizer.model", error.FilePath);
+    }
+
+    [Fact]
+    public void AMissingTokenizerIsNamed()
+    {
+        using var folder = TinyFolder();
+        File.Delete(folder.File("tokenizer.model"));
+        Assert.EndsWith("tokenizer.model", Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path)).FilePath);
+    }
+
+    [Fact]
     public void InvalidGenAiConfigIsNamed()
     {
         using var folder = TinyFolder();
@@ -149,7 +175,7 @@ public class DecoderModelTests
         Assert.Contains(logger.Messages, m => m.Contains("KV-cache compression is unavailable", StringComparison.Ordinal));
 
         GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 3, StopAtEos: false));
-        Assert.Equal(3, result.TokenIds.Count);
+        Assert.Equal([42, 43, 44], result.TokenIds);
     }
 
     [Fact]
@@ -161,21 +187,20 @@ public class DecoderModelTests
         Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, model.Signature.KvType);
         Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16, model.Signature.LogitsType);
 
-        // The synthetic logits are the input id on every class: greedy picks class 0.
         GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 4, StopAtEos: false));
-        Assert.Equal([0, 0, 0, 0], result.TokenIds);
+        Assert.Equal([42, 43, 44, 45], result.TokenIds);
     }
 
     [Fact]
-    public void KvCachesOfAnotherTypeAreRefused()
+    public void InputIdsOfAnotherTypeAreRefused()
     {
+        // Gather takes int32 indices too, so ONNX Runtime loads this graph; the runner feeds int64.
         using var folder = TinyFolder();
-        var graph = Serving.Runtime.Onnx.OnnxModelFile.Load(folder.File("onnx/model.onnx"));
-        graph.Graph.Input.Single(i => i.Name == "past_key_values.0.key").Type.TensorType.ElemType = (int)Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType.Double;
-        Serving.Runtime.Onnx.OnnxModelFile.Save(graph, folder.File("onnx/model.onnx"), long.MaxValue);
-        // ONNX Runtime itself refuses the graph (Concat of double and float); either way the file is named.
+        var model = Serving.Runtime.Onnx.OnnxModelFile.Load(folder.File("onnx/model.onnx"));
+        model.Graph.Input.Single(i => i.Name == "input_ids").Type.TensorType.ElemType = (int)Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType.Int32;
+        Serving.Runtime.Onnx.OnnxModelFile.Save(model, folder.File("onnx/model.onnx"), long.MaxValue);
         var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
-        Assert.EndsWith("model.onnx", error.FilePath);
+        Assert.Contains("input 'input_ids' has element type Int32", error.Message);
     }
 
     [Fact]

@@ -7,8 +7,9 @@ namespace Serving.Runtime.Tests.Models;
 
 /// <summary>
 /// Decoder-shaped graphs with other signatures than ours (no attention_mask or position_ids,
-/// num_logits_to_keep, genai-style names), for the loader. Logits are the input id broadcast
-/// over the vocabulary; present is past plus the new tokens' zero keys.
+/// num_logits_to_keep, genai-style names, float16), for the loader and runner. The logits of
+/// token t peak at t + 1 (logit −|v − t − 1|), so greedy decoding counts up from the last
+/// prompt token; present is past plus the new tokens' zero keys.
 /// </summary>
 internal static class SyntheticDecoder
 {
@@ -35,10 +36,14 @@ internal static class SyntheticDecoder
             g.Input("num_logits_to_keep", DataType.Int64);
         }
 
-        string logitShape = g.Op("Concat", [g.Op("Shape", [ids]), g.Int64s(config.VocabSize)], GraphBuilder.Attr("axis", 0L));
         DataType floats = shape.Float16 ? DataType.Float16 : DataType.Float;
-        string asFloat = g.Op("Unsqueeze", [g.Op("Cast", [ids], GraphBuilder.Attr("to", (long)floats)), g.Int64s(2)]);
-        g.Output(g.Op("Expand", [asFloat, logitShape]), "logits", floats, "batch_size", "sequence_length", config.VocabSize);
+        string kept = shape.NumLogitsToKeep
+            ? g.Op("Slice", [ids, g.Op("Unsqueeze", [g.Op("Neg", ["num_logits_to_keep"]), g.Int64s(0)]), g.Int64s(long.MaxValue), g.Int64s(1)])
+            : ids;
+        string next = g.Op("Unsqueeze", [g.Op("Add", [kept, g.Int64Scalar(1)]), g.Int64s(2)]);
+        string distance = g.Op("Abs", [g.Op("Sub", [g.Op("Range", [g.Int64Scalar(0), g.Int64Scalar(config.VocabSize), g.Int64Scalar(1)]), next])]);
+        string logits = g.Op("Cast", [g.Op("Neg", [distance])], GraphBuilder.Attr("to", (long)floats));
+        g.Output(logits, "logits", floats, "batch_size", "logits_length", config.VocabSize);
 
         string newShape = g.Op("Concat", [g.Op("Shape", [ids], GraphBuilder.Attr("end", 1L)), g.Int64s(config.NumKeyValueHeads),
             g.Op("Shape", [ids], GraphBuilder.Attr("start", 1L)), g.Int64s(config.HeadDim)], GraphBuilder.Attr("axis", 0L));

@@ -145,4 +145,34 @@ public class OnnxModelFileTests
         Assert.Equal(1, GraphEdits.RemoveUnusedInitializers(model.Graph));
         Assert.NotNull(GraphEdits.FindInitializer(model.Graph, "w"));
     }
+
+    [Fact]
+    public void SavingToAnotherFolderCopiesExternalDataAndLeavesTheModelAlone()
+    {
+        using var first = new TempFolder();
+        using var second = new TempFolder();
+        OnnxModelFile.Save(SmallModel(Weight()), first.File("model.onnx"));
+        ModelProto loaded = OnnxModelFile.Load(first.File("model.onnx"));
+        string before = loaded.ToString();
+
+        OnnxModelFile.Save(loaded, second.File("copy.onnx"), sourceDirectory: first.Path);
+
+        Assert.Equal(before, loaded.ToString());
+        Assert.True(File.Exists(second.File("copy.onnx_data")));
+        Directory.Delete(first.Path, recursive: true);
+        float[] input = [.. Enumerable.Repeat(1f, 300)];
+        Assert.Equal([.. Weight().Select(v => (v + 1f) * 2f)], Run(second.File("copy.onnx"), input));
+    }
+
+    [Fact]
+    public void SavingAwayFromItsDataWithoutTheSourceIsRefused()
+    {
+        using var first = new TempFolder();
+        using var second = new TempFolder();
+        OnnxModelFile.Save(SmallModel(Weight()), first.File("model.onnx"));
+        ModelProto loaded = OnnxModelFile.Load(first.File("model.onnx"));
+        var error = Assert.Throws<InvalidOperationException>(() => OnnxModelFile.Save(loaded, second.File("model.onnx")));
+        Assert.Contains("model.onnx_data", error.Message);
+        Assert.False(File.Exists(second.File("model.onnx")));
+    }
 }

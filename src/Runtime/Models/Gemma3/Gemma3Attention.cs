@@ -74,13 +74,13 @@ internal static class Gemma3Attention
     /// </summary>
     private static string Present(GraphBuilder g, Gemma3Config config, int layer, string kind, string current)
     {
-        string all = g.Op("Concat", [$"past_key_values.{layer}.{kind}", current], Attr("axis", 2L));
+        string all = g.Op("Concat", [kind == "key" ? DecoderNames.PastKeyOf(layer) : DecoderNames.PastValueOf(layer), current], Attr("axis", 2L));
         bool sliding = config.LayerKind(layer) == AttentionKind.Sliding;
         string present = sliding
             ? g.Op("Slice", [all, g.Int64s(-(config.SlidingWindow - 1)), g.Int64s(long.MaxValue), g.Int64s(2)])
             : g.Op("Identity", [all]);
         string dim = sliding ? "sliding_present_sequence_length" : "total_sequence_length";
-        g.Output(present, $"present.{layer}.{kind}", DataType.Float, "batch_size", config.NumKeyValueHeads, dim, config.HeadDim);
+        g.Output(present, kind == "key" ? DecoderNames.PresentKeyOf(layer) : DecoderNames.PresentValueOf(layer), DataType.Float, "batch_size", config.NumKeyValueHeads, dim, config.HeadDim);
         return all;
     }
 }

@@ -1,6 +1,7 @@
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 using static Serving.Runtime.Onnx.GraphBuilder;
+using Names = Serving.Runtime.Models.DecoderNames;
 using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace Serving.Runtime.Models.Gemma3;
@@ -10,19 +11,28 @@ namespace Serving.Runtime.Models.Gemma3;
 /// inputs and outputs of Hugging Face / Optimum decoder exports.
 /// </summary>
 /// <remarks>
-/// Masks never read slot indices as positions, so caches can be compacted:
+/// <para>Masks never read slot indices as positions, so caches can be compacted. Global
+/// layers: a key slot is visible if <c>attention_mask</c> marks it and it is not a later new
+/// token (all past slots precede the new tokens, whatever positions they held). RoPE reads
+/// <c>position_ids</c> only, so a constant shift (transformers.js feeds 1-based ones) changes nothing.</para>
+/// <para>Sliding layers keep their own past length (<c>sliding_past_sequence_length</c>, the
+/// same for every sliding layer) and return at most <c>sliding_window − 1</c> slots as present.
+/// Their slots are the right-aligned tail of <c>attention_mask</c>, and the distance from a
+/// query to a key is the count of valid slots between them (a reverse cumulative sum of the
+/// tail), which equals the position difference. Two rules follow for callers:</para>
 /// <list type="bullet">
-/// <item>Global layers: a key slot is visible if <c>attention_mask</c> marks it and it is not a
-/// later new token (all past slots precede the new tokens, whatever positions they held).</item>
-/// <item>Sliding layers keep their own past length (<c>sliding_past_sequence_length</c>, the same
-/// for every sliding layer) and return at most <c>sliding_window − 1</c> keys as present.
-/// Their slots are the right-aligned tail of <c>attention_mask</c>; the distance between a
-/// query and a key is the number of valid slots between them (a reverse cumulative sum of
-/// the mask), which equals the position difference, so a constant shift of
-/// <c>position_ids</c> (transformers.js feeds 1-based ones) changes nothing.</item>
+/// <item>Feeding present back as past is exact when, after the first call, every row adds the
+/// same number of new tokens per call (decode steps; transformers.js). A caller that mixes
+/// rows with different counts in one call leaves padding inside the short rows' sliding
+/// caches, and the trim can push real keys out: it must rebuild each row's cache from that
+/// row's valid slots (its last min(new tokens, window − 1) slots hold them).</item>
+/// <item><c>attention_mask</c> marks tokens for every layer. A global slot may be masked or
+/// dropped (KV eviction) only outside the last <c>window − 1</c> tokens, which the sliding
+/// layers share; the global past must stay at least as long as the sliding one.
+/// <see cref="Generation.ModelRunner"/> checks the lengths.</item>
 /// </list>
-/// RoPE uses <c>position_ids</c> directly; scores are masked with <c>Where</c> to the
-/// lowest float (not −∞), so fully padded rows give a uniform softmax instead of NaN.
+/// <para>Masked scores become the lowest float (not −∞), so fully padded rows give a uniform
+/// softmax instead of NaN that would reach later layers' keys.</para>
 /// </remarks>
 public static class Gemma3Graph
 {
@@ -60,16 +70,17 @@ public static class Gemma3Graph
             }
         }
 
+        hidden = LastPositions(g, hidden, io.NumLogitsToKeep);
         using (g.PushScope("model/norm"))
         {
             hidden = RmsNorm(g, hidden, Gemma3Weights.FinalNorm, config.RmsNormEps);
         }
 
-        DeclareLogits(g, config, io.InputIds, hidden);
+        DeclareLogits(g, config, hidden);
         return g.Graph;
     }
 
-    private sealed record Inputs(string InputIds, string AttentionMask, string PositionIds);
+    private sealed record Inputs(string InputIds, string AttentionMask, string PositionIds, string NumLogitsToKeep);
 
     private sealed record Masks(string Global, string? Sliding);
 
@@ -78,14 +89,13 @@ public static class Gemma3Graph
         var io = new Inputs(
             g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length"),
             g.Input("attention_mask", DataType.Int64, "batch_size", "total_sequence_length"),
-            g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length"));
+            g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length"),
+            g.Input("num_logits_to_keep", DataType.Int64));
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             string past = PastDim(config, layer);
-            foreach (string kind in (string[])["key", "value"])
-            {
-                g.Input($"past_key_values.{layer}.{kind}", DataType.Float, "batch_size", config.NumKeyValueHeads, past, config.HeadDim);
-            }
+            g.Input(Names.PastKeyOf(layer), DataType.Float, "batch_size", config.NumKeyValueHeads, past, config.HeadDim);
+            g.Input(Names.PastValueOf(layer), DataType.Float, "batch_size", config.NumKeyValueHeads, past, config.HeadDim);
         }
 
         return io;
@@ -126,7 +136,7 @@ public static class Gemma3Graph
     private static string SlidingMask(GraphBuilder g, Gemma3Config config, Inputs io, int layer, string newLength)
     {
         using var scope = g.PushScope("sliding");
-        string pastLength = g.Op("Shape", [$"past_key_values.{layer}.key"], Attr("start", 2L), Attr("end", 3L));
+        string pastLength = g.Op("Shape", [Names.PastKeyOf(layer)], Attr("start", 2L), Attr("end", 3L));
         string total = g.Op("Add", [pastLength, newLength]);
         string tail = g.Op("Slice", [io.AttentionMask, g.Op("Neg", [total]), g.Int64s(EndOfAxis), g.Int64s(1)]);
         string validAfter = g.Op("CumSum", [tail, g.Int64Scalar(1)], Attr("reverse", 1L));
@@ -231,15 +241,27 @@ public static class Gemma3Graph
     }
 
     /// <summary>
+    /// The last <c>num_logits_to_keep</c> positions (0 keeps all, as in Hugging Face): a
+    /// 512-token prefill of a 262k vocabulary otherwise makes 537 MB of logits to use one row.
+    /// </summary>
+    private static string LastPositions(GraphBuilder g, string hidden, string count)
+    {
+        using var scope = g.PushScope("model/logits_to_keep");
+        string start = g.Op("Unsqueeze", [g.Op("Neg", [count]), g.Int64s(0)]);
+        return g.Op("Slice", [hidden, start, g.Int64s(EndOfAxis), g.Int64s(1)]);
+    }
+
+    /// <summary>
     /// Tied LM head as Gemm(h, E, transB = 1): reads the [V, H] embedding as it is, where a
     /// MatMul would need a transposed copy (671 MB more for the 270M model's 262k vocabulary).
     /// </summary>
-    private static void DeclareLogits(GraphBuilder g, Gemma3Config config, string inputIds, string hidden)
+    private static void DeclareLogits(GraphBuilder g, Gemma3Config config, string hidden)
     {
         using var scope = g.PushScope("lm_head");
         string flat = g.Op("Reshape", [hidden, g.Int64s(-1, config.HiddenSize)]);
         string logits = g.Op("Gemm", [flat, Gemma3Weights.Embedding], Attr("transB", 1L));
-        string shape = g.Op("Concat", [g.Op("Shape", [inputIds]), g.Int64s(config.VocabSize)], Attr("axis", 0L));
-        g.Output(g.Op("Reshape", [logits, shape]), "logits", DataType.Float, "batch_size", "sequence_length", config.VocabSize);
+        string positions = g.Op("Shape", [hidden], Attr("end", 2L));
+        string shape = g.Op("Concat", [positions, g.Int64s(config.VocabSize)], Attr("axis", 0L));
+        g.Output(g.Op("Reshape", [logits, shape]), "logits", DataType.Float, "batch_size", "logits_sequence_length", config.VocabSize);
     }
 }

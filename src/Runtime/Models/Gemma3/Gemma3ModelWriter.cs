@@ -32,7 +32,7 @@ public static class Gemma3ModelWriter
 
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
     public static void WriteRandom(string folder, Gemma3Config config, ulong seed, IProgress<(long Done, long Total)>? progress = null) =>
-        Write(folder, config, spec => Gemma3Weights.Random(spec, config.HiddenSize, seed), progress);
+        Write(folder, config, spec => Gemma3Weights.Random(spec, seed), progress);
 
     private static void WriteOnnx(string path, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress)
     {

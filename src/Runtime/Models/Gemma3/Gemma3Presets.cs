@@ -4,7 +4,7 @@ namespace Serving.Runtime.Models.Gemma3;
 public static class Gemma3Presets
 {
     /// <summary>
-    /// About 0.3 M parameters: two query heads per KV head (GQA), alternating local/global
+    /// 214,208 parameters: two query heads per KV head (GQA), alternating local/global
     /// layers and a 16-token window, so tests exercise every code path in milliseconds.
     /// </summary>
     public static Gemma3Config Tiny { get; } = new()

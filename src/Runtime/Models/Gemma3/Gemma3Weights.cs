@@ -63,7 +63,7 @@ public static class Gemma3Weights
     /// same bytes. Our own generator (SplitMix64 + Box–Muller) keeps the bytes stable across
     /// .NET versions, which <see cref="Random"/> does not promise.
     /// </summary>
-    public static float[] Random(WeightSpec spec, int hiddenSize, ulong seed)
+    public static float[] Random(WeightSpec spec, ulong seed)
     {
         double std = spec.Init switch
         {

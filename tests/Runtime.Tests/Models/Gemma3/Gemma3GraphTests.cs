@@ -4,13 +4,19 @@ using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Runtime.Tests.Models.Gemma3;
 
+public sealed class TinyGraphTests(TinyModelFixture fixture) : Gemma3GraphTests<TinyModelFixture>(fixture);
+
+public sealed class GemmaShapedGraphTests(GemmaShapedModelFixture fixture) : Gemma3GraphTests<GemmaShapedModelFixture>(fixture);
+
 /// <summary>ONNX Runtime on our Gemma 3 graph against the float64 reference over the same weights.</summary>
-public class Gemma3GraphTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
+public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixture<TFixture>
+    where TFixture : Gemma3ModelFixture
 {
     private const double Tolerance = 1e-4;
-    private static readonly Gemma3Config Config = TinyModelFixture.Config;
 
-    private static int[] Tokens(int count, int seed)
+    private Gemma3Config Config => fixture.Config;
+
+    private int[] Tokens(int count, int seed)
     {
         var random = new Random(seed);
         return [.. Enumerable.Range(0, count).Select(_ => random.Next(10, Config.VocabSize))];
@@ -89,10 +95,12 @@ public class Gemma3GraphTests(TinyModelFixture fixture) : IClassFixture<TinyMode
     [Fact]
     public void SequencesLongerThanTheWindowMatchReferenceInChunksAndSteps()
     {
-        int[] tokens = Tokens(3 * Config.SlidingWindow, seed: 5);
+        int[] chunks = [7, 20, 1, 1, 5, 1, 13];
+        int[] tokens = Tokens(chunks.Sum(), seed: 5);
+        Assert.True(tokens.Length > 2 * Config.SlidingWindow);
         using var session = new KvSession(fixture.Model, batchSize: 1);
         int done = 0;
-        foreach (int chunk in (int[])[7, 20, 1, 1, 5, 1, 13])
+        foreach (int chunk in chunks)
         {
             DecoderOutputs outputs = session.Step([tokens[done..(done + chunk)]]);
             done += chunk;
@@ -179,5 +187,69 @@ public class Gemma3GraphTests(TinyModelFixture fixture) : IClassFixture<TinyMode
         }
 
         return worst;
+    }
+
+    [Fact]
+    public void NumLogitsToKeepReturnsTheLastRowsOnly()
+    {
+        int[] tokens = Tokens(9, seed: 13);
+        using var runner = new ModelRunner(fixture.Model);
+        int layers = Config.NumHiddenLayers;
+        var empty = Enumerable.Range(0, 2 * layers).Select(_ => runner.EmptyPast(1)).ToArray();
+        var batch = new DecoderBatch(1, tokens.Length, tokens.Select(t => (long)t).ToArray(), Enumerable.Repeat(1L, tokens.Length).ToArray(),
+            Enumerable.Range(0, tokens.Length).Select(i => (long)i).ToArray(), empty[..layers], empty[layers..]);
+        using DecoderOutputs all = runner.Run(batch);
+        using DecoderOutputs last = runner.Run(batch with { LastLogitsOnly = true });
+
+        Assert.Equal(tokens.Length, all.LogitPositions);
+        Assert.Equal(1, last.LogitPositions);
+        Assert.Equal(all.Logits(0, tokens.Length - 1).ToArray(), last.Logits(0, 0).ToArray());
+        foreach (var value in empty)
+        {
+            value.Dispose();
+        }
+    }
+
+    [Fact]
+    public void RunnerRefusesASlidingCacheLongerThanTheGlobalOne()
+    {
+        // 20 tokens, then drop global slots until fewer remain than the window − 1 sliding ones.
+        int[] tokens = Tokens(20, seed: 14);
+        using var session = new KvSession(fixture.Model, batchSize: 1);
+        session.Step([tokens]);
+        session.DropGlobalSlots([.. Enumerable.Range(0, tokens.Length - Config.SlidingWindow + 2)]);
+        var error = Assert.Throws<ArgumentException>(() => session.Step([[5]]));
+        Assert.Contains("a sliding cache cannot outlive the global one", error.Message);
+    }
+
+    [Fact]
+    public void RunnerRefusesBuffersOfTheWrongSize()
+    {
+        using var runner = new ModelRunner(fixture.Model);
+        int layers = Config.NumHiddenLayers;
+        var empty = Enumerable.Range(0, 2 * layers).Select(_ => runner.EmptyPast(2)).ToArray();
+        var good = new DecoderBatch(2, 3, new long[6], new long[6], new long[6], empty[..layers], empty[layers..]);
+        Assert.Throws<ArgumentException>(() => runner.Run(good with { InputIds = new long[5] }));
+        Assert.Throws<ArgumentException>(() => runner.Run(good with { AttentionMask = new long[7] }));
+        Assert.Throws<ArgumentException>(() => runner.Run(good with { AttentionMask = new long[8] }));
+        Assert.Throws<ArgumentException>(() => runner.Run(good with { PastKeys = empty[..1] }));
+        foreach (var value in empty)
+        {
+            value.Dispose();
+        }
+    }
+
+    [Fact]
+    public void QueryTapBeforeRopeIsAnOutputCalibrationCanExpose()
+    {
+        using var folder = new TempFolder();
+        var model = Serving.Runtime.Onnx.OnnxModelFile.Load(Path.Combine(fixture.Folder, Gemma3ModelWriter.OnnxFile));
+        string tap = Gemma3Attention.QueryPreRopeName(1);
+        Serving.Runtime.Onnx.GraphEdits.AddOutput(model.Graph, tap, Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType.Float);
+        string path = folder.File("tapped.onnx");
+        Serving.Runtime.Onnx.OnnxModelFile.Save(model, path, sourceDirectory: Path.Combine(fixture.Folder, "onnx"));
+
+        using var session = new InferenceSession(path);
+        Assert.Equal([-1, -1, Config.NumAttentionHeads, Config.HeadDim], session.OutputMetadata[tap].Dimensions);
     }
 }

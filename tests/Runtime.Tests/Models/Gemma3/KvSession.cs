@@ -23,6 +23,7 @@ internal sealed class KvSession : IDisposable
     {
         _model = model;
         _runner = new ModelRunner(model);
+        _owned.Add(_runner);
         _mask = [.. Enumerable.Range(0, batchSize).Select(_ => new List<long>())];
         _nextPosition = [.. Enumerable.Repeat(firstPosition, batchSize)];
         _keys = Own([.. model.Signature.Layers.Select(_ => _runner.EmptyPast(batchSize))]);
@@ -34,6 +35,9 @@ internal sealed class KvSession : IDisposable
     public DecoderOutputs Step(int[][] newTokens)
     {
         int width = newTokens.Max(tokens => tokens.Length);
+        // Padding inside a row's history would be trimmed into its sliding caches (see Gemma3Graph).
+        Assert.True(_mask[0].Count == 0 || newTokens.All(tokens => tokens.Length == width),
+            "after the first call every row must add the same number of tokens");
         var ids = new long[BatchSize * width];
         var positions = new long[BatchSize * width];
         for (int b = 0; b < BatchSize; b++)

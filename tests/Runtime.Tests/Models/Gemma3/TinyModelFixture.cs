@@ -5,19 +5,20 @@ using Serving.Runtime.Onnx.Proto;
 
 namespace Serving.Runtime.Tests.Models.Gemma3;
 
-/// <summary>One tiny model folder per test class, its ONNX Runtime session and the reference over the same weights.</summary>
-public sealed class TinyModelFixture : IDisposable
+/// <summary>One model folder per test class, its ONNX Runtime session and the reference over the same weights.</summary>
+public abstract class Gemma3ModelFixture : IDisposable
 {
     private readonly TempFolder _folder = new();
 
-    public TinyModelFixture()
+    protected Gemma3ModelFixture(Gemma3Config config)
     {
+        Config = config;
         Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 7);
         Model = DecoderModel.Load(_folder.Path);
         Reference = new Gemma3Reference(Config, ReadWeights(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile)));
     }
 
-    public static Gemma3Config Config => Gemma3Presets.Tiny;
+    public Gemma3Config Config { get; }
 
     public string Folder => _folder.Path;
     public DecoderModel Model { get; }
@@ -39,3 +40,20 @@ public sealed class TinyModelFixture : IDisposable
         _folder.Dispose();
     }
 }
+
+/// <summary>The <c>tiny</c> preset: GQA with 2 KV heads, alternating local/global layers.</summary>
+public sealed class TinyModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny);
+
+/// <summary>
+/// The real Gemma 3 layout at toy width: one KV head, head_dim 256 (more than hidden / heads),
+/// five sliding layers to one global, query_pre_attn_scalar 256.
+/// </summary>
+public sealed class GemmaShapedModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny with
+{
+    NumHiddenLayers = 6,
+    NumKeyValueHeads = 1,
+    HeadDim = 256,
+    SlidingWindowPattern = 6,
+    SlidingWindow = 8,
+    QueryPreAttnScalar = 256,
+});

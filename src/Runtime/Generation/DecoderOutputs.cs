@@ -17,8 +17,16 @@ public sealed class DecoderOutputs : IDisposable
     {
         _values = values;
         _logits = values[0];
-        PresentKeys = [.. Enumerable.Range(0, layers).Select(i => values[1 + 2 * i])];
-        PresentValues = [.. Enumerable.Range(0, layers).Select(i => values[2 + 2 * i])];
+        // Outputs come as logits, then key and value per layer (ModelRunner's order).
+        var keys = new OrtValue[layers];
+        var presentValues = new OrtValue[layers];
+        for (int i = 0; i < layers; i++)
+        {
+            keys[i] = values[1 + 2 * i];
+            presentValues[i] = values[2 + 2 * i];
+        }
+
+        (PresentKeys, PresentValues) = (keys, presentValues);
         long[] shape = _logits.GetTensorTypeAndShape().Shape;
         LogitPositions = (int)shape[1];
         VocabSize = (int)shape[2];

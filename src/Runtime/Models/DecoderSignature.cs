@@ -104,10 +104,17 @@ public sealed record DecoderSignature(
 
         NodeMetadata kv = inputs[layers[0].PastKey];
         CheckKvShape(layers, inputs, config, fail);
-        string globalDim = FirstGlobalPastDim(layers, inputs);
+        string PastDim(KvLayer layer) => inputs[layer.PastKey].SymbolicDimensions[2];
+        string globalDim = GlobalPastDim(layers, PastDim);
+        if (layers.FirstOrDefault(layer => layer.Kind == AttentionKind.Full && PastDim(layer) != globalDim) is { } wrong)
+        {
+            throw fail($"layer {wrong.Index}'s cache length ({PastDim(wrong)}) differs from the other full-attention layers' ({globalDim}): "
+                + "the graph and config.json's layer_types disagree");
+        }
+
         var withOwnLength = layers.Select(layer => layer with
         {
-            HasOwnLength = layer.Kind == AttentionKind.Sliding && inputs[layer.PastKey].SymbolicDimensions[2] is { Length: > 0 } dim && dim != globalDim,
+            HasOwnLength = layer.Kind == AttentionKind.Sliding && PastDim(layer).Length > 0 && PastDim(layer) != globalDim,
         }).ToList();
 
         return new DecoderSignature(inputIds, Optional(names.AttentionMask), Optional(names.PositionIds), Optional(names.NumLogitsToKeep),
@@ -145,9 +152,11 @@ public sealed record DecoderSignature(
         }
     }
 
-    private static string FirstGlobalPastDim(List<KvLayer> layers, IReadOnlyDictionary<string, NodeMetadata> inputs)
-    {
-        KvLayer? global = layers.FirstOrDefault(layer => layer.Kind == AttentionKind.Full);
-        return global is null ? "" : inputs[global.PastKey].SymbolicDimensions[2];
-    }
+    /// <summary>The past-length dimension most full-attention layers share ("" when none is named).</summary>
+    private static string GlobalPastDim(List<KvLayer> layers, Func<KvLayer, string> pastDim) =>
+        layers.Where(layer => layer.Kind == AttentionKind.Full)
+            .GroupBy(pastDim)
+            .OrderByDescending(group => group.Count())
+            .Select(group => group.Key)
+            .FirstOrDefault() ?? "";
 }

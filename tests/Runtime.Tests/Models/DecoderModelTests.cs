@@ -153,6 +153,15 @@ public class DecoderModelTests
     }
 
     [Fact]
+    public void LayerTypesThatDisagreeWithTheGraphAreRefused()
+    {
+        using var folder = TinyFolder();
+        EditConfig(folder, json => json["layer_types"] = new JsonArray("full_attention", "full_attention", "sliding_attention", "full_attention"));
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Contains("layer 0's cache length (sliding_past_sequence_length) differs", error.Message);
+    }
+
+    [Fact]
     public void InvalidGenAiConfigIsNamed()
     {
         using var folder = TinyFolder();

@@ -42,8 +42,15 @@ public sealed record Gemma3Config
 
     public int NumQueryGroups => NumAttentionHeads / NumKeyValueHeads;
 
+    /// <summary>
+    /// Each layer's attention, when config.json lists it (<c>layer_types</c>); otherwise
+    /// <see cref="SlidingWindowPattern"/> decides.
+    /// </summary>
+    public IReadOnlyList<AttentionKind>? LayerTypes { get; init; }
+
     public AttentionKind LayerKind(int layer) =>
-        (layer + 1) % SlidingWindowPattern == 0 ? AttentionKind.Full : AttentionKind.Sliding;
+        LayerTypes is { } types ? types[layer]
+        : (layer + 1) % SlidingWindowPattern == 0 ? AttentionKind.Full : AttentionKind.Sliding;
 
     public double RopeBase(int layer) =>
         LayerKind(layer) == AttentionKind.Full ? RopeTheta : RopeLocalBaseFreq;
@@ -74,6 +81,8 @@ public sealed record Gemma3Config
         Require(HeadDim > 0 && HeadDim % 2 == 0, "head_dim", "must be a positive even number (RoPE pairs)");
         Require(SlidingWindow > 1, "sliding_window", "must be at least 2");
         Require(SlidingWindowPattern > 0, "sliding_window_pattern", "must be positive");
+        Require(LayerTypes is null || LayerTypes.Count == NumHiddenLayers, "layer_types",
+            $"has {LayerTypes?.Count} entries for {NumHiddenLayers} layers");
         Require(RopeTheta > 0 && RopeLocalBaseFreq > 0, "rope_theta", "RoPE bases must be positive");
         Require(QueryPreAttnScalar > 0, "query_pre_attn_scalar", "must be positive");
         Require(RmsNormEps > 0, "rms_norm_eps", "must be positive");
@@ -140,7 +149,8 @@ public sealed record Gemma3Config
 
     /// <summary>
     /// Reads a <c>config.json</c> object. Missing optional fields take Gemma 3 defaults;
-    /// <c>layer_types</c>, when present, must agree with <c>sliding_window_pattern</c>.
+    /// <c>layer_types</c>, when present, decides each layer's attention (newer transformers
+    /// write the pattern as <c>_sliding_window_pattern</c>).
     /// </summary>
     public static Gemma3Config FromJson(JsonObject json)
     {
@@ -154,7 +164,8 @@ public sealed record Gemma3Config
             NumKeyValueHeads = Int(json, "num_key_value_heads", Int(json, "num_attention_heads")),
             HeadDim = Int(json, "head_dim", 256),
             SlidingWindow = Int(json, "sliding_window", 512),
-            SlidingWindowPattern = Int(json, "sliding_window_pattern", 6),
+            SlidingWindowPattern = Int(json, "sliding_window_pattern", Int(json, "_sliding_window_pattern", 6)),
+            LayerTypes = ReadLayerTypes(json["layer_types"]),
             RopeTheta = Double(json, "rope_theta", 1_000_000.0),
             RopeLocalBaseFreq = Double(json, "rope_local_base_freq", 10_000.0),
             QueryPreAttnScalar = Double(json, "query_pre_attn_scalar", Int(json, "head_dim", 256)),
@@ -167,25 +178,28 @@ public sealed record Gemma3Config
             HiddenActivation = Text(json["hidden_activation"], "hidden_activation", "gelu_pytorch_tanh"),
         };
         config.Validate();
-        config.CheckLayerTypes(json["layer_types"] as JsonArray);
         return config;
     }
 
-    private void CheckLayerTypes(JsonArray? layerTypes)
+    private static AttentionKind[]? ReadLayerTypes(JsonNode? node)
     {
-        if (layerTypes is null)
+        if (node is null)
         {
-            return;
+            return null;
         }
 
-        Require(layerTypes.Count == NumHiddenLayers, "layer_types", $"has {layerTypes.Count} entries for {NumHiddenLayers} layers");
-        for (int i = 0; i < layerTypes.Count; i++)
+        if (node is not JsonArray array)
         {
-            string expected = LayerKind(i) == AttentionKind.Full ? "full_attention" : "sliding_attention";
-            string actual = Text(layerTypes[i], "layer_types", "");
-            Require(actual == expected, "layer_types",
-                $"entry {i} is '{actual}' but sliding_window_pattern {SlidingWindowPattern} implies '{expected}'");
+            throw new ArgumentException($"config field 'layer_types' must be a list, got {node.ToJsonString()}", "layer_types");
         }
+
+        return [.. array.Select((entry, i) => Text(entry, "layer_types", "") switch
+        {
+            "full_attention" => AttentionKind.Full,
+            "sliding_attention" => AttentionKind.Sliding,
+            var other => throw new ArgumentException(
+                $"config field 'layer_types' entry {i} is '{other}' (expected full_attention or sliding_attention)", "layer_types"),
+        })];
     }
 
     private static int Int(JsonObject json, string name, int? fallback = null) =>

@@ -19,22 +19,23 @@ internal static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "0 is greedy", DefaultValueFactory = _ => 0 };
         var seed = new Option<int?>("--seed") { Description = "Seed for sampling (same seed, same output)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with ids, text and timings, nothing else on stdout" };
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json };
-        command.SetAction(result => Run(
-            result.GetValue(model)!, result.GetValue(prompt)!, result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed), result.GetValue(json)));
+        var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user turn through the model's chat template" };
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json, chat };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(prompt)!, result.GetValue(chat),
+            new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed)), result.GetValue(json)));
         return command;
     }
 
-    private static int Run(DirectoryInfo folder, string prompt, int maxTokens, double temperature, int? seed, bool json)
+    private static int Run(DirectoryInfo folder, string prompt, bool chat, GenerateOptions options, bool json)
     {
-        if (maxTokens < 1)
+        if (options.MaxTokens < 1)
         {
-            throw new UsageException($"--max-tokens must be at least 1, got {maxTokens}");
+            throw new UsageException($"--max-tokens must be at least 1, got {options.MaxTokens}");
         }
 
-        if (!Sampler.IsValidTemperature(temperature))
+        if (!Sampler.IsValidTemperature(options.Temperature))
         {
-            throw new UsageException($"--temperature must be a finite number ≥ 0, got {temperature}");
+            throw new UsageException($"--temperature must be a finite number ≥ 0, got {options.Temperature}");
         }
 
         if (!folder.Exists)
@@ -48,14 +49,13 @@ internal static class GenerateCommand
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
-        int[] promptIds = tokenizer.Encode(prompt);
+        int[] promptIds = chat ? ChatPromptIds(tokenizer, prompt) : tokenizer.Encode(prompt);
         if (promptIds.Length == 0)
         {
             throw new UsageException("--prompt is empty and the tokenizer adds no BOS token: there is nothing to continue");
         }
 
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
-        var options = new GenerateOptions(maxTokens, temperature, seed);
         GenerationResult result = new Generator(decoder).Generate(promptIds, options,
             json ? null : token => Console.Write(detokenizer.Add(token)));
 
@@ -71,6 +71,21 @@ internal static class GenerateCommand
         }
 
         return CommandLine.Ok;
+    }
+
+    /// <summary>
+    /// The rendered template already starts with BOS, so it is encoded without special
+    /// tokens (as transformers' apply_chat_template does).
+    /// </summary>
+    private static int[] ChatPromptIds(GemmaTokenizer tokenizer, string prompt)
+    {
+        if (tokenizer.ChatTemplateJinja is null)
+        {
+            throw new UsageException("--chat: the model's tokenizer_config.json has no chat_template");
+        }
+
+        string text = ChatTemplate.Render([new ChatMessage("user", prompt)], addGenerationPrompt: true);
+        return tokenizer.Encode(text, addSpecialTokens: false);
     }
 
     private static void WriteJson(int[] promptIds, GenerationResult result, string text, double loadMs)

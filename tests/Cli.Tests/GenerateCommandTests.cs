@@ -34,6 +34,19 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void ChatWrapsThePromptInOneUserTurnWithOneBos()
+    {
+        var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "Who made the earth?", "--max-tokens", "4", "--json", "--chat");
+        Assert.Equal(0, result.ExitCode);
+        int[] ids = [.. JsonNode.Parse(result.Stdout)!["prompt_token_ids"]!.AsArray().Select(n => n!.GetValue<int>())];
+        const int Bos = 2, StartOfTurn = 5, EndOfTurn = 6;
+        Assert.Equal([Bos, StartOfTurn], ids[..2]);
+        Assert.Single(ids, Bos);
+        Assert.Equal(2, ids.Count(id => id == StartOfTurn));
+        Assert.Single(ids, EndOfTurn);
+    }
+
+    [Fact]
     public void GreedyIsRepeatableAndSeedsMakeSamplingRepeatable()
     {
         string Ids(params string[] extra) => JsonNode.Parse(ServingProcess.Run(

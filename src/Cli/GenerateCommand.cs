@@ -8,7 +8,7 @@ using Serving.Runtime.Text;
 
 namespace Serving.Cli;
 
-/// <summary><c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json]</c>.</summary>
+/// <summary><c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]</c>.</summary>
 internal static class GenerateCommand
 {
     public static Command Create()
@@ -53,6 +53,13 @@ internal static class GenerateCommand
         if (promptIds.Length == 0)
         {
             throw new UsageException("--prompt is empty and the tokenizer adds no BOS token: there is nothing to continue");
+        }
+
+        int context = decoder.Config.MaxPositionEmbeddings;
+        if (promptIds.Length + options.MaxTokens > context)
+        {
+            throw new UsageException(
+                $"the prompt ({promptIds.Length} tokens) plus --max-tokens ({options.MaxTokens}) exceeds the model's context length ({context}, max_position_embeddings)");
         }
 
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();

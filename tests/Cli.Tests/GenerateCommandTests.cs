@@ -77,6 +77,7 @@ public sealed class GenerateCommandTests : IDisposable
     [InlineData("--model", "MODEL", "--prompt", "x", "--max-tokens", "0")]
     [InlineData("--model", "MODEL", "--prompt", "x", "--max-tokens", "many")]
     [InlineData("--model", "MODEL", "--prompt", "x", "--temperature", "-1")]
+    [InlineData("--model", "MODEL", "--prompt", "x", "--max-tokens", "2048")]
     [InlineData("--model", "/no/such/folder", "--prompt", "x")]
     [InlineData("--model", "MODEL", "--prompt", "x", "--unknown")]
     public void BadArgumentsExitWithTwoAndAMessage(params string[] args)

@@ -23,6 +23,13 @@ public sealed class Generator(DecoderModel model)
             throw new ArgumentException("the prompt has no tokens", nameof(promptIds));
         }
 
+        int context = model.Config.MaxPositionEmbeddings;
+        if (options.MaxTokens < 1 || promptIds.Count + options.MaxTokens > context)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxTokens,
+                $"max tokens must be at least 1 and, with the {promptIds.Count}-token prompt, within the context length {context}");
+        }
+
         var sampler = new Sampler(options.Temperature, options.Seed);
         using var runner = new ModelRunner(model);
         var buffers = new StepBuffers(promptIds, options.MaxTokens);

@@ -9,10 +9,6 @@ public static class GraphEdits
     public static NodeProto? Producer(GraphProto graph, string value) =>
         graph.Node.FirstOrDefault(node => node.Output.Contains(value));
 
-    /// <summary>Nodes whose name matches <paramref name="predicate"/>, in graph order.</summary>
-    public static IEnumerable<NodeProto> FindNodes(GraphProto graph, Func<NodeProto, bool> predicate) =>
-        graph.Node.Where(predicate);
-
     public static TensorProto? FindInitializer(GraphProto graph, string name) =>
         graph.Initializer.FirstOrDefault(tensor => tensor.Name == name);
 

@@ -131,6 +131,8 @@ public class OnnxModelFileTests
         sub.Input.AddRange(add.Input);
         sub.Output.AddRange(add.Output);
         GraphEdits.ReplaceNode(model.Graph, add, sub);
+        Assert.Same(sub, GraphEdits.Producer(model.Graph, add.Output[0]));
+        Assert.Null(GraphEdits.Producer(model.Graph, "x"));
         OnnxModelFile.Save(model, path);
 
         float[] input = [.. Enumerable.Repeat(1f, 300)];

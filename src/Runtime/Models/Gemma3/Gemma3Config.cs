@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace Serving.Runtime.Models.Gemma3;
@@ -240,7 +239,4 @@ public sealed record Gemma3Config
             ? text
             : throw new ArgumentException($"config field '{name}' must be a string, got {node.ToJsonString()}", name);
     }
-
-    public static string Serialize(Gemma3Config config) =>
-        config.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 }

@@ -1,8 +1,11 @@
 using Serving.Server.Apis;
+using Serving.Server.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.AddServing();
 
 var app = builder.Build();
+app.UseServing();
 app.MapHealthApi();
 app.Run();
 

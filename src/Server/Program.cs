@@ -7,6 +7,10 @@ builder.AddServing();
 var app = builder.Build();
 app.UseServing();
 app.MapHealthApi();
+app.MapModelsApi();
+app.MapChatApi();
+app.MapCompletionsApi();
+app.MapTokenizeApi();
 app.Run();
 
 /// <summary>Visible to the test host (WebApplicationFactory).</summary>

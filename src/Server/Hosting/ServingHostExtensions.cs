@@ -18,6 +18,12 @@ public static class ServingHostExtensions
             ?? new ServingOptions().MaxRequestBodyBytes;
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
 
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
+        builder.Services.AddSingleton<DecoderHost>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
+        builder.Services.AddSingleton<Apis.OpenAi.GenerationEndpoint>();
         builder.Services.AddSingleton(services => ModelCatalog.Create(
             services.GetRequiredService<IOptions<ServingOptions>>().Value,
             services.GetRequiredService<ILoggerFactory>().CreateLogger(nameof(ModelCatalog))));

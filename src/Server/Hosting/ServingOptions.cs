@@ -23,7 +23,7 @@ public sealed class ServingOptions
     public long KvCacheBytes { get; init; } = 1L << 30;
 
     /// <summary>Requests that may wait for KV memory; one more is refused with 429.</summary>
-    [Range(0, 1_000_000)]
+    [Range(1, 1_000_000)]
     public int MaxQueueLength { get; init; } = 256;
 
     /// <summary>Sequences decoded together in one ONNX Runtime call.</summary>

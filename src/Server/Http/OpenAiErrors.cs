@@ -47,3 +47,15 @@ public static class OpenAiErrors
         _ => "invalid_request_error",
     };
 }
+
+/// <summary>429 with <c>Retry-After</c>: the wait queue is full (TGI answers the same way).</summary>
+public sealed class QueueFullResult(int retryAfterSeconds) : IResult
+{
+    public Task ExecuteAsync(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return OpenAiErrors.Create(StatusCodes.Status429TooManyRequests,
+            "The server is at capacity: its wait queue is full. Retry after the number of seconds in the Retry-After header.",
+            null, "queue_full").ExecuteAsync(context);
+    }
+}

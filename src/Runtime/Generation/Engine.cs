@@ -174,6 +174,13 @@ public sealed partial class Engine : IDisposable
         }
 
         FailRunning("The server is shutting down.");
+        _scratch.Clear();
+        _scheduler.TakeCancelledWaiting(_scratch, all: true);
+        foreach (Sequence sequence in _scratch)
+        {
+            sequence.Events.Writer.TryWrite(new GenerationEvent(GenerationEvent.NoToken, "", 0, null, FinishReason.Error, default, "The server is shutting down."));
+            sequence.Events.Writer.TryComplete();
+        }
     }
 
     /// <summary>One step of the loop in DESIGN.md.</summary>
@@ -255,14 +262,19 @@ public sealed partial class Engine : IDisposable
         _decode.RowsChanged = true;
     }
 
+    /// <summary>Stops the step thread, failing what runs. The wake semaphore is left undisposed, so a late Cancel is harmless.</summary>
     public void Dispose()
     {
+        if (_stopping)
+        {
+            return;
+        }
+
         _stopping = true;
         _wake.Release();
         _thread.Join();
         _runner.Dispose();
         _decode.Dispose();
         _prefixCache?.Dispose();
-        _wake.Dispose();
     }
 }

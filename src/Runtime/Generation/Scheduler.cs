@@ -67,15 +67,15 @@ internal sealed class Scheduler(KvCachePool pool, int maxQueueLength, int maxBat
         }
     }
 
-    /// <summary>Removes cancelled sequences that never started; the engine completes their streams.</summary>
-    public void TakeCancelledWaiting(List<Sequence> cancelled)
+    /// <summary>Removes cancelled sequences (or, at shutdown, all) that never started; the engine completes their streams.</summary>
+    public void TakeCancelledWaiting(List<Sequence> cancelled, bool all = false)
     {
         lock (_lock)
         {
             for (LinkedListNode<Sequence>? node = _waiting.First; node is not null;)
             {
                 LinkedListNode<Sequence>? next = node.Next;
-                if (node.Value.IsCancelled)
+                if (all || node.Value.IsCancelled)
                 {
                     cancelled.Add(node.Value);
                     _waiting.Remove(node);

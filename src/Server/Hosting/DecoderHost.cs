@@ -71,10 +71,13 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
 
     public void Dispose()
     {
+        // The container disposes this object twice (as itself and as a hosted service).
         foreach (Engine engine in _engines.Values)
         {
             engine.Dispose();
             engine.Model.Dispose();
         }
+
+        _engines.Clear();
     }
 }

@@ -33,6 +33,20 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.
+        app.UseStatusCodePages(async pages =>
+        {
+            HttpResponse response = pages.HttpContext.Response;
+            string message = response.StatusCode switch
+            {
+                StatusCodes.Status404NotFound => $"No route matches {pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path}.",
+                StatusCodes.Status405MethodNotAllowed => $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}.",
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeMessage(pages.HttpContext),
+                StatusCodes.Status415UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
+                _ => $"The request failed with HTTP status {response.StatusCode}.",
+            };
+            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message));
+        });
         return app;
     }
 }

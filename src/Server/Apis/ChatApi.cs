@@ -12,7 +12,10 @@ public static class ChatApi
 {
     public static IEndpointRouteBuilder MapChatApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI");
+        app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI")
+            .Produces<ChatCompletion>(contentType: "application/json")
+            .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
+            .ProducesOpenAiErrors(400, 404, 413, 429, 503);
         return app;
     }
 

@@ -10,7 +10,10 @@ public static class CompletionsApi
 {
     public static IEndpointRouteBuilder MapCompletionsApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/completions", CreateCompletion).WithTags("OpenAI");
+        app.MapPost("/v1/completions", CreateCompletion).WithTags("OpenAI")
+            .Produces<TextCompletion>(contentType: "application/json")
+            .Produces<TextCompletion>(contentType: "text/event-stream")
+            .ProducesOpenAiErrors(400, 404, 413, 429, 503);
         return app;
     }
 

@@ -12,8 +12,8 @@ public static class ModelsApi
 
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/models", List).WithTags("OpenAI");
-        app.MapGet("/v1/models/{id}", Get).WithTags("OpenAI");
+        app.MapGet("/v1/models", List).WithTags("OpenAI").Produces<ModelList>();
+        app.MapGet("/v1/models/{id}", Get).WithTags("OpenAI").Produces<ModelCard>().ProducesOpenAiErrors(404);
         return app;
     }
 

@@ -19,8 +19,17 @@ public static class ServingHostExtensions
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
 
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
+        builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
         // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
+        builder.Services.AddEndpointsApiExplorer();
+        builder.Services.AddSwaggerGen(swagger => swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+        {
+            Title = "Serving",
+            Version = "v1",
+            Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
+        }));
         builder.Services.AddSingleton<DecoderHost>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
         builder.Services.AddSingleton<Apis.OpenAi.GenerationEndpoint>();
@@ -33,6 +42,8 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseSwagger();
+        app.UseSwaggerUI();
         // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.
         app.UseStatusCodePages(async pages =>
         {

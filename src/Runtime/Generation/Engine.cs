@@ -183,13 +183,18 @@ public sealed partial class Engine : IDisposable
         }
     }
 
+    /// <summary>Managed bytes the last decode step allocated on the engine thread (tests watch the per-token path with it).</summary>
+    internal long LastDecodeAllocatedBytes { get; private set; }
+
     /// <summary>One step of the loop in DESIGN.md.</summary>
     private void Step()
     {
         DropCancelled();
         _scheduler.Admit();
         Prefill();
+        long before = GC.GetAllocatedBytesForCurrentThread();
         Decode();
+        LastDecodeAllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - before;
     }
 
     private void DropCancelled()

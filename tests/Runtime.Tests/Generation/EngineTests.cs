@@ -126,3 +126,30 @@ internal static class EngineReader
         return new Result(tokens, text.ToString(), finish, usage);
     }
 }
+
+public sealed class EngineAllocationTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
+{
+    [Fact]
+    public async Task ADecodeStepAllocatesAFixedSmallAmountWhateverTheLength()
+    {
+        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 1200, Sampling = SamplingParams.Greedy, IgnoreEos = true };
+        GenerationStream stream = engine.TrySubmit([request])![0];
+        var perStep = new List<long>();
+        int seen = 0;
+        await foreach (GenerationEvent e in stream.Events.ReadAllAsync())
+        {
+            if (++seen % 50 == 0)
+            {
+                perStep.Add(engine.LastDecodeAllocatedBytes);
+            }
+        }
+
+        // Measured: 4,800 bytes a step on this 4-layer model, the same at token 50 and token 1,150: handles and
+        // shapes of the step's OrtValues (4 per layer) and the token's text. No buffer grows with the sequence;
+        // the rare step that grows the mask buffer (25% headroom) is why medians are compared.
+        long Median(IEnumerable<long> values) => values.Order().ElementAt(values.Count() / 2);
+        Assert.True(Median(perStep) <= 16_384, string.Join(", ", perStep));
+        Assert.Equal(Median(perStep.Take(8)), Median(perStep.Skip(perStep.Count - 9).Take(8)));
+    }
+}

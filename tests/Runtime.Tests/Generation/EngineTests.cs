@@ -145,11 +145,12 @@ public sealed class EngineAllocationTests(TinyModelFixture fixture) : IClassFixt
             }
         }
 
-        // Measured: 4,800 bytes a step on this 4-layer model, the same at token 50 and token 1,150: handles and
+        // Measured: about 5 KB a step on this 4-layer model, the same at token 50 and token 1,150: handles and
         // shapes of the step's OrtValues (4 per layer) and the token's text. No buffer grows with the sequence;
         // the rare step that grows the mask buffer (25% headroom) is why medians are compared.
         long Median(IEnumerable<long> values) => values.Order().ElementAt(values.Count() / 2);
         Assert.True(Median(perStep) <= 16_384, string.Join(", ", perStep));
-        Assert.Equal(Median(perStep.Take(8)), Median(perStep.Skip(perStep.Count - 9).Take(8)));
+        // The token's text varies in length, so allow a few hundred bytes between early and late steps.
+        Assert.InRange(Median(perStep.Skip(perStep.Count - 9).Take(8)) - Median(perStep.Take(8)), -512, 512);
     }
 }

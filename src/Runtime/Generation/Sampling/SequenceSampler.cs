@@ -118,7 +118,7 @@ public sealed class SequenceSampler
             // No top-k or top-p: the whole vocabulary, less what min-p drops.
             return _minP == 0
                 ? DrawFromVocabulary(0, int.MaxValue, totalWeight)
-                : DrawAbove(_minP * ProbabilityMath.ExpOfZero, int.MaxValue);
+                : DrawAbove(_minP, int.MaxValue);
         }
 
         _candidates.SelectFrom(_weights);
@@ -151,7 +151,7 @@ public sealed class SequenceSampler
         ReadOnlySpan<float> weights = _weights;
         double total = ProbabilityMath.MassAbove(weights, 0, strictly: false);
         (float cut, int tiedKept) = TopPCut.Find(weights, _topP * total, worstCandidate);
-        float minWeight = _minP * ProbabilityMath.ExpOfZero;
+        float minWeight = _minP;
         return minWeight > cut ? DrawAbove(minWeight, int.MaxValue) : DrawAbove(cut, tiedKept);
     }
 

@@ -1,27 +1,35 @@
+using System.Numerics;
+
 namespace Serving.Runtime.Generation.Sampling;
 
 /// <summary>
 /// The k largest values of a vocabulary-sized span with their ids, best first; ties go to the
-/// lower id. A bounded min-heap: one pass over the span, and after the heap fills most values
-/// are rejected by a single comparison with the worst kept (for k = 1024 of 262,144 random
-/// logits, about k·ln(V/k) ≈ 5,700 insertions). Buffers are sized once, for k.
+/// lower id. Each candidate is one ulong key (value in the high half, id in the low half)
+/// whose ascending order is best first, so selection and sorting compare integers. One pass
+/// appends the values above a floor to a 4k buffer and quickselects it back to k when it
+/// fills; vectors with nothing above the floor are skipped whole. For large k the floor
+/// starts at an estimate from 1,024 strided samples: without it, k = 1,024 of 262,144 logits
+/// took ~8 compactions and ~0.5 ms, with it one or two. Buffers are sized once.
 /// </summary>
 internal sealed class TopCandidates
 {
+    private const int SampleCount = 1024;
+
+    private readonly ulong[] _keys;
     private readonly float[] _values;
     private readonly int[] _ids;
+    private ulong[] _samples = [];
     private int _count;
 
     public TopCandidates(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _keys = new ulong[4 * capacity];
         _values = new float[capacity];
         _ids = new int[capacity];
     }
 
     public int Capacity => _values.Length;
-
-    public int Count => _count;
 
     /// <summary>The kept values, best first (valid until the next <see cref="SelectFrom"/>).</summary>
     public ReadOnlySpan<float> Values => _values.AsSpan(0, _count);
@@ -29,96 +37,135 @@ internal sealed class TopCandidates
     /// <summary>The kept ids, in the order of <see cref="Values"/>.</summary>
     public ReadOnlySpan<int> Ids => _ids.AsSpan(0, _count);
 
-    /// <summary>Keeps the <see cref="Capacity"/> largest of <paramref name="values"/>, then orders them best first.</summary>
+    /// <summary>
+    /// Keeps the <see cref="Capacity"/> largest of <paramref name="values"/> (−∞ never kept),
+    /// then orders them best first.
+    /// </summary>
     public void SelectFrom(ReadOnlySpan<float> values)
     {
-        _count = 0;
-        int i = 0;
-        for (; i < values.Length && _count < _values.Length; i++)
+        float floor = EstimateFloor(values);
+        int count = Collect(values, floor);
+        if (count < Capacity && floor != float.NegativeInfinity)
         {
-            Push(values[i], i);
+            // The estimate overshot the k-th largest (about 1 in 10^5 at k = 1,024): start over.
+            count = Collect(values, float.NegativeInfinity);
         }
 
-        // Ids arrive in increasing order, so a value equal to the worst kept loses the tie.
-        float worst = _count > 0 ? _values[0] : 0;
-        for (; i < values.Length; i++)
-        {
-            if (values[i] > worst)
-            {
-                _values[0] = values[i];
-                _ids[0] = i;
-                SiftDown(0, _count);
-                worst = _values[0];
-            }
-        }
-
-        SortBestFirst();
+        Finish(count);
     }
 
-    private void Push(float value, int id)
+    /// <summary>Appends every value above <paramref name="floor"/> that can still be among the best; returns how many are held.</summary>
+    private int Collect(ReadOnlySpan<float> values, float floor)
     {
-        int child = _count++;
-        while (child > 0)
+        int count = 0;
+        float worst = floor;
+        Vector<float> worstLanes = new(worst);
+        int width = Vector<float>.Count;
+        for (int i = 0; i < values.Length;)
         {
-            int parent = (child - 1) / 2;
-            if (!IsWorse(value, id, _values[parent], _ids[parent]))
+            if (i <= values.Length - width && !Vector.GreaterThanAny(new Vector<float>(values[i..]), worstLanes))
             {
-                break;
+                i += width;
+                continue;
             }
 
-            _values[child] = _values[parent];
-            _ids[child] = _ids[parent];
-            child = parent;
+            // Ids only grow, so a value equal to the worst kept loses the tie: strictly greater.
+            for (int end = Math.Min(i + width, values.Length); i < end; i++)
+            {
+                if (values[i] > worst)
+                {
+                    _keys[count++] = ToKey(values[i], i);
+                    if (count == _keys.Length)
+                    {
+                        worst = Compact(ref count);
+                        worstLanes = new Vector<float>(worst);
+                    }
+                }
+            }
         }
 
-        _values[child] = value;
-        _ids[child] = id;
+        return count;
     }
 
-    /// <summary>Restores the heap below <paramref name="root"/>: the worst entry of [0, count) at the root.</summary>
-    private void SiftDown(int root, int count)
+    /// <summary>
+    /// A value just below the estimated 1·k-to-4·k-th largest, from strided samples: the number
+    /// of samples above the true k-th largest is about Poisson(λ = k·samples/V), and the floor is
+    /// the (λ + 4√λ + 4)-th best sample. −∞ when k is too small for samples to help.
+    /// </summary>
+    private float EstimateFloor(ReadOnlySpan<float> values)
     {
-        float value = _values[root];
-        int id = _ids[root];
-        int parent = root;
-        while (true)
+        int samples = Math.Min(SampleCount, values.Length);
+        double lambda = (double)Capacity * samples / values.Length;
+        if (values.Length <= _keys.Length || lambda < 1)
         {
-            int child = (2 * parent) + 1;
-            if (child >= count)
-            {
-                break;
-            }
-
-            if (child + 1 < count && IsWorse(_values[child + 1], _ids[child + 1], _values[child], _ids[child]))
-            {
-                child++;
-            }
-
-            if (!IsWorse(_values[child], _ids[child], value, id))
-            {
-                break;
-            }
-
-            _values[parent] = _values[child];
-            _ids[parent] = _ids[child];
-            parent = child;
+            return float.NegativeInfinity;
         }
 
-        _values[parent] = value;
-        _ids[parent] = id;
+        if (_samples.Length != samples)
+        {
+            _samples = new ulong[samples];
+        }
+
+        int stride = values.Length / samples;
+        for (int s = 0; s < samples; s++)
+        {
+            _samples[s] = ToKey(values[s * stride], s * stride);
+        }
+
+        int rank = (int)Math.Ceiling(lambda + (4 * Math.Sqrt(lambda)) + 4);
+        KeySelection.KeepSmallest(_samples, rank);
+        return MathF.BitDecrement(ValueOf(MaxOf(_samples.AsSpan(0, rank))));
     }
 
-    /// <summary>Heapsort: moving the worst entry to the back each time leaves the best first.</summary>
-    private void SortBestFirst()
+    /// <summary>Keeps the best <see cref="Capacity"/> of the full buffer; returns the worst value kept.</summary>
+    private float Compact(ref int count)
     {
-        for (int end = _count - 1; end > 0; end--)
+        KeySelection.KeepSmallest(_keys.AsSpan(0, count), Capacity);
+        count = Capacity;
+        return ValueOf(MaxOf(_keys.AsSpan(0, count)));
+    }
+
+    private void Finish(int count)
+    {
+        Span<ulong> keys = _keys.AsSpan(0, count);
+        if (count > Capacity)
         {
-            (_values[0], _values[end]) = (_values[end], _values[0]);
-            (_ids[0], _ids[end]) = (_ids[end], _ids[0]);
-            SiftDown(0, end);
+            KeySelection.KeepSmallest(keys, Capacity);
+            keys = keys[..Capacity];
+        }
+
+        keys.Sort();
+        _count = keys.Length;
+        for (int i = 0; i < keys.Length; i++)
+        {
+            _values[i] = ValueOf(keys[i]);
+            _ids[i] = (int)(uint)keys[i];
         }
     }
 
-    private static bool IsWorse(float value, int id, float otherValue, int otherId) =>
-        value < otherValue || (value == otherValue && id > otherId);
+    private static ulong MaxOf(ReadOnlySpan<ulong> keys)
+    {
+        ulong max = 0;
+        foreach (ulong key in keys)
+        {
+            max = Math.Max(max, key);
+        }
+
+        return max;
+    }
+
+    /// <summary>Larger values and then lower ids give smaller keys.</summary>
+    private static ulong ToKey(float value, int id)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        uint ascending = (bits & 0x8000_0000) != 0 ? ~bits : bits | 0x8000_0000;
+        return ((ulong)~ascending << 32) | (uint)id;
+    }
+
+    private static float ValueOf(ulong key)
+    {
+        uint ascending = ~(uint)(key >> 32);
+        uint bits = (ascending & 0x8000_0000) != 0 ? ascending & 0x7FFF_FFFF : ~ascending;
+        return BitConverter.UInt32BitsToSingle(bits);
+    }
 }

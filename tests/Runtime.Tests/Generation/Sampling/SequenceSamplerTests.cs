@@ -118,9 +118,9 @@ public sealed class SequenceSamplerTests
     [Fact]
     public void TopP_OnAFlatVocabulary_FallsBackToTheWholeVocabulary()
     {
-        // 20,000 nearly equal logits: the best 1,024 hold ~5% of the mass, so top-p = 0.5 must look past them.
-        const int vocab = 20_000;
-        float[] logits = [.. Enumerable.Range(0, vocab).Select(i => -i * 2e-5f)];
+        // 8,192 nearly equal logits: the best 1,024 hold ~13% of the mass, so top-p = 0.5 must look past them.
+        const int vocab = 8192;
+        float[] logits = [.. Enumerable.Range(0, vocab).Select(i => -i * 5e-5f)];
         double[] probabilities = [.. SamplerDraws.LogSoftmax(logits).Select(Math.Exp)];
         int kept = 0;
         for (double mass = 0; mass < 0.5; kept++)
@@ -128,10 +128,10 @@ public sealed class SequenceSamplerTests
             mass += probabilities[kept];
         }
 
-        int[] counts = SamplerDraws.Counts(new SamplingParams { TopP = 0.5 }, logits, 20_000);
+        int[] counts = SamplerDraws.Counts(new SamplingParams { TopP = 0.5 }, logits, 3000);
 
         Assert.All(counts.Skip(kept), count => Assert.Equal(0, count));
-        Assert.True(counts.Skip(1024).Take(kept - 1024).Sum() > 10_000, "most draws lie past the first 1,024 tokens");
+        Assert.True(counts.Skip(1024).Take(kept - 1024).Sum() > 1500, "most draws lie past the first 1,024 tokens");
         Assert.True(counts.Skip(kept - 200).Take(200).Sum() > 0, "the last tokens of the kept set are drawn");
     }
 

@@ -23,6 +23,37 @@ public sealed class TopCandidatesTests
         Assert.Equal(expected.Select(i => values[i]), candidates.Values.ToArray());
     }
 
+    public static TheoryData<string, int> LargeCases() => new()
+    {
+        { "random", 20 }, { "random", 300 }, { "random", 1024 }, { "random", 5000 },
+        { "ascending", 20 }, { "ascending", 1024 }, { "descending", 1024 },
+        // Every sampled position (a multiple of 256) holds the largest value, so the floor
+        // estimated from the samples is above the 2,000th largest and the pass must start over.
+        { "samples-largest", 2000 },
+    };
+
+    [Theory]
+    [MemberData(nameof(LargeCases))]
+    public void SelectFrom_AGemmaSizedSpan_MatchesAFullSort(string layout, int capacity)
+    {
+        const int count = 262_144;
+        Random random = new(capacity);
+        float[] values = layout switch
+        {
+            "ascending" => [.. Enumerable.Range(0, count).Select(i => i / 7f)],
+            "descending" => [.. Enumerable.Range(0, count).Select(i => -i / 7f)],
+            "samples-largest" => [.. Enumerable.Range(0, count).Select(i => i % 256 == 0 ? 10f : random.Next(3000) / 1000f)],
+            _ => [.. Enumerable.Range(0, count).Select(_ => (random.Next(20_000) - 10_000) / 100f)],
+        };
+        int[] expected = [.. Enumerable.Range(0, count).OrderByDescending(i => values[i]).ThenBy(i => i).Take(capacity)];
+        TopCandidates candidates = new(capacity);
+
+        candidates.SelectFrom(values);
+
+        Assert.Equal(expected, candidates.Ids.ToArray());
+        Assert.Equal(expected.Select(i => values[i]), candidates.Values.ToArray());
+    }
+
     [Fact]
     public void SelectFrom_FewerValuesThanCapacity_KeepsThemAll()
     {

@@ -51,8 +51,8 @@ public sealed class LogitPenaltiesTests
     {
         float[] logits = [3f, 2.5f];
 
-        Assert.Equal(0, new SequenceSampler(SamplingParams.Greedy, 2, [0], 1).Sample(logits));
-        Assert.Equal(1, new SequenceSampler(SamplingParams.Greedy with { RepetitionPenalty = 2 }, 2, [0], 1).Sample(logits));
+        Assert.Equal(0, new SequenceSampler(SamplingParams.Greedy, 2, [0], 1).Next(logits));
+        Assert.Equal(1, new SequenceSampler(SamplingParams.Greedy with { RepetitionPenalty = 2 }, 2, [0], 1).Next(logits));
     }
 
     [Fact]
@@ -61,8 +61,8 @@ public sealed class LogitPenaltiesTests
         SequenceSampler sampler = new(SamplingParams.Greedy with { PresencePenalty = 2 }, 2, [0], 1);
         float[] logits = [3f, 2.5f];
 
-        Assert.Equal(0, sampler.Sample(logits));
-        Assert.Equal(1, sampler.Sample(logits));
+        Assert.Equal(0, sampler.Next(logits));
+        Assert.Equal(1, sampler.Next(logits));
     }
 
     [Fact]
@@ -74,7 +74,7 @@ public sealed class LogitPenaltiesTests
         int[] picks = new int[6];
         for (int i = 0; i < picks.Length; i++)
         {
-            picks[i] = sampler.Sample(logits);
+            picks[i] = sampler.Next(logits);
         }
 
         Assert.Equal([0, 0, 1, 0, 1, 2], picks);

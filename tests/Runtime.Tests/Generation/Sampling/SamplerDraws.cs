@@ -5,7 +5,8 @@ namespace Serving.Runtime.Tests.Generation.Sampling;
 /// <summary>Helpers that draw many tokens from fixed logits and build logits from probabilities.</summary>
 internal static class SamplerDraws
 {
-    public static int Sample(this SequenceSampler sampler, float[] logits) =>
+    /// <summary>The next token through the logprob-computing overload (the one most tests check).</summary>
+    public static int Next(this SequenceSampler sampler, float[] logits) =>
         sampler.Sample(logits, out _, [], out _);
 
     /// <summary>How often each token was drawn in <paramref name="draws"/> samples.</summary>
@@ -15,7 +16,7 @@ internal static class SamplerDraws
         int[] counts = new int[logits.Length];
         for (int i = 0; i < draws; i++)
         {
-            counts[sampler.Sample(logits)]++;
+            counts[sampler.Next(logits)]++;
         }
 
         return counts;

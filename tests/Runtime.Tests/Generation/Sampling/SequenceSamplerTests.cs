@@ -9,9 +9,9 @@ public sealed class SequenceSamplerTests
     {
         SequenceSampler sampler = new(SamplingParams.Greedy, 6, [], 1);
 
-        Assert.Equal(2, sampler.Sample([1f, 2f, 3f, 3f, float.MinValue, -5f]));
-        Assert.Equal(0, sampler.Sample([float.MinValue, float.MinValue, float.MinValue, float.MinValue, float.MinValue, float.MinValue]));
-        Assert.Equal(5, sampler.Sample([float.MinValue, -9f, -8f, -7f, -6f, -1f]));
+        Assert.Equal(2, sampler.Next([1f, 2f, 3f, 3f, float.MinValue, -5f]));
+        Assert.Equal(0, sampler.Next([float.MinValue, float.MinValue, float.MinValue, float.MinValue, float.MinValue, float.MinValue]));
+        Assert.Equal(5, sampler.Next([float.MinValue, -9f, -8f, -7f, -6f, -1f]));
     }
 
     [Fact]
@@ -22,7 +22,7 @@ public sealed class SequenceSamplerTests
 
         for (long seed = 0; seed < 5; seed++)
         {
-            Assert.Equal(expected, new SequenceSampler(SamplingParams.Greedy with { Seed = seed }, 1000, [], seed).Sample(logits));
+            Assert.Equal(expected, new SequenceSampler(SamplingParams.Greedy with { Seed = seed }, 1000, [], seed).Next(logits));
         }
     }
 
@@ -66,7 +66,7 @@ public sealed class SequenceSamplerTests
         for (int step = 0; step < 30; step++)
         {
             float[] logits = SamplerDraws.Gaussian(1000, 3, seed: step);
-            Assert.Equal(Array.IndexOf(logits, logits.Max()), topK.Sample(logits));
+            Assert.Equal(Array.IndexOf(logits, logits.Max()), topK.Next(logits));
         }
     }
 
@@ -192,11 +192,35 @@ public sealed class SequenceSamplerTests
     }
 
     [Fact]
+    public void SampleWithoutLogprobs_PicksTheSameTokens()
+    {
+        SamplingParams[] all =
+        [
+            SamplingParams.Greedy with { FrequencyPenalty = 0.5 },
+            new() { Seed = 3 },
+            new() { Seed = 3, Temperature = 0.6, TopP = 0.8, MinP = 0.02 },
+            new() { Seed = 3, Temperature = 1.4, TopK = 20, RepetitionPenalty = 1.3, PresencePenalty = 0.4 },
+        ];
+
+        foreach (SamplingParams parameters in all)
+        {
+            SequenceSampler withLogprobs = new(parameters, 2000, [5, 6], 1);
+            SequenceSampler without = new(parameters, 2000, [5, 6], 1);
+            for (int step = 0; step < 40; step++)
+            {
+                float[] logits = SamplerDraws.Gaussian(2000, 2, seed: step);
+                Assert.Equal(withLogprobs.Next(logits), without.Sample(logits));
+            }
+        }
+    }
+
+    [Fact]
     public void Sample_RefusesLogitsOfTheWrongLength()
     {
         SequenceSampler sampler = new(new SamplingParams(), 4, [], 0);
 
         Assert.Throws<ArgumentException>(() => sampler.Sample([1f, 2f, 3f], out _, [], out _));
+        Assert.Throws<ArgumentException>(() => sampler.Sample([1f, 2f, 3f, 4f, 5f]));
     }
 
     private static int[] Draws(SamplingParams parameters, float[] logits, long defaultSeed)
@@ -205,7 +229,7 @@ public sealed class SequenceSamplerTests
         int[] tokens = new int[200];
         for (int i = 0; i < tokens.Length; i++)
         {
-            tokens[i] = sampler.Sample(logits);
+            tokens[i] = sampler.Next(logits);
         }
 
         return tokens;

@@ -158,7 +158,11 @@ public sealed partial class Engine
     /// </summary>
     private void Accept(Sequence sequence, ReadOnlySpan<float> logits)
     {
-        int token = sequence.Sampler.Sample(logits, out float logprob, sequence.TopLogprobs, out int topCount);
+        float logprob = 0;
+        int topCount = 0;
+        int token = sequence.Request.Sampling.TopLogprobs is null
+            ? sequence.Sampler.Sample(logits)
+            : sequence.Sampler.Sample(logits, out logprob, sequence.TopLogprobs, out topCount);
         sequence.Append(token);
         var logprobs = (logprob, sequence.TopLogprobs.Length > 0 ? sequence.TopLogprobs[..topCount] : null);
         bool isStopToken = (!sequence.Request.IgnoreEos && _eosIds.Contains(token)) || sequence.Request.StopTokenIds.Contains(token);

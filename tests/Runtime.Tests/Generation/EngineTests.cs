@@ -91,12 +91,48 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public async Task AStopStringEndsTheTextBeforeItAndIsNeverStreamed()
+    {
+        using var engine = new Engine(fixture.Model, new EngineOptions());
+        int[] prompt = Prompt(9, 11);
+        var free = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 40)])![0]);
+        string stop = free.Text.Substring(free.Text.Length / 2, 3);
+        int cut = free.Text.IndexOf(stop, StringComparison.Ordinal);
+
+        var stopped = engine.TrySubmit([Greedy(prompt, 40) with { StopStrings = [stop] }])![0];
+        var pieces = new List<string>();
+        FinishReason? finish = null;
+        await foreach (GenerationEvent e in stopped.Events.ReadAllAsync())
+        {
+            pieces.Add(e.Text);
+            finish = e.Finish ?? finish;
+        }
+
+        // Everything streamed is exactly the text before the stop: no piece of the stop string ever went out.
+        Assert.Equal(free.Text[..cut], string.Concat(pieces));
+        Assert.Equal(FinishReason.Stop, finish);
+    }
+
+    [Fact]
+    public async Task AStopTokenEndsTheSequenceWithStop()
+    {
+        using var engine = new Engine(fixture.Model, new EngineOptions());
+        int[] prompt = Prompt(6, 12);
+        var free = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 20)])![0]);
+        int stopToken = free.Tokens[5];
+        var stopped = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 20) with { StopTokenIds = [stopToken] }])![0]);
+        Assert.Equal(free.Tokens[..(free.Tokens.IndexOf(stopToken) + 1)], stopped.Tokens);
+        Assert.Equal(FinishReason.Stop, stopped.Finish);
+    }
+
+    [Fact]
     public void InvalidRequestsAreRefusedWithTheParameterNamed()
     {
         using var engine = new Engine(fixture.Model, new EngineOptions());
         Assert.Equal("prompt", engine.Validate(Greedy([], 4))?.Param);
         Assert.Equal("max_tokens", engine.Validate(Greedy([1, 2], engine.ContextLength))?.Param);
         Assert.Equal("prompt", engine.Validate(Greedy([1, 5000], 4))?.Param);
+        Assert.Equal("top_p", engine.Validate(Greedy([1, 2], 4) with { Sampling = new SamplingParams { TopP = 0 } })?.Param);
         Assert.Throws<ArgumentException>(() => engine.TrySubmit([Greedy([], 4)]));
     }
 }

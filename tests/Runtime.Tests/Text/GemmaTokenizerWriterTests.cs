@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Serving.Runtime.Text;
 using Serving.Runtime.Text.SentencePiece;

@@ -45,7 +45,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
         {
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
-                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads }, logger);
+                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile }, logger);
                 _engines[entry.Id] = new Engine(model, engineOptions, logger);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
                     entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);

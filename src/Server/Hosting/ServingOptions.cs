@@ -59,4 +59,7 @@ public sealed class ModelOptions
 
     [Required(AllowEmptyStrings = false)]
     public string Path { get; init; } = "";
+
+    /// <summary>The .onnx file inside the folder (e.g. <c>onnx/model_q4.onnx</c>); default: genai_config.json's, else onnx/model.onnx.</summary>
+    public string? OnnxFile { get; init; }
 }

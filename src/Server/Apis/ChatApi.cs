@@ -55,22 +55,16 @@ public static class ChatApi
 
         int[] prompt = engine.Model.Tokenizer.Encode(rendered, addSpecialTokens: false);
         int? topLogprobs = body.Logprobs == true ? body.TopLogprobs ?? 0 : null;
-        var (plan, invalid) = GenerationPlan.Build(body, [prompt], engine, body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
+        var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
         if (plan is null)
         {
-            return invalid!;
-        }
-
-        var (streams, full) = GenerationEndpoint.Submit(engine, plan);
-        if (streams is null)
-        {
-            return full!;
+            return rejected!;
         }
 
         var chat = new ChatResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs == true);
         return plan.Stream
-            ? await chat.StreamAsync(context, streams, plan)
-            : await chat.CompleteAsync(context, streams, plan);
+            ? await chat.StreamAsync(context, streams!, plan)
+            : await chat.CompleteAsync(context, streams!, plan);
     }
 
     /// <summary>The messages as template input, or null when any is malformed.</summary>

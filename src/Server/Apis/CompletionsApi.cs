@@ -36,23 +36,17 @@ public static class CompletionsApi
             return OpenAiErrors.InvalidParameter("logprobs", "logprobs must be between 0 and 20.");
         }
 
-        var (plan, invalid) = GenerationPlan.Build(body, prompts, engine, body.MaxTokens, body.Logprobs);
+        var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, prompts, body.MaxTokens, body.Logprobs);
         if (plan is null)
         {
-            return invalid!;
-        }
-
-        var (streams, full) = GenerationEndpoint.Submit(engine, plan);
-        if (streams is null)
-        {
-            return full!;
+            return rejected!;
         }
 
         var echo = body.Echo == true ? prompts.Select(prompt => engine.Model.Tokenizer.Decode(prompt, skipSpecialTokens: true)).ToArray() : null;
         var responder = new TextResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs is not null, echo);
         return plan.Stream
-            ? await responder.StreamAsync(context, streams, plan)
-            : await responder.CompleteAsync(context, streams, plan);
+            ? await responder.StreamAsync(context, streams!, plan)
+            : await responder.CompleteAsync(context, streams!, plan);
     }
 
     /// <summary>The prompts as token ids (text gets the tokenizer's BOS), or null when malformed.</summary>

@@ -56,6 +56,19 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public async Task AFullPrefixCacheMakesRoomForTheNewestPrompt()
+    {
+        using var sizing = new Engine(fixture.Model, new EngineOptions());
+        long block = 2L * 4 * sizing.BlockTokens * 2 * 16 * sizeof(float);
+        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 4 * block });
+        int[] first = Prompt(50, 21), second = Prompt(50, 22);
+        await EngineReader.ReadAll(engine.TrySubmit([Greedy(first, 2)])![0]);
+        await EngineReader.ReadAll(engine.TrySubmit([Greedy(second, 2)])![0]);
+        var again = await EngineReader.ReadAll(engine.TrySubmit([Greedy(second, 2)])![0]);
+        Assert.Equal(49 / engine.BlockTokens * engine.BlockTokens, again.Usage.CachedTokens);
+    }
+
+    [Fact]
     public async Task ACancelledSequenceReturnsItsMemoryToThePool()
     {
         using var engine = new Engine(fixture.Model, new EngineOptions());

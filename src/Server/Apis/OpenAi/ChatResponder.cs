@@ -14,17 +14,10 @@ public sealed class ChatResponder(GenerationEndpoint endpoint, GemmaTokenizer to
 
     public async Task<IResult> CompleteAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
     {
-        using CancellationTokenSource deadline = endpoint.Deadline(context);
-        using var registration = deadline.Token.Register(() => CancelAll(streams));
-        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
-        if (deadline.IsCancellationRequested)
+        var (results, error) = await endpoint.CollectAsync(context, streams);
+        if (results is null)
         {
-            return endpoint.TimedOut();
-        }
-
-        if (GenerationEndpoint.Failure(results) is { } failure)
-        {
-            return failure;
+            return error!;
         }
 
         var choices = new ChatChoice[results.Length];
@@ -43,7 +36,7 @@ public sealed class ChatResponder(GenerationEndpoint endpoint, GemmaTokenizer to
     public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
     {
         using CancellationTokenSource deadline = endpoint.Deadline(context);
-        using var registration = deadline.Token.Register(() => CancelAll(streams));
+        using var registration = deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
         HttpResponse response = context.Response;
         ServerSentEvents.Start(response);
         var results = new ChoiceResult[streams.Count];
@@ -109,12 +102,4 @@ public sealed class ChatResponder(GenerationEndpoint endpoint, GemmaTokenizer to
     }
 
     private static int[] Bytes(string text) => Array.ConvertAll(Encoding.UTF8.GetBytes(text), b => (int)b);
-
-    public static void CancelAll(IReadOnlyList<GenerationStream> streams)
-    {
-        foreach (GenerationStream stream in streams)
-        {
-            stream.Cancel();
-        }
-    }
 }

@@ -37,10 +37,40 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
             : (null, OpenAiErrors.ModelNotFound(model));
     }
 
-    public static (IReadOnlyList<GenerationStream>? Streams, IResult? Error) Submit(Engine engine, GenerationPlan plan)
+    /// <summary>Validates the sampling fields and queues every (prompt, choice); a 400 or 429 when that fails.</summary>
+    public static (GenerationPlan? Plan, IReadOnlyList<GenerationStream>? Streams, IResult? Error) Start(
+        Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs)
     {
+        var (plan, invalid) = GenerationPlan.Build(body, prompts, engine, maxTokens, topLogprobs);
+        if (plan is null)
+        {
+            return (null, null, invalid);
+        }
+
         IReadOnlyList<GenerationStream>? streams = engine.TrySubmit(plan.Requests);
-        return streams is null ? (null, new QueueFullResult(RetryAfterSeconds)) : (streams, null);
+        return streams is null ? (null, null, new QueueFullResult(RetryAfterSeconds)) : (plan, streams, null);
+    }
+
+    /// <summary>Reads every choice to its end within the deadline: the results, or the timeout / failure to answer.</summary>
+    public async Task<(ChoiceResult[]? Results, IResult? Error)> CollectAsync(HttpContext context, IReadOnlyList<GenerationStream> streams)
+    {
+        using CancellationTokenSource deadline = Deadline(context);
+        using var registration = deadline.Token.Register(() => CancelAll(streams));
+        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
+        if (deadline.IsCancellationRequested)
+        {
+            return (null, TimedOut());
+        }
+
+        return Failure(results) is { } failure ? (null, failure) : (results, null);
+    }
+
+    public static void CancelAll(IReadOnlyList<GenerationStream> streams)
+    {
+        foreach (GenerationStream stream in streams)
+        {
+            stream.Cancel();
+        }
     }
 
     /// <summary>Cancelled when the client leaves or the request outlives <see cref="ServingOptions.RequestTimeoutSeconds"/>.</summary>

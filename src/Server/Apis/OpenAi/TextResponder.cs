@@ -12,17 +12,10 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
 
     public async Task<IResult> CompleteAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
     {
-        using CancellationTokenSource deadline = endpoint.Deadline(context);
-        using var registration = deadline.Token.Register(() => ChatResponder.CancelAll(streams));
-        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
-        if (deadline.IsCancellationRequested)
+        var (results, error) = await endpoint.CollectAsync(context, streams);
+        if (results is null)
         {
-            return endpoint.TimedOut();
-        }
-
-        if (GenerationEndpoint.Failure(results) is { } failure)
-        {
-            return failure;
+            return error!;
         }
 
         var choices = new TextChoice[results.Length];
@@ -40,7 +33,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
     public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
     {
         using CancellationTokenSource deadline = endpoint.Deadline(context);
-        using var registration = deadline.Token.Register(() => ChatResponder.CancelAll(streams));
+        using var registration = deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
         HttpResponse response = context.Response;
         ServerSentEvents.Start(response);
         var results = new ChoiceResult[streams.Count];

@@ -166,8 +166,10 @@ public sealed partial class Engine : IDisposable
             {
                 Step();
             }
-            catch (Exception e) when (e is Microsoft.ML.OnnxRuntime.OnnxRuntimeException or ArgumentException or InvalidOperationException)
+            catch (Exception e)
             {
+                // A failed step (an ONNX Runtime error, or a bug of ours) ends the running sequences with
+                // an error event, not the process: the engine goes on with the next requests.
                 _logger.LogError(e, "An engine step failed; failing the running sequences");
                 FailRunning(e.Message);
             }

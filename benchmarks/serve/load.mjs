@@ -1,9 +1,9 @@
 // Load generator for a running Serving (or any OpenAI-compatible) server.
-//   node load.mjs URL MODEL CONCURRENCY[,CONCURRENCY...] MAX_TOKENS
+//   node load.mjs URL MODEL CONCURRENCY[,CONCURRENCY...] MAX_TOKENS [--ttft]
 // For each concurrency c: c streaming /v1/completions requests at once, each with its own
 // prompt (so no prefix-cache hits), greedy, ignore_eos. Prints one JSON line per level.
-// Then: time to first token of a 1,000-token prompt, fresh vs with its first 900 tokens cached.
-const [url, model, levels, maxTokens] = process.argv.slice(2);
+// With --ttft: time to first token of a 1,000-token prompt, fresh vs with its first 900 tokens cached.
+const [url, model, levels, maxTokens, ttftFlag] = process.argv.slice(2);
 const text = 'In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.';
 
 async function stream(body) {
@@ -44,6 +44,8 @@ for (const c of levels.split(',').map(Number)) {
     median_ttft_ms: +median(results.map(r => r.first - r.start)).toFixed(0), median_stream_decode_tokens_per_s: +median(decode).toFixed(1),
   }));
 }
+
+if (ttftFlag !== '--ttft') process.exit(0);
 
 // 1,000-token prompts as token ids (ids 10..1009, valid in every preset's vocabulary), unique per trial.
 let seed = 12345;

@@ -24,18 +24,21 @@ if [ ! -f "$model/onnx/model.onnx" ]; then
   dotnet "$here/bin/cli/serving.dll" models create --preset "$preset" --out "$model" --seed 1 >/dev/null
 fi
 
-echo "== direct loop and transformers.js, $runs alternating runs, $new_tokens new tokens"
+data="$(mktemp -d)"
+Serving__DataDirectory="$data" Serving__Models__0__Id=bench Serving__Models__0__Path="$model" Serving__KvCacheBytes=4294967296 \
+  Serving__PrefixCacheBytes=1073741824 Logging__LogLevel__Default=Warning \
+  dotnet "$here/bin/server/Serving.Server.dll" --urls "http://127.0.0.1:$port" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT
+until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 1; done
+
+echo "== one stream, $runs alternating runs of the three, $new_tokens new tokens (the idle server takes no CPU)"
 for i in $(seq "$runs"); do
   echo "direct loop:     $(dotnet "$here/bin/cli/serving.dll" generate --model "$model" --prompt "$prompt" --max-tokens "$new_tokens" --json \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["timings"]))')"
   echo "transformers.js: $(node "$peer/transformers-js-generate.mjs" "$model" "$prompt" "$new_tokens")"
+  echo "server:          $(node "$here/load.mjs" "http://127.0.0.1:$port" bench 1 "$new_tokens")"
 done
 
-echo "== server (KV budget 4 GiB, batch up to 64)"
-data="$(mktemp -d)"
-Serving__DataDirectory="$data" Serving__Models__0__Id=bench Serving__Models__0__Path="$model" Serving__KvCacheBytes=4294967296 \
-  Logging__LogLevel__Default=Warning dotnet "$here/bin/server/Serving.Server.dll" --urls "http://127.0.0.1:$port" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT
-until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 1; done
-node "$here/load.mjs" "http://127.0.0.1:$port" bench "$levels" "$new_tokens"
+echo "== server: concurrency sweep (KV budget 4 GiB, batch up to 64), then cached vs fresh 1,000-token prompts"
+node "$here/load.mjs" "http://127.0.0.1:$port" bench "$levels" "$new_tokens" --ttft

@@ -84,22 +84,27 @@ public sealed partial class ClipTokenizer
         return result;
     }
 
-    /// <summary>Row-major <c>[texts, longest]</c> ids, padded with the end token (the text tower pools at the first one).</summary>
-    public (long[] Ids, int Length) EncodeBatch(IReadOnlyList<string> texts)
+    /// <summary>
+    /// Row-major <c>[texts, longest]</c> ids padded with the end token (the text tower pools
+    /// at the first one), and the matching attention mask (1 for tokens, 0 for padding).
+    /// </summary>
+    public (long[] Ids, long[] Mask, int Length) EncodeBatch(IReadOnlyList<string> texts)
     {
         var rows = texts.Select(Encode).ToArray();
         int length = rows.Max(row => row.Length);
         var ids = new long[rows.Length * length];
+        var mask = new long[ids.Length];
         Array.Fill(ids, EndOfTextId);
         for (int r = 0; r < rows.Length; r++)
         {
             for (int i = 0; i < rows[r].Length; i++)
             {
                 ids[r * length + i] = rows[r][i];
+                mask[r * length + i] = 1;
             }
         }
 
-        return (ids, length);
+        return (ids, mask, length);
     }
 
     private static int SpecialId(string path, Dictionary<string, int> vocab, string token) =>

@@ -3,10 +3,13 @@ using Serving.Server.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServing();
+builder.AddRetrieval();
 
 var app = builder.Build();
 app.UseServing();
 app.MapHealthApi();
+app.MapEmbeddingsApi();
+app.MapRetrievalApi();
 app.Run();
 
 /// <summary>Visible to the test host (WebApplicationFactory).</summary>

@@ -1,0 +1,77 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Serving.Runtime.Debiasing;
+using Serving.Runtime.Retrieval;
+
+namespace Serving.Server.Retrieval;
+
+/// <summary>
+/// A collection in memory: its stored record, the index of raw vectors, the index of
+/// debiased ones when the collection debiases, and every item's metadata for filters.
+/// Writers take <see cref="WriteLock"/> so the store and the indexes change in the same order.
+/// </summary>
+public sealed class CollectionState(CollectionRecord record, DebiasSettings? settings, DebiasTransform? transform)
+{
+    public CollectionRecord Record { get; } = record;
+
+    public DebiasSettings? Settings { get; } = settings;
+
+    public DebiasTransform? Transform { get; } = transform;
+
+    public VectorIndex Raw { get; } = new(record.Dimension);
+
+    public VectorIndex? Debiased { get; } = transform is null ? null : new VectorIndex(record.Dimension);
+
+    public ConcurrentDictionary<string, JsonObject> Metadata { get; } = new(StringComparer.Ordinal);
+
+    public SemaphoreSlim WriteLock { get; } = new(1, 1);
+
+    /// <summary>Adds or replaces an item in memory (after the store has it).</summary>
+    public void Index(string id, float[] vector, JsonObject metadata)
+    {
+        Raw.Upsert(id, vector);
+        if (Transform is not null)
+        {
+            Debiased!.Upsert(id, Transform.Apply(vector));
+        }
+
+        Metadata[id] = metadata;
+    }
+
+    public void Unindex(string id)
+    {
+        Raw.Remove(id);
+        Debiased?.Remove(id);
+        Metadata.TryRemove(id, out _);
+    }
+
+    /// <summary>True when every key of <paramref name="filter"/> is in the item's metadata with an equal JSON value.</summary>
+    public bool Matches(string id, JsonObject filter)
+    {
+        if (!Metadata.TryGetValue(id, out JsonObject? metadata))
+        {
+            return false;
+        }
+
+        foreach (var (key, value) in filter)
+        {
+            if (!metadata.TryGetPropertyValue(key, out JsonNode? actual) || !JsonNode.DeepEquals(actual, value))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["object"] = "collection",
+        ["name"] = Record.Name,
+        ["model"] = Record.Model,
+        ["dimension"] = Record.Dimension,
+        ["debias"] = Settings?.ToJson(),
+        ["count"] = Raw.Count,
+        ["created_at"] = Record.CreatedAt,
+    };
+}

@@ -36,12 +36,12 @@ public sealed class DebiasTransform
     public float[] Apply(ReadOnlySpan<float> vector)
     {
         var result = vector.ToArray();
-        Apply(result);
+        ApplyInPlace(result);
         return result;
     }
 
     /// <summary>Transforms <paramref name="vector"/> in place.</summary>
-    public void Apply(Span<float> vector)
+    public void ApplyInPlace(Span<float> vector)
     {
         if (vector.Length != Dimension)
         {

@@ -89,11 +89,12 @@ public sealed class DebiasBenchmark
     private DebiasScores Score(string method, Func<float[], float[]> transform, DebiasScores? baseline)
     {
         float[][] items = [.. _items.Select(transform)];
+        Retrieval.VectorIndex index = Index(items);
         double skew = 0, kl = 0, recall = 0;
         double[] prior = [_targetGroups.Count(g => g == 0) / (double)_targetGroups.Length, _targetGroups.Count(g => g == 1) / (double)_targetGroups.Length];
         for (int c = 0; c < Classes; c++)
         {
-            int[] top = TopIndices(items, transform(_queries[c]), TopK);
+            int[] top = TopIndices(index, transform(_queries[c]), TopK);
             int[] groups = [.. top.Select(i => _targetGroups[i])];
             skew += BiasMetrics.MaxSkew(groups, prior) / Classes;
             kl += BiasMetrics.KlToPrior(groups, prior) / Classes;
@@ -107,29 +108,19 @@ public sealed class DebiasBenchmark
         return new DebiasScores(method, skew, kl, targetBias, unconsidered, change, recall, normChange);
     }
 
-    private static int[] TopIndices(float[][] items, float[] query, int k)
+    /// <summary>Cosine ranking, as CLIP retrieval does: the server's exact index over normalised rows.</summary>
+    private static int[] TopIndices(Retrieval.VectorIndex index, float[] query, int k) =>
+        [.. index.Search(Normalise(query), k).Select(hit => int.Parse(hit.Id, System.Globalization.CultureInfo.InvariantCulture))];
+
+    private static Retrieval.VectorIndex Index(float[][] items)
     {
-        var heap = new PriorityQueue<int, float>(k + 1);
+        var index = new Retrieval.VectorIndex(Dimension, items.Length);
         for (int i = 0; i < items.Length; i++)
         {
-            float score = TensorPrimitives.CosineSimilarity(items[i], query);
-            if (heap.Count < k)
-            {
-                heap.Enqueue(i, score);
-            }
-            else if (heap.TryPeek(out _, out float worst) && score > worst)
-            {
-                heap.DequeueEnqueue(i, score);
-            }
+            index.Upsert(i.ToString(System.Globalization.CultureInfo.InvariantCulture), Normalise(items[i]));
         }
 
-        var top = new int[heap.Count];
-        for (int j = top.Length - 1; j >= 0; j--)
-        {
-            top[j] = heap.Dequeue();
-        }
-
-        return top;
+        return index;
     }
 
     private static float[] Basis(int axis)

@@ -32,10 +32,26 @@ public sealed class CollectionState(CollectionRecord record, DebiasSettings? set
         Raw.Upsert(id, vector);
         if (Transform is not null)
         {
-            Debiased!.Upsert(id, Transform.Apply(vector));
+            Debiased!.Upsert(id, DebiasedUnit(vector));
         }
 
         Metadata[id] = metadata;
+    }
+
+    /// <summary>
+    /// The transformed vector at unit length: search ranks by cosine. WRING keeps norms, so this
+    /// only matters for projection, which shrinks each vector by its share in the concept.
+    /// </summary>
+    public float[] DebiasedUnit(float[] vector)
+    {
+        float[] moved = Transform!.Apply(vector);
+        float norm = System.Numerics.Tensors.TensorPrimitives.Norm<float>(moved);
+        if (norm > 0)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Divide(moved, norm, moved);
+        }
+
+        return moved;
     }
 
     public void Unindex(string id)

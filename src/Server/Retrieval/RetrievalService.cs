@@ -189,7 +189,7 @@ public sealed partial class RetrievalService
         float[] vector = QueryVector(state, query);
         if (debias)
         {
-            vector = state.Transform!.Apply(vector);
+            vector = state.DebiasedUnit(vector);
         }
 
         VectorIndex index = debias ? state.Debiased! : state.Raw;

@@ -1,4 +1,4 @@
-// clip-bench images MODEL_DIR IMAGE_DIR BATCH  → {"images":N,"seconds":s,"images_per_second":x}
+// clip-bench images MODEL_DIR IMAGE_DIR BATCH [THREADS=0: ONNX Runtime's default] → {"images":N,"seconds":s,"images_per_second":x}
 //   decode + preprocess + vision tower for every file of IMAGE_DIR, in batches, after one warm-up batch.
 // clip-bench search COUNT DIM QUERIES TOP_K     → {"count":N,"p50_ms":x,"p99_ms":x}
 //   exact search over COUNT random unit vectors with the server's VectorIndex.
@@ -11,14 +11,15 @@ using Serving.Runtime.Vision;
 
 return args[0] switch
 {
-    "images" => Images(args[1], args[2], int.Parse(args[3])),
+    "images" => Images(args[1], args[2], int.Parse(args[3]), args.Length > 4 ? int.Parse(args[4]) : 0),
     "search" => Search(int.Parse(args[1]), int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4])),
     _ => throw new ArgumentException("usage: clip-bench images MODEL IMAGES BATCH | search COUNT DIM QUERIES TOP_K"),
 };
 
-static int Images(string modelDir, string imageDir, int batch)
+static int Images(string modelDir, string imageDir, int batch, int threads)
 {
-    using ClipModel model = ClipModel.Load(modelDir);
+    using var options = new Microsoft.ML.OnnxRuntime.SessionOptions { IntraOpNumThreads = threads };
+    using ClipModel model = ClipModel.Load(modelDir, options);
     string[] files = [.. Directory.GetFiles(imageDir).Order()];
     float[][] Embed(IEnumerable<string> paths) =>
         model.EmbedImages([.. paths.Select(p => ImageDecoder.Decode(File.ReadAllBytes(p), 100_000_000))]);

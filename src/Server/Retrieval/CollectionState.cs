@@ -10,11 +10,9 @@ namespace Serving.Server.Retrieval;
 /// debiased ones when the collection debiases, and every item's metadata for filters.
 /// Writers take <see cref="WriteLock"/> so the store and the indexes change in the same order.
 /// </summary>
-public sealed class CollectionState(CollectionRecord record, DebiasSettings? settings, DebiasTransform? transform)
+public sealed class CollectionState(CollectionRecord record, DebiasTransform? transform)
 {
     public CollectionRecord Record { get; } = record;
-
-    public DebiasSettings? Settings { get; } = settings;
 
     public DebiasTransform? Transform { get; } = transform;
 
@@ -86,7 +84,7 @@ public sealed class CollectionState(CollectionRecord record, DebiasSettings? set
         ["name"] = Record.Name,
         ["model"] = Record.Model,
         ["dimension"] = Record.Dimension,
-        ["debias"] = Settings?.ToJson(),
+        ["debias"] = Record.Debias is null ? null : DebiasSettings.Public(JsonNode.Parse(Record.Debias)!.AsObject()),
         ["count"] = Raw.Count,
         ["created_at"] = Record.CreatedAt,
     };

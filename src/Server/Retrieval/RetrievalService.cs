@@ -62,9 +62,9 @@ public sealed partial class RetrievalService
         }
 
         int dimension = _embedder.Model(model).Dimension;
-        DebiasSettings? settings = debias is null ? null : DebiasSettings.Parse(debias);
-        var record = new CollectionRecord(name, model, dimension, settings?.ToJson().ToJsonString(), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
-        CollectionState state = NewState(record);
+        var (stored, transform) = debias is null ? (null, null) : DebiasSettings.Create(debias, new GroupEmbedder(this, model));
+        var record = new CollectionRecord(name, model, dimension, stored?.ToJsonString(), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        var state = new CollectionState(record, transform);
         await _catalogLock.WaitAsync();
         try
         {
@@ -232,10 +232,29 @@ public sealed partial class RetrievalService
         return [.. vector.Select(v => v / norm)];
     }
 
-    private CollectionState NewState(CollectionRecord record)
+    private static CollectionState NewState(CollectionRecord record) =>
+        new(record, record.Debias is null ? null : DebiasSettings.Load(JsonNode.Parse(record.Debias)!.AsObject()));
+
+    /// <summary>Embeds a new collection's debias groups with its model; nearest images come from a reference collection of the same model.</summary>
+    private sealed class GroupEmbedder(RetrievalService service, string model) : IGroupEmbedder
     {
-        DebiasSettings? settings = record.Debias is null ? null : DebiasSettings.Parse(JsonNode.Parse(record.Debias));
-        return new CollectionState(record, settings, settings?.Build(texts => _embedder.EmbedTexts(record.Model, texts)));
+        public float[][] Texts(IReadOnlyList<string> texts) => service._embedder.EmbedTexts(model, texts);
+
+        public float[][] Images(IReadOnlyList<byte[]> images, string param) =>
+            service._embedder.EmbedImages(model, [.. images.Select(image => ImageInput.Decode(image, service._options.MaxImagePixels, param))]);
+
+        public float[][] Nearest(string collection, float[] query, int k, string param)
+        {
+            CollectionState reference = service._collections.TryGetValue(collection, out CollectionState? found)
+                ? found
+                : throw ApiException.Invalid(param, $"the reference collection '{collection}' does not exist");
+            if (reference.Record.Model != model || reference.Raw.Count == 0)
+            {
+                throw ApiException.Invalid(param, $"the reference collection '{collection}' must hold images embedded by '{model}'");
+            }
+
+            return [.. reference.Raw.Search(query, k).Select(hit => service._store.Find(collection, hit.Id)!.Vector)];
+        }
     }
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

@@ -155,4 +155,26 @@ public sealed class RetrievalApiTests(ServingServerFixture fixture) : IClassFixt
         var (_, collection) = await Server.SendAsync(HttpMethod.Get, "/v1/collections/fair");
         Assert.Equal("wring", collection["debias"]!["method"]!.GetValue<string>());
     }
+
+    [Fact]
+    public async Task ConceptGroupsCanComeFromReferenceImages()
+    {
+        await CreateAsync("reference");
+        await UploadColoursAsync("reference");
+        var groups = new JsonArray(
+            new JsonObject { ["prompts"] = new JsonArray("something red"), ["nearest_images"] = 2, ["reference_collection"] = "reference" },
+            new JsonObject { ["images"] = new JsonArray(ServingServer.ImageUrl(SKColors.Blue)) });
+        var debias = new JsonObject { ["method"] = "projection", ["concepts"] = new JsonArray(new JsonObject { ["name"] = "colour", ["groups"] = groups }) };
+        await CreateAsync("imagegroups", new JsonObject { ["debias"] = debias.DeepClone() });
+        var (_, collection) = await Server.SendAsync(HttpMethod.Get, "/v1/collections/imagegroups");
+        JsonNode shown = collection["debias"]!["concepts"]![0]!["groups"]!;
+        Assert.Equal(2, shown[0]!["nearest_images"]!.GetValue<int>());
+        Assert.Equal(1, shown[1]!["images"]!.GetValue<int>());
+        Assert.Null(collection["debias"]!["concepts"]![0]!["directions"]);
+
+        debias["concepts"]![0]!["groups"]![0]!["reference_collection"] = "absent";
+        var refused = await Server.PostAsync("/v1/collections", new JsonObject { ["name"] = "refused", ["model"] = "clip-tiny", ["debias"] = debias });
+        Assert.Equal("debias.concepts[0].groups[0].reference_collection", ServingServer.AssertError(refused, 400));
+        ServingServer.AssertError(await Server.SendAsync(HttpMethod.Get, "/v1/collections/refused"), 404);
+    }
 }

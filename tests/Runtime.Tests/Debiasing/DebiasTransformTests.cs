@@ -58,6 +58,30 @@ public sealed class DebiasTransformTests
     }
 
     [Fact]
+    public void ComposedConceptsAreEachDebiased()
+    {
+        // Two concepts on disjoint axes (0–1 and 2–3): after both, v has equal cosine to the groups of each.
+        float[] Axis(params (int Index, float Value)[] entries)
+        {
+            var v = new float[D];
+            foreach (var (index, value) in entries)
+            {
+                v[index] = value;
+            }
+
+            return v;
+        }
+
+        float[][] first = [Axis((0, 1), (1, 0.5f)), Axis((0, 1), (1, -0.5f))], second = [Axis((2, 1), (3, 0.3f)), Axis((2, 1), (3, -0.3f))];
+        var transform = new DebiasTransform(DebiasMethod.Wring, [ConceptSubspace.Create(first), ConceptSubspace.Create(second)]);
+        float[] moved = transform.Apply(Random(new Random(8)));
+        foreach (float[][] groups in (float[][][])[first, second])
+        {
+            Assert.Equal(TensorPrimitives.CosineSimilarity(moved, groups[0]), TensorPrimitives.CosineSimilarity(moved, groups[1]), 4);
+        }
+    }
+
+    [Fact]
     public void DependentGroupsAreRefused()
     {
         float[] c = Random(new Random(7));

@@ -41,6 +41,34 @@ public sealed class ImageDecoderTests
     }
 
     [Fact]
+    public void DecodesAPaletteGif()
+    {
+        // 1×1 GIF89a, a two-colour palette (red, blue), pixel index 0; LZW codes clear, 0, end.
+        byte[] gif = [.. "GIF89a"u8, 1, 0, 1, 0, 0x80, 0, 0, 0xFF, 0, 0, 0, 0, 0xFF,
+            0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3B];
+        RgbImage image = ImageDecoder.Decode(gif, maxPixels: 10);
+        Assert.Equal([255, 0, 0], image.Pixels);
+    }
+
+    [Fact]
+    public void DecodesABottomUpBmp()
+    {
+        // 2×2, 24-bit BGR rows stored bottom-up, each padded to 8 bytes.
+        byte[] pixels = [0, 0, 255, 0, 255, 0, 0, 0, /* bottom: red, green */ 255, 0, 0, 255, 255, 255, 0, 0 /* top: blue, white */];
+        byte[] header = new byte[54];
+        "BM"u8.CopyTo(header);
+        BitConverter.GetBytes(54 + pixels.Length).CopyTo(header, 2);
+        BitConverter.GetBytes(54).CopyTo(header, 10);
+        BitConverter.GetBytes(40).CopyTo(header, 14);
+        BitConverter.GetBytes(2).CopyTo(header, 18);
+        BitConverter.GetBytes(2).CopyTo(header, 22);
+        BitConverter.GetBytes((short)1).CopyTo(header, 26);
+        BitConverter.GetBytes((short)24).CopyTo(header, 28);
+        RgbImage image = ImageDecoder.Decode([.. header, .. pixels], maxPixels: 10);
+        Assert.Equal([0, 0, 255, 255, 255, 255, 255, 0, 0, 0, 255, 0], image.Pixels);
+    }
+
+    [Fact]
     public void GreyImagesBecomeThreeEqualChannels()
     {
         RgbImage image = ImageDecoder.Decode(Encode(4, 4, colorType: SKColorType.Gray8), maxPixels: 100);

@@ -45,38 +45,10 @@ public static class ClipModelWriter
     public static void WriteRandom(string folder, ClipConfig config, ulong seed, IProgress<(long Done, long Total)>? progress = null) =>
         Write(folder, config, spec => ClipWeights.Random(spec, seed), progress);
 
-    /// <summary>Writes one tower; returns its weight bytes. Peak memory stays at the largest tensor.</summary>
-    private static long WriteOnnx(string path, GraphProto graph, IEnumerable<ClipWeight> specs, Func<ClipWeight, float[]> weights, Action<long> written)
-    {
-        long bytes;
-        using (var data = ExternalDataWriter.Create(path + "_data"))
-        {
-            foreach (ClipWeight spec in specs)
-            {
-                float[] values = weights(spec);
-                if (values.LongLength != spec.ElementCount)
-                {
-                    throw new ArgumentException($"weight '{spec.Name}' has {values.LongLength} values, expected {spec.ElementCount}");
-                }
-
-                graph.Initializer.Add(data.WriteFloats(spec.Name, spec.Shape.Select(d => (long)d).ToArray(), values));
-                written(data.BytesWritten);
-            }
-
-            bytes = data.BytesWritten;
-        }
-
-        var model = new ModelProto
-        {
-            IrVersion = ClipGraph.IrVersion,
-            ProducerName = "serving",
-            ProducerVersion = typeof(ClipModelWriter).Assembly.GetName().Version?.ToString() ?? "0",
-            Graph = graph,
-        };
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = ClipGraph.Opset });
-        OnnxModelFile.Save(model, path, externalThresholdBytes: long.MaxValue);
-        return bytes;
-    }
+    private static long WriteOnnx(string path, GraphProto graph, IEnumerable<ClipWeight> specs, Func<ClipWeight, float[]> weights, Action<long> written) =>
+        GeneratedModelFile.Write(path, graph,
+            specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec))),
+            ClipGraph.IrVersion, ClipGraph.Opset, written);
 
     /// <summary>CLIPImageProcessor: shortest edge to the image size (bicubic, resample 3), centre crop, 1/255, normalise.</summary>
     private static JsonObject PreprocessorConfig(ClipConfig config) => new()

@@ -46,4 +46,24 @@ public sealed class VectorIndexTests
         Assert.Equal(["keep"], index.Search([1, 0], 5, id => id == "keep").Select(h => h.Id));
         Assert.Throws<ArgumentException>(() => index.Search([1, 0, 0], 1));
     }
+
+    [Fact]
+    public void ASplitScanFindsWhatOneScanFinds()
+    {
+        // 200k rows: above the 64k rows per task, so the scan is split wherever there are ≥ 2 cores.
+        var random = new Random(9);
+        var index = new VectorIndex(4, capacity: 200_000);
+        float[] query = [1, 0.5f, 0.25f, 0.125f];
+        var scores = new List<(string Id, float Score)>();
+        for (int i = 0; i < 200_000; i++)
+        {
+            float[] v = [.. Enumerable.Range(0, 4).Select(_ => (float)random.NextDouble())];
+            string id = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            index.Upsert(id, v);
+            scores.Add((id, System.Numerics.Tensors.TensorPrimitives.Dot(query, v)));
+        }
+
+        var expected = scores.OrderByDescending(s => s.Score).Take(5).Select(s => s.Id);
+        Assert.Equal(expected, index.Search(query, 5).Select(h => h.Id));
+    }
 }

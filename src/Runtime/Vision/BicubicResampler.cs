@@ -11,30 +11,36 @@ public static class BicubicResampler
 {
     private const double A = -0.5;
 
-    public static RgbImage Resize(RgbImage image, int width, int height)
-    {
-        if (image.Width == width && image.Height == height)
-        {
-            return image;
-        }
+    public static RgbImage Resize(RgbImage image, int width, int height) =>
+        ResizeWindow(image, width, height, 0, 0, width, height);
 
-        byte[] horizontal = Pass(image.Pixels, image.Width, image.Height, width, horizontal: true);
-        byte[] both = Pass(horizontal, width, image.Height, height, horizontal: false);
-        return new RgbImage(width, height, both);
+    /// <summary>
+    /// The window [left, left + windowWidth) × [top, top + windowHeight) of the image resized to
+    /// width × height, computing only that window: a 1 × 10,000 image resized to 224 × 2,240,000
+    /// would need 1.5 GB in full, its centre crop 150 KB (plus one 224-column pass over the rows).
+    /// </summary>
+    public static RgbImage ResizeWindow(RgbImage image, int width, int height, int left, int top, int windowWidth, int windowHeight)
+    {
+        byte[] horizontal = Pass(image.Pixels, image.Width, image.Height, width, left, windowWidth, horizontal: true);
+        byte[] both = Pass(horizontal, windowWidth, image.Height, height, top, windowHeight, horizontal: false);
+        return new RgbImage(windowWidth, windowHeight, both);
     }
 
-    /// <summary>Resamples one axis; <paramref name="inSize"/> and <paramref name="outSize"/> are that axis's lengths.</summary>
-    private static byte[] Pass(byte[] source, int width, int height, int outSize, bool horizontal)
+    /// <summary>
+    /// Resamples one axis of a width × height source to <paramref name="outSize"/> samples and
+    /// keeps outputs [offset, offset + count).
+    /// </summary>
+    private static byte[] Pass(byte[] source, int width, int height, int outSize, int offset, int count, bool horizontal)
     {
         int inSize = horizontal ? width : height;
         (int[] starts, double[][] weights) = Coefficients(inSize, outSize);
-        int outWidth = horizontal ? outSize : width, outHeight = horizontal ? height : outSize;
+        int outWidth = horizontal ? count : width, outHeight = horizontal ? height : count;
         var result = new byte[outWidth * outHeight * 3];
         Parallel.For(0, outHeight, y =>
         {
             for (int x = 0; x < outWidth; x++)
             {
-                int o = horizontal ? x : y;
+                int o = (horizontal ? x : y) + offset;
                 double[] w = weights[o];
                 double r = 0, g = 0, b = 0;
                 for (int k = 0; k < w.Length; k++)

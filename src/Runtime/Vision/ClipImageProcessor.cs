@@ -72,16 +72,16 @@ public sealed class ClipImageProcessor
         double factor = (double)ShortestEdge / Math.Min(image.Width, image.Height);
         int width = Math.Max(CropSize, (int)Math.Floor(image.Width * factor + 1e-9));
         int height = Math.Max(CropSize, (int)Math.Floor(image.Height * factor + 1e-9));
-        RgbImage resized = BicubicResampler.Resize(image, width, height);
         int left = (width - CropSize) / 2, top = (height - CropSize) / 2, plane = CropSize * CropSize;
+        RgbImage crop = BicubicResampler.ResizeWindow(image, width, height, left, top, CropSize, CropSize);
         for (int y = 0; y < CropSize; y++)
         {
             for (int x = 0; x < CropSize; x++)
             {
-                int source = ((top + y) * width + left + x) * 3;
+                int source = (y * CropSize + x) * 3;
                 for (int channel = 0; channel < 3; channel++)
                 {
-                    destination[channel * plane + y * CropSize + x] = (resized.Pixels[source + channel] * _rescale - _mean[channel]) / _std[channel];
+                    destination[channel * plane + y * CropSize + x] = (crop.Pixels[source + channel] * _rescale - _mean[channel]) / _std[channel];
                 }
             }
         }

@@ -54,4 +54,28 @@ public sealed class ClipImageProcessorTests
         RgbImage small = BicubicResampler.Resize(new RgbImage(32, 32, pixels), 8, 8);
         Assert.All(small.Pixels, v => Assert.InRange(v, 120, 135));
     }
+
+    [Fact]
+    public void AWindowEqualsTheSameRegionOfTheFullResize()
+    {
+        var random = new Random(1);
+        var image = new RgbImage(37, 23, [.. Enumerable.Range(0, 37 * 23 * 3).Select(_ => (byte)random.Next(256))]);
+        RgbImage full = BicubicResampler.Resize(image, 50, 31);
+        RgbImage window = BicubicResampler.ResizeWindow(image, 50, 31, 7, 4, 20, 10);
+        for (int y = 0; y < 10; y++)
+        {
+            int fullStart = ((y + 4) * 50 + 7) * 3, windowStart = y * 20 * 3;
+            Assert.Equal(full.Pixels[fullStart..(fullStart + 60)], window.Pixels[windowStart..(windowStart + 60)]);
+        }
+    }
+
+    [Fact]
+    public void AnExtremeAspectRatioOnlyResizesTheCrop()
+    {
+        // 1 × 20,000: the shortest edge to 8 makes it 8 × 160,000; only the 8 × 8 crop is computed.
+        var image = new RgbImage(1, 20_000, [.. Enumerable.Repeat((byte)200, 20_000 * 3)]);
+        var values = new float[Processor.ValuesPerImage];
+        Processor.Process(image, values);
+        Assert.Equal((200 / 255f - ClipModelWriter.ImageMean[0]) / ClipModelWriter.ImageStd[0], values[0], 1e-5f);
+    }
 }

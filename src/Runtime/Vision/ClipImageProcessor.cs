@@ -68,6 +68,11 @@ public sealed class ClipImageProcessor
             throw new ArgumentException($"destination holds {destination.Length} floats, expected {ValuesPerImage}", nameof(destination));
         }
 
+        if (Math.Max(image.Width, image.Height) > (long)ImageDecoder.MaxAspectRatio * Math.Min(image.Width, image.Height))
+        {
+            throw new ArgumentException($"a {image.Width}×{image.Height} image is past the {ImageDecoder.MaxAspectRatio}:1 aspect ratio", nameof(image));
+        }
+
         // transformers.js and Hugging Face: floor(side × target / shortest side).
         double factor = (double)ShortestEdge / Math.Min(image.Width, image.Height);
         int width = Math.Max(CropSize, (int)Math.Floor(image.Width * factor + 1e-9));

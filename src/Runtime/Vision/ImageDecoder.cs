@@ -17,6 +17,12 @@ public sealed class ImageDecodeException(string message) : Exception(message);
 /// </summary>
 public static class ImageDecoder
 {
+    /// <summary>
+    /// Longest side over shortest side. Past this a shortest-edge resize explodes the long side
+    /// (1 × 25 M pixels at 224 would be 5.6 G pixels long); real panoramas stay under ~10:1.
+    /// </summary>
+    public const int MaxAspectRatio = 100;
+
     public static RgbImage Decode(byte[] data, long maxPixels)
     {
         // The codec owns the stream and disposes it with itself.
@@ -31,6 +37,11 @@ public static class ImageDecoder
         if (header.Width <= 0 || header.Height <= 0 || pixels > maxPixels)
         {
             throw new ImageDecodeException($"the image is {header.Width}×{header.Height} = {pixels} pixels; the limit is {maxPixels}");
+        }
+
+        if (Math.Max(header.Width, header.Height) > (long)MaxAspectRatio * Math.Min(header.Width, header.Height))
+        {
+            throw new ImageDecodeException($"the image is {header.Width}×{header.Height}; sides may differ by at most {MaxAspectRatio}:1");
         }
 
         var info = new SKImageInfo(header.Width, header.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);

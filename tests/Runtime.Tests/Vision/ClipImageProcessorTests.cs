@@ -72,10 +72,11 @@ public sealed class ClipImageProcessorTests
     [Fact]
     public void AnExtremeAspectRatioOnlyResizesTheCrop()
     {
-        // 1 × 20,000: the shortest edge to 8 makes it 8 × 160,000; only the 8 × 8 crop is computed.
-        var image = new RgbImage(1, 20_000, [.. Enumerable.Repeat((byte)200, 20_000 * 3)]);
+        // 1 × 100 (the largest aspect ratio allowed): the shortest edge to 8 makes it 8 × 800; only the 8 × 8 crop is computed.
+        var image = new RgbImage(1, 100, [.. Enumerable.Repeat((byte)200, 100 * 3)]);
         var values = new float[Processor.ValuesPerImage];
         Processor.Process(image, values);
         Assert.Equal((200 / 255f - ClipModelWriter.ImageMean[0]) / ClipModelWriter.ImageStd[0], values[0], 1e-5f);
+        Assert.Throws<ArgumentException>(() => Processor.Process(new RgbImage(1, 101, new byte[303]), values));
     }
 }

@@ -132,6 +132,31 @@ public sealed class ConceptSubspace
         return sum;
     }
 
+    /// <summary>Partial pivoting: brings the row with the largest entry in <paramref name="column"/> up to it.</summary>
+    private static void SwapInLargestPivot(double[,] a, double[,] inverse, int column)
+    {
+        int n = a.GetLength(0), pivot = column;
+        for (int row = column + 1; row < n; row++)
+        {
+            if (Math.Abs(a[row, column]) > Math.Abs(a[pivot, column]))
+            {
+                pivot = row;
+            }
+        }
+
+        // Unit directions: a Gram pivot this small means two groups point the same way (cos > 0.999999).
+        if (Math.Abs(a[pivot, column]) < 1e-6)
+        {
+            throw new ArgumentException("the group directions are linearly dependent (two groups point the same way)");
+        }
+
+        for (int k = 0; k < n; k++)
+        {
+            (a[column, k], a[pivot, k]) = (a[pivot, k], a[column, k]);
+            (inverse[column, k], inverse[pivot, k]) = (inverse[pivot, k], inverse[column, k]);
+        }
+    }
+
     private static double[,] Invert(double[,] matrix)
     {
         int n = matrix.GetLength(0);
@@ -144,26 +169,7 @@ public sealed class ConceptSubspace
 
         for (int column = 0; column < n; column++)
         {
-            int pivot = column;
-            for (int row = column + 1; row < n; row++)
-            {
-                if (Math.Abs(a[row, column]) > Math.Abs(a[pivot, column]))
-                {
-                    pivot = row;
-                }
-            }
-
-            // Unit directions: a Gram pivot this small means two groups point the same way (cos > 0.999999).
-            if (Math.Abs(a[pivot, column]) < 1e-6)
-            {
-                throw new ArgumentException("the group directions are linearly dependent (two groups point the same way)");
-            }
-
-            for (int k = 0; k < n; k++)
-            {
-                (a[column, k], a[pivot, k]) = (a[pivot, k], a[column, k]);
-                (inverse[column, k], inverse[pivot, k]) = (inverse[pivot, k], inverse[column, k]);
-            }
+            SwapInLargestPivot(a, inverse, column);
 
             double scale = a[column, column];
             for (int k = 0; k < n; k++)

@@ -33,16 +33,7 @@ public static class ImageDecoder
         }
 
         SKImageInfo header = codec.Info;
-        long pixels = (long)header.Width * header.Height;
-        if (header.Width <= 0 || header.Height <= 0 || pixels > maxPixels)
-        {
-            throw new ImageDecodeException($"the image is {header.Width}×{header.Height} = {pixels} pixels; the limit is {maxPixels}");
-        }
-
-        if (Math.Max(header.Width, header.Height) > (long)MaxAspectRatio * Math.Min(header.Width, header.Height))
-        {
-            throw new ImageDecodeException($"the image is {header.Width}×{header.Height}; sides may differ by at most {MaxAspectRatio}:1");
-        }
+        CheckSize(header.Width, header.Height, maxPixels);
 
         var info = new SKImageInfo(header.Width, header.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         var rgba = new byte[info.BytesSize];
@@ -65,6 +56,21 @@ public static class ImageDecoder
         }
 
         return Orient(ToRgb(rgba, header.Width, header.Height), codec.EncodedOrigin);
+    }
+
+    /// <summary>From the header alone: a decompression bomb is refused before its pixels are allocated.</summary>
+    private static void CheckSize(int width, int height, long maxPixels)
+    {
+        long pixels = (long)width * height;
+        if (width <= 0 || height <= 0 || pixels > maxPixels)
+        {
+            throw new ImageDecodeException($"the image is {width}×{height} = {pixels} pixels; the limit is {maxPixels}");
+        }
+
+        if (Math.Max(width, height) > (long)MaxAspectRatio * Math.Min(width, height))
+        {
+            throw new ImageDecodeException($"the image is {width}×{height}; sides may differ by at most {MaxAspectRatio}:1");
+        }
     }
 
     private static RgbImage ToRgb(byte[] rgba, int width, int height)

@@ -42,6 +42,19 @@ public static class EmbeddingsApi
         var clip = embedder.Model(model);
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
 
+        JsonArray data = Data(inputs, textVectors, imageVectors, format);
+        return TypedResults.Json(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = model,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
+        });
+    }
+
+    /// <summary>One entry per input, in request order (texts and images were embedded in two batches).</summary>
+    private static JsonArray Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
+    {
         var data = new JsonArray();
         int nextText = 0, nextImage = 0;
         for (int i = 0; i < inputs.Count; i++)
@@ -57,13 +70,7 @@ public static class EmbeddingsApi
             });
         }
 
-        return TypedResults.Json(new JsonObject
-        {
-            ["object"] = "list",
-            ["data"] = data,
-            ["model"] = model,
-            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
-        });
+        return data;
     }
 
     private static List<Input> ParseInputs(JsonNode? input, int maxItems)

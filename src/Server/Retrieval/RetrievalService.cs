@@ -108,20 +108,7 @@ public sealed partial class RetrievalService
             throw ApiException.Invalid("items", $"send 1 to {_options.MaxItemsPerRequest} items per request (got {items.Count})");
         }
 
-        string[] ids = [.. items.Select((item, i) => item.Id ?? Guid.NewGuid().ToString("N"))];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i].Length is 0 or > 256)
-            {
-                throw ApiException.Invalid($"items[{i}].id", "an id is 1 to 256 characters");
-            }
-        }
-
-        if (ids.Distinct(StringComparer.Ordinal).Count() != ids.Length)
-        {
-            throw ApiException.Invalid("items", "an id appears twice in the batch");
-        }
-
+        string[] ids = Ids(items);
         RgbImage[] images = [.. items.Select((item, i) => ImageInput.Decode(item.Image, _options.MaxImagePixels, $"items[{i}].image"))];
         float[][] vectors = _embedder.EmbedImages(state.Record.Model, images);
         var stored = items.Select((item, i) => new StoredItem(ids[i], item.Metadata.ToJsonString(), vectors[i])).ToArray();
@@ -145,6 +132,23 @@ public sealed partial class RetrievalService
         }
 
         return ids;
+    }
+
+    /// <summary>The given ids, or new ones; each 1–256 characters, none twice.</summary>
+    private static string[] Ids(IReadOnlyList<NewItem> items)
+    {
+        string[] ids = [.. items.Select(item => item.Id ?? Guid.NewGuid().ToString("N"))];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i].Length is 0 or > 256)
+            {
+                throw ApiException.Invalid($"items[{i}].id", "an id is 1 to 256 characters");
+            }
+        }
+
+        return ids.Distinct(StringComparer.Ordinal).Count() == ids.Length
+            ? ids
+            : throw ApiException.Invalid("items", "an id appears twice in the batch");
     }
 
     public StoredItem GetItem(string name, string id)

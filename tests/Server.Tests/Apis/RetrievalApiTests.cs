@@ -73,6 +73,24 @@ public sealed class RetrievalApiTests(ServingServerFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task UploadingAnIdAgainReplacesTheItem()
+    {
+        await CreateAsync("upsert");
+        await UploadColoursAsync("upsert");
+        var (status, _) = await Server.PostAsync("/v1/collections/upsert/items", new JsonObject { ["items"] = new JsonArray(Item("r", SKColors.Blue, "now blue")) });
+        Assert.Equal(200, status);
+        var (_, collection) = await Server.SendAsync(HttpMethod.Get, "/v1/collections/upsert");
+        Assert.Equal(3, collection["count"]!.GetValue<int>());
+        var (_, hits) = await Server.PostAsync("/v1/collections/upsert/search", new JsonObject
+        {
+            ["image"] = ServingServer.ImageUrl(SKColors.Blue), ["filter"] = new JsonObject { ["colour"] = "now blue" },
+        });
+        Assert.Equal(["r"], hits["hits"]!.AsArray().Select(h => h!["id"]!.GetValue<string>()));
+        var (_, generated) = await Server.PostAsync("/v1/collections/upsert/items", new JsonObject { ["items"] = new JsonArray(new JsonObject { ["image"] = ServingServer.ImageUrl(SKColors.Gray) }) });
+        Assert.Equal(32, generated["ids"]![0]!.GetValue<string>().Length);
+    }
+
+    [Fact]
     public async Task ABatchWithOneBadImageWritesNothing()
     {
         await CreateAsync("atomic");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Serving.Runtime.Models.Clip;
 using Serving.Runtime.Models.Gemma3;
 using Spectre.Console;
 
@@ -10,16 +11,26 @@ internal static class ModelsCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string>("--preset") { Description = "Architecture: " + string.Join(", ", Gemma3Presets.Names), Required = true };
-        preset.AcceptOnlyFromAmong([.. Gemma3Presets.Names]);
+        string[] names = [.. Gemma3Presets.Names, .. ClipPresets.Names];
+        var preset = new Option<string>("--preset") { Description = "Architecture: " + string.Join(", ", names), Required = true };
+        preset.AcceptOnlyFromAmong(names);
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write (created if missing)", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights (same seed, same bytes)", DefaultValueFactory = _ => 0 };
         var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed };
-        create.SetAction(result => Run(Gemma3Presets.Find(result.GetValue(preset)!)!, result.GetValue(output)!, result.GetValue(seed)));
+        create.SetAction(result => Run(Find(result.GetValue(preset)!), result.GetValue(output)!, result.GetValue(seed)));
         return new Command("models", "Create model folders") { create };
     }
 
-    private static int Run(Gemma3Config config, DirectoryInfo output, ulong seed)
+    /// <summary>What <c>create</c> needs of a preset, whatever the architecture.</summary>
+    private sealed record Preset(string Family, long ParameterCount, Action<string, ulong, IProgress<(long Done, long Total)>?> Write);
+
+    private static Preset Find(string name) => ClipPresets.Find(name) is { } clip
+        ? new Preset("CLIP", clip.ParameterCount, (folder, seed, progress) => ClipModelWriter.WriteRandom(folder, clip, seed, progress))
+        : Gemma3Presets.Find(name) is { } gemma
+            ? new Preset("Gemma 3", gemma.ParameterCount, (folder, seed, progress) => Gemma3ModelWriter.WriteRandom(folder, gemma, seed, progress))
+            : throw new UsageException($"unknown preset '{name}'");
+
+    private static int Run(Preset config, DirectoryInfo output, ulong seed)
     {
         if (File.Exists(output.FullName))
         {
@@ -31,11 +42,11 @@ internal static class ModelsCommand
             throw new UsageException($"'{output.FullName}' exists and is not empty");
         }
 
-        Console.Error.WriteLine($"Creating a {config.ParameterCount:N0}-parameter Gemma 3 model in {output.FullName}");
+        Console.Error.WriteLine($"Creating a {config.ParameterCount:N0}-parameter {config.Family} model in {output.FullName}");
         var clock = Stopwatch.StartNew();
         if (config.ParameterCount < 10_000_000)
         {
-            Gemma3ModelWriter.WriteRandom(output.FullName, config, seed);
+            config.Write(output.FullName, seed, null);
         }
         else
         {
@@ -47,7 +58,7 @@ internal static class ModelsCommand
         return CommandLine.Ok;
     }
 
-    private static void WriteWithProgress(string folder, Gemma3Config config, ulong seed)
+    private static void WriteWithProgress(string folder, Preset config, ulong seed)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         console.Progress()
@@ -55,7 +66,7 @@ internal static class ModelsCommand
             .Start(context =>
             {
                 ProgressTask task = context.AddTask("weights", maxValue: config.ParameterCount * sizeof(float));
-                Gemma3ModelWriter.WriteRandom(folder, config, seed, new SynchronousProgress(p => task.Value = p.Done));
+                config.Write(folder, seed, new SynchronousProgress(p => task.Value = p.Done));
                 task.Value = task.MaxValue;
             });
     }

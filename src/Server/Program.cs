@@ -3,6 +3,7 @@ using Serving.Server.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServing();
+builder.AddRetrieval();
 
 var app = builder.Build();
 app.UseServing();
@@ -11,6 +12,8 @@ app.MapModelsApi();
 app.MapChatApi();
 app.MapCompletionsApi();
 app.MapTokenizeApi();
+app.MapEmbeddingsApi();
+app.MapRetrievalApi();
 app.Run();
 
 /// <summary>Visible to the test host (WebApplicationFactory).</summary>

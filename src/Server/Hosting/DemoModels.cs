@@ -1,3 +1,4 @@
+using Serving.Runtime.Models.Clip;
 using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Server.Hosting;
@@ -15,7 +16,9 @@ public static class DemoModels
     {
         string tiny = Path.Combine(dataDirectory, "models", "tiny");
         EnsureFolder(tiny, logger, "tiny", folder => Gemma3ModelWriter.WriteRandom(folder, Gemma3Presets.Tiny, TinySeed));
-        return [new ModelEntry("tiny", tiny, Gemma3Config.ModelType)];
+        string clip = Path.Combine(dataDirectory, "models", "clip-tiny");
+        EnsureFolder(clip, logger, "clip-tiny", folder => ClipModelWriter.WriteRandom(folder, ClipPresets.Tiny, TinySeed));
+        return [new ModelEntry("tiny", tiny, Gemma3Config.ModelType), new ModelEntry("clip-tiny", clip, ClipConfig.ModelType)];
     }
 
     /// <summary>

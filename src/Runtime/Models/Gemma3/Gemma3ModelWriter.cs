@@ -39,30 +39,9 @@ public static class Gemma3ModelWriter
         GraphProto graph = Gemma3Graph.Build(config);
         IReadOnlyList<WeightSpec> specs = Gemma3Weights.Specs(config);
         long total = specs.Sum(spec => spec.ElementCount * sizeof(float));
-        using (var data = ExternalDataWriter.Create(path + "_data"))
-        {
-            foreach (WeightSpec spec in specs)
-            {
-                float[] values = weights(spec);
-                if (values.LongLength != spec.ElementCount)
-                {
-                    throw new ArgumentException($"weight '{spec.Name}' has {values.LongLength} values, expected {spec.ElementCount}");
-                }
-
-                graph.Initializer.Add(data.WriteFloats(spec.Name, spec.Shape.Select(d => (long)d).ToArray(), values));
-                progress?.Report((data.BytesWritten, total));
-            }
-        }
-
-        var model = new ModelProto
-        {
-            IrVersion = Gemma3Graph.IrVersion,
-            ProducerName = "serving",
-            ProducerVersion = typeof(Gemma3ModelWriter).Assembly.GetName().Version?.ToString() ?? "0",
-            Graph = graph,
-        };
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Gemma3Graph.Opset });
-        OnnxModelFile.Save(model, path, externalThresholdBytes: long.MaxValue);
+        GeneratedModelFile.Write(path, graph,
+            specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec))),
+            Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
     }
 
     private static JsonObject GenerationConfig(Gemma3Config config) => new()

@@ -57,12 +57,7 @@ public static class Gemma3Weights
         return specs;
     }
 
-    /// <summary>
-    /// Seeded values for one weight. Each tensor has its own stream, derived from the seed and
-    /// the tensor's name, so tensors can be generated in any order or in parallel with the
-    /// same bytes. Our own generator (SplitMix64 + Box–Muller) keeps the bytes stable across
-    /// .NET versions, which <see cref="Random"/> does not promise.
-    /// </summary>
+    /// <summary>Seeded values for one weight (see <see cref="SeededGaussian"/>): the same seed gives the same bytes.</summary>
     public static float[] Random(WeightSpec spec, ulong seed)
     {
         double std = spec.Init switch
@@ -71,49 +66,6 @@ public static class Gemma3Weights
             WeightInit.Embedding => 0.02,
             _ => 0.1,
         };
-        var values = new float[spec.ElementCount];
-        const int ChunkSize = 1 << 16;
-        int chunks = (values.Length + ChunkSize - 1) / ChunkSize;
-        ulong tensorSeed = seed ^ Fnv1a(spec.Name);
-        Parallel.For(0, chunks, chunk =>
-        {
-            var rng = new SplitMix64(tensorSeed + (ulong)chunk * 0x9E3779B97F4A7C15UL);
-            int end = Math.Min(values.Length, (chunk + 1) * ChunkSize);
-            for (int i = chunk * ChunkSize; i < end; i++)
-            {
-                values[i] = (float)(rng.NextGaussian() * std);
-            }
-        });
-        return values;
-    }
-
-    private static ulong Fnv1a(string text)
-    {
-        ulong hash = 14695981039346656037UL;
-        foreach (char c in text)
-        {
-            hash = (hash ^ c) * 1099511628211UL;
-        }
-
-        return hash;
-    }
-
-    private struct SplitMix64(ulong state)
-    {
-        private ulong _state = state;
-
-        private ulong Next()
-        {
-            ulong z = _state += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            return z ^ (z >> 31);
-        }
-
-        /// <summary>Uniform in (0, 1]: never 0, so the logarithm below is finite.</summary>
-        private double NextUnit() => ((Next() >> 11) + 1) * (1.0 / (1UL << 53));
-
-        public double NextGaussian() =>
-            Math.Sqrt(-2.0 * Math.Log(NextUnit())) * Math.Cos(2.0 * Math.PI * NextUnit());
+        return SeededGaussian.Sample(spec.Name, spec.ElementCount, std, seed);
     }
 }

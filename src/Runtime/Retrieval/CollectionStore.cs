@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+using Microsoft.Data.Sqlite;
+
+namespace Serving.Runtime.Retrieval;
+
+/// <summary>A collection as stored: its model, the vector length, and its debias settings (JSON, or null).</summary>
+public sealed record CollectionRecord(string Name, string Model, int Dimension, string? Debias, long CreatedAt);
+
+/// <summary>An item as stored: metadata as a JSON object text, the raw (not debiased) unit vector.</summary>
+public sealed record StoredItem(string Id, string Metadata, float[] Vector);
+
+/// <summary>
+/// The durable side of retrieval: one SQLite file in WAL mode with <c>synchronous=FULL</c>, so
+/// a commit is on disk before it returns and an acknowledged item survives a crash or power
+/// loss. Every batch is one transaction: a crash in the middle leaves none of it. A new
+/// connection per call (pooled by Microsoft.Data.Sqlite); SQLite serialises the writers.
+/// </summary>
+public sealed class CollectionStore
+{
+    private readonly string _connectionString;
+
+    private CollectionStore(string connectionString) => _connectionString = connectionString;
+
+    public static CollectionStore Open(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var builder = new SqliteConnectionStringBuilder { DataSource = path, ForeignKeys = true, Pooling = true };
+        var store = new CollectionStore(builder.ToString());
+        using SqliteConnection connection = store.Connect();
+        Execute(connection, "PRAGMA journal_mode=WAL;");
+        Execute(connection, """
+            CREATE TABLE IF NOT EXISTS collections (
+                name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
+                debias TEXT, created_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS items (
+                collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+                id TEXT NOT NULL, metadata TEXT NOT NULL, vector BLOB NOT NULL,
+                PRIMARY KEY (collection, id));
+            """);
+        return store;
+    }
+
+    /// <summary>False when a collection of that name exists already.</summary>
+    public bool TryCreateCollection(CollectionRecord record)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "INSERT OR IGNORE INTO collections VALUES ($name, $model, $dimension, $debias, $created)",
+            ("$name", record.Name), ("$model", record.Model), ("$dimension", record.Dimension), ("$debias", record.Debias), ("$created", record.CreatedAt));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    public IReadOnlyList<CollectionRecord> ListCollections()
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "SELECT name, model, dimension, debias, created_at FROM collections ORDER BY name");
+        using SqliteDataReader reader = command.ExecuteReader();
+        var records = new List<CollectionRecord>();
+        while (reader.Read())
+        {
+            records.Add(new CollectionRecord(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.IsDBNull(3) ? null : reader.GetString(3), reader.GetInt64(4)));
+        }
+
+        return records;
+    }
+
+    /// <summary>Deletes the collection and its items in one transaction; false when absent.</summary>
+    public bool DeleteCollection(string name)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "DELETE FROM collections WHERE name = $name", ("$name", name));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>Inserts or replaces every item, all or nothing.</summary>
+    public void Upsert(string collection, IReadOnlyList<StoredItem> items)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteTransaction transaction = connection.BeginTransaction();
+        using SqliteCommand command = Command(connection, "INSERT OR REPLACE INTO items VALUES ($collection, $id, $metadata, $vector)");
+        command.Transaction = transaction;
+        SqliteParameter id = command.Parameters.Add("$id", SqliteType.Text), metadata = command.Parameters.Add("$metadata", SqliteType.Text),
+            vector = command.Parameters.Add("$vector", SqliteType.Blob);
+        command.Parameters.AddWithValue("$collection", collection);
+        foreach (StoredItem item in items)
+        {
+            id.Value = item.Id;
+            metadata.Value = item.Metadata;
+            vector.Value = MemoryMarshal.AsBytes(item.Vector.AsSpan()).ToArray();
+            command.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+    }
+
+    public StoredItem? Find(string collection, string id)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "SELECT id, metadata, vector FROM items WHERE collection = $collection AND id = $id",
+            ("$collection", collection), ("$id", id));
+        using SqliteDataReader reader = command.ExecuteReader();
+        return reader.Read() ? ReadItem(reader) : null;
+    }
+
+    public bool Delete(string collection, string id)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "DELETE FROM items WHERE collection = $collection AND id = $id", ("$collection", collection), ("$id", id));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>Every item of a collection, streamed (what the in-memory index is rebuilt from at start).</summary>
+    public IEnumerable<StoredItem> Items(string collection)
+    {
+        using SqliteConnection connection = Connect();
+        using SqliteCommand command = Command(connection, "SELECT id, metadata, vector FROM items WHERE collection = $collection", ("$collection", collection));
+        using SqliteDataReader reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            yield return ReadItem(reader);
+        }
+    }
+
+    private static StoredItem ReadItem(SqliteDataReader reader)
+    {
+        byte[] bytes = (byte[])reader.GetValue(2);
+        return new StoredItem(reader.GetString(0), reader.GetString(1), MemoryMarshal.Cast<byte, float>(bytes).ToArray());
+    }
+
+    private SqliteConnection Connect()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        // FULL: the WAL is fsynced at every commit, so a 2xx means the item is on disk.
+        Execute(connection, "PRAGMA synchronous=FULL;");
+        return connection;
+    }
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using SqliteCommand command = Command(connection, sql);
+        command.ExecuteNonQuery();
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        SqliteCommand command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+}

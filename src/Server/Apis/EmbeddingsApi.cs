@@ -1,0 +1,121 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Serving.Server.Retrieval;
+
+namespace Serving.Server.Apis;
+
+/// <summary>
+/// <c>POST /v1/embeddings</c>, OpenAI-compatible for text (<c>input</c> a string or an array
+/// of strings), plus images as items <c>{"type":"image_url","image_url":{"url":"data:image/...;base64,..."}}</c>
+/// (and <c>{"type":"text","text":...}</c>) in the same array. Vectors are L2-normalised;
+/// <c>encoding_format</c> <c>float</c> (default) or <c>base64</c> (little-endian float32).
+/// </summary>
+public static class EmbeddingsApi
+{
+    public static IEndpointRouteBuilder MapEmbeddingsApi(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/embeddings", CreateEmbeddings).AddEndpointFilter<ApiExceptionFilter>();
+        return app;
+    }
+
+    /// <summary>One input: text, or image bytes.</summary>
+    private sealed record Input(string? Text, byte[]? Image);
+
+    private static async Task<IResult> CreateEmbeddings(HttpRequest request, ClipEmbedder embedder, RetrievalService retrieval)
+    {
+        JsonObject body = await RequestJson.ReadObjectAsync(request);
+        string model = RequestJson.RequiredString(body, "model");
+        string format = RequestJson.OptionalString(body, "encoding_format") ?? "float";
+        if (format is not ("float" or "base64"))
+        {
+            throw ApiException.Invalid("encoding_format", "encoding_format must be \"float\" or \"base64\"");
+        }
+
+        embedder.Model(model);
+        List<Input> inputs = ParseInputs(body["input"], retrieval.Options.MaxItemsPerRequest);
+        var images = inputs.Select((input, i) => (input, i)).Where(p => p.input.Image is not null)
+            .Select(p => Serving.Server.Retrieval.ImageInput.Decode(p.input.Image!, retrieval.Options.MaxImagePixels, $"input[{p.i}]")).ToList();
+        var texts = inputs.Where(input => input.Text is not null).Select(input => input.Text!).ToList();
+        float[][] textVectors = texts.Count > 0 ? embedder.EmbedTexts(model, texts) : [];
+        float[][] imageVectors = images.Count > 0 ? embedder.EmbedImages(model, images) : [];
+        var clip = embedder.Model(model);
+        int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
+
+        JsonArray data = Data(inputs, textVectors, imageVectors, format);
+        return TypedResults.Json(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = model,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
+        });
+    }
+
+    /// <summary>One entry per input, in request order (texts and images were embedded in two batches).</summary>
+    private static JsonArray Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
+    {
+        var data = new JsonArray();
+        int nextText = 0, nextImage = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            float[] vector = inputs[i].Text is not null ? textVectors[nextText++] : imageVectors[nextImage++];
+            data.Add(new JsonObject
+            {
+                ["object"] = "embedding",
+                ["index"] = i,
+                ["embedding"] = format == "base64"
+                    ? Convert.ToBase64String(MemoryMarshal.AsBytes(vector.AsSpan()))
+                    : new JsonArray([.. vector.Select(v => (JsonNode)v)]),
+            });
+        }
+
+        return data;
+    }
+
+    private static List<Input> ParseInputs(JsonNode? input, int maxItems)
+    {
+        JsonNode?[] items = input switch
+        {
+            null => throw ApiException.Invalid("input", "input is required"),
+            JsonArray array => [.. array],
+            _ => [input],
+        };
+        if (items.Length == 0 || items.Length > maxItems)
+        {
+            throw ApiException.Invalid("input", $"input must hold 1 to {maxItems} items (got {items.Length})");
+        }
+
+        return [.. items.Select((item, i) => ParseInput(item, $"input[{i}]"))];
+    }
+
+    private static Input ParseInput(JsonNode? item, string param)
+    {
+        if (item is JsonValue value && value.GetValueKind() == JsonValueKind.String)
+        {
+            return Text(value.GetValue<string>(), param);
+        }
+
+        if (item is not JsonObject part)
+        {
+            throw ApiException.Invalid(param, "an input is a string, {\"type\":\"text\",\"text\":...} or {\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/...;base64,...\"}} (token arrays are not supported)");
+        }
+
+        return RequestJson.OptionalString(part, "type", param + ".") switch
+        {
+            "text" => Text(RequestJson.OptionalString(part, "text", param + ".") ?? "", param),
+            "image_url" => new Input(null, Serving.Server.Retrieval.ImageInput.DecodeBase64(ImageUrl(part, param), param)),
+            _ => throw ApiException.Invalid(param + ".type", "type must be \"text\" or \"image_url\""),
+        };
+    }
+
+    private static string ImageUrl(JsonObject part, string param) => part["image_url"] switch
+    {
+        JsonObject url => RequestJson.OptionalString(url, "url", param + ".image_url.") ?? throw ApiException.Invalid(param + ".image_url.url", "url is required"),
+        JsonValue url when url.GetValueKind() == JsonValueKind.String => url.GetValue<string>(),
+        _ => throw ApiException.Invalid(param + ".image_url", "image_url must be {\"url\": \"data:image/...;base64,...\"}"),
+    };
+
+    private static Input Text(string text, string param) =>
+        string.IsNullOrWhiteSpace(text) ? throw ApiException.Invalid(param, "the text is empty") : new Input(text, null);
+}

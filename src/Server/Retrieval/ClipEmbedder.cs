@@ -1,0 +1,106 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
+using Serving.Runtime.Models.Clip;
+using Serving.Runtime.Vision;
+using Serving.Server.Hosting;
+
+namespace Serving.Server.Retrieval;
+
+/// <summary>
+/// The CLIP models of the catalog, each loaded on first use, and a size-limited cache of text
+/// embeddings keyed by model and normalised text (the tokenizer's own normalisation, so two
+/// keys never tokenise differently): a repeated search query skips the text tower.
+/// </summary>
+public sealed partial class ClipEmbedder : IDisposable
+{
+    private readonly ConcurrentDictionary<string, Lazy<ClipModel>> _models = new(StringComparer.Ordinal);
+    private readonly MemoryCache _textCache;
+    private readonly RetrievalOptions _options;
+
+    public ClipEmbedder(ModelCatalog catalog, IOptions<RetrievalOptions> options)
+    {
+        _options = options.Value;
+        _textCache = new MemoryCache(new MemoryCacheOptions { SizeLimit = _options.TextCacheEntries });
+        foreach (ModelEntry entry in catalog.OfType(ClipConfig.ModelType))
+        {
+            _models[entry.Id] = new Lazy<ClipModel>(() => ClipModel.Load(entry.Folder), LazyThreadSafetyMode.ExecutionAndPublication);
+        }
+    }
+
+    /// <summary>Text embeddings served from the cache (hits) rather than the text tower, since start.</summary>
+    public long CacheHits => Interlocked.Read(ref _cacheHits);
+
+    private long _cacheHits;
+
+    public bool IsClipModel(string id) => _models.ContainsKey(id);
+
+    public IEnumerable<string> ModelIds => _models.Keys;
+
+    /// <summary>The model, or a 404 naming the CLIP models served.</summary>
+    public ClipModel Model(string id, string param = "model") =>
+        _models.TryGetValue(id, out Lazy<ClipModel>? model)
+            ? model.Value
+            : throw new ApiException(StatusCodes.Status404NotFound,
+                $"The model '{id}' is not a CLIP model served here (CLIP models: {string.Join(", ", _models.Keys.Order())}).", param, "model_not_found");
+
+    public float[][] EmbedTexts(string modelId, IReadOnlyList<string> texts)
+    {
+        ClipModel model = Model(modelId);
+        var result = new float[texts.Count][];
+        var missing = new List<int>();
+        for (int i = 0; i < texts.Count; i++)
+        {
+            if (_textCache.TryGetValue(Key(modelId, texts[i]), out float[]? cached))
+            {
+                result[i] = cached!;
+                Interlocked.Increment(ref _cacheHits);
+            }
+            else
+            {
+                missing.Add(i);
+            }
+        }
+
+        if (missing.Count > 0)
+        {
+            float[][] computed = model.EmbedTexts([.. missing.Select(i => texts[i])]);
+            for (int k = 0; k < missing.Count; k++)
+            {
+                result[missing[k]] = computed[k];
+                _textCache.Set(Key(modelId, texts[missing[k]]), computed[k], new MemoryCacheEntryOptions { Size = 1 });
+            }
+        }
+
+        return result;
+    }
+
+    public float[][] EmbedImages(string modelId, IReadOnlyList<RgbImage> images)
+    {
+        ClipModel model = Model(modelId);
+        var result = new List<float[]>(images.Count);
+        for (int start = 0; start < images.Count; start += _options.ImageBatchSize)
+        {
+            result.AddRange(model.EmbedImages([.. images.Skip(start).Take(_options.ImageBatchSize)]));
+        }
+
+        return [.. result];
+    }
+
+    private static string Key(string model, string text) =>
+        model + "\n" + Whitespace().Replace(text.Normalize(NormalizationForm.FormC), " ").Trim().ToLowerInvariant();
+
+    [GeneratedRegex(@"\s+")]
+    private static partial Regex Whitespace();
+
+    public void Dispose()
+    {
+        _textCache.Dispose();
+        foreach (Lazy<ClipModel> model in _models.Values.Where(m => m.IsValueCreated))
+        {
+            model.Value.Dispose();
+        }
+    }
+}

@@ -1,0 +1,173 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Serving.Runtime.Debiasing;
+
+namespace Serving.Server.Retrieval;
+
+/// <summary>
+/// One group of a concept. Its direction is the normalised mean of: the embeddings of its
+/// <see cref="Prompts"/>; or of its reference <see cref="Images"/>; or, with
+/// <see cref="NearestImages"/> = k, of the k images of <see cref="ReferenceCollection"/>
+/// nearest to the prompts (REFERENCE §2: image-derived directions worked better).
+/// </summary>
+public sealed record GroupSettings(IReadOnlyList<string> Prompts, IReadOnlyList<byte[]> Images, int NearestImages, string? ReferenceCollection);
+
+public sealed record ConceptSettings(string Name, IReadOnlyList<GroupSettings> Groups);
+
+/// <summary>How a group's direction is computed, supplied by the service: text, image and nearest-image embeddings.</summary>
+public interface IGroupEmbedder
+{
+    float[][] Texts(IReadOnlyList<string> texts);
+
+    float[][] Images(IReadOnlyList<byte[]> images, string param);
+
+    float[][] Nearest(string collection, float[] query, int k, string param);
+}
+
+/// <summary>
+/// A collection's <c>debias</c> setting: <c>{"method": "wring"|"projection", "concepts": [{"name",
+/// "groups": [group, …]}]}</c>, a group being an array of prompts, <c>{"images": [base64…]}</c> or
+/// <c>{"prompts": […], "nearest_images": 100, "reference_collection": "name"}</c>. The group
+/// directions are computed once, at creation, and stored with the collection: a restart, or
+/// a later change to the reference collection, does not move them.
+/// </summary>
+public static class DebiasSettings
+{
+    private const int MaxPerGroup = 64;
+
+    /// <summary>Parses, computes the directions and returns the JSON to store and the transform.</summary>
+    public static (JsonObject Stored, DebiasTransform Transform) Create(JsonNode? node, IGroupEmbedder embedder)
+    {
+        if (node is not JsonObject json || json["concepts"] is not JsonArray concepts || concepts.Count == 0)
+        {
+            throw ApiException.Invalid("debias", "debias must be {\"method\": \"wring\"|\"projection\", \"concepts\": [{\"name\": ..., \"groups\": [[prompts], [prompts]]}]}");
+        }
+
+        DebiasMethod method = ParseMethod(json["method"]);
+        var stored = new JsonArray();
+        foreach (var (concept, i) in concepts.Select((c, i) => (ParseConcept(c, $"debias.concepts[{i}]"), i)))
+        {
+            var directions = concept.Groups.Select((g, j) => Direction(g, embedder, $"debias.concepts[{i}].groups[{j}]")).ToArray();
+            stored.Add(new JsonObject
+            {
+                ["name"] = concept.Name,
+                ["groups"] = new JsonArray([.. concept.Groups.Select(Describe)]),
+                ["directions"] = new JsonArray([.. directions.Select(d => (JsonNode)new JsonArray([.. d.Select(v => (JsonNode)v)]))]),
+            });
+        }
+
+        var result = new JsonObject { ["method"] = MethodName(method), ["concepts"] = stored };
+        return (result, Load(result));
+    }
+
+    /// <summary>The transform of stored settings (what <see cref="Create"/> returned).</summary>
+    public static DebiasTransform Load(JsonObject stored)
+    {
+        var subspaces = stored["concepts"]!.AsArray().Select(concept =>
+        {
+            float[][] directions = [.. concept!["directions"]!.AsArray().Select(d => d!.AsArray().Select(v => v!.GetValue<float>()).ToArray())];
+            try
+            {
+                return ConceptSubspace.Create(directions);
+            }
+            catch (ArgumentException e)
+            {
+                throw ApiException.Invalid("debias.concepts", $"concept '{concept["name"]}': {e.Message}");
+            }
+        }).ToList();
+        return new DebiasTransform(ParseMethod(stored["method"]), subspaces);
+    }
+
+    /// <summary>The stored settings without the directions: what the API shows.</summary>
+    public static JsonObject Public(JsonObject stored) => new()
+    {
+        ["method"] = stored["method"]!.DeepClone(),
+        ["concepts"] = new JsonArray([.. stored["concepts"]!.AsArray().Select(c => (JsonNode)new JsonObject
+        {
+            ["name"] = c!["name"]!.DeepClone(),
+            ["groups"] = c["groups"]!.DeepClone(),
+        })]),
+    };
+
+    private static DebiasMethod ParseMethod(JsonNode? node) => node?.GetValueKind() switch
+    {
+        null => DebiasMethod.Wring,
+        JsonValueKind.String when node.GetValue<string>() == "wring" => DebiasMethod.Wring,
+        JsonValueKind.String when node.GetValue<string>() == "projection" => DebiasMethod.Projection,
+        _ => throw ApiException.Invalid("debias.method", "method must be \"wring\" or \"projection\""),
+    };
+
+    private static string MethodName(DebiasMethod method) => method == DebiasMethod.Wring ? "wring" : "projection";
+
+    private static ConceptSettings ParseConcept(JsonNode? node, string param)
+    {
+        if (node is not JsonObject concept || concept["groups"] is not JsonArray groups || groups.Count < 2)
+        {
+            throw ApiException.Invalid(param, "a concept needs \"groups\": at least two groups");
+        }
+
+        string name = concept["name"]?.GetValueKind() == JsonValueKind.String ? concept["name"]!.GetValue<string>() : param;
+        return new ConceptSettings(name, [.. groups.Select((g, j) => ParseGroup(g, $"{param}.groups[{j}]"))]);
+    }
+
+    private static GroupSettings ParseGroup(JsonNode? node, string param)
+    {
+        var group = node switch
+        {
+            JsonArray prompts => new GroupSettings(Strings(prompts, param), [], 0, null),
+            JsonObject { } o when o["images"] is JsonArray images =>
+                new GroupSettings([], [.. Strings(images, param + ".images").Select(i => ImageInput.DecodeBase64(i, param + ".images"))], 0, null),
+            JsonObject { } o when o["prompts"] is JsonArray prompts => new GroupSettings(Strings(prompts, param + ".prompts"), [],
+                RequestJson.OptionalInt(o, "nearest_images", 100), RequestJson.OptionalString(o, "reference_collection", param + ".")
+                    ?? throw ApiException.Invalid(param + ".reference_collection", "nearest_images needs reference_collection: the collection whose images define the group")),
+            _ => throw ApiException.Invalid(param, "a group is an array of prompts, {\"images\": [...]} or {\"prompts\": [...], \"nearest_images\": k, \"reference_collection\": name}"),
+        };
+        return group.ReferenceCollection is not null && group.NearestImages is < 1 or > 10_000
+            ? throw ApiException.Invalid(param + ".nearest_images", "nearest_images must be between 1 and 10000")
+            : group;
+    }
+
+    private static string[] Strings(JsonArray array, string param)
+    {
+        string[] values = array.All(v => v?.GetValueKind() == JsonValueKind.String) ? [.. array.Select(v => v!.GetValue<string>())] : [];
+        return values.Length is > 0 and <= MaxPerGroup && !values.Any(string.IsNullOrWhiteSpace)
+            ? values
+            : throw ApiException.Invalid(param, $"give 1 to {MaxPerGroup} non-empty strings");
+    }
+
+    private static float[] Direction(GroupSettings group, IGroupEmbedder embedder, string param)
+    {
+        float[][] vectors = group.Images.Count > 0 ? embedder.Images(group.Images, param + ".images") : embedder.Texts(group.Prompts);
+        float[] mean = Mean(vectors);
+        if (group.NearestImages > 0)
+        {
+            mean = Mean(embedder.Nearest(group.ReferenceCollection!, mean, group.NearestImages, param + ".reference_collection"));
+        }
+
+        return mean;
+    }
+
+    private static JsonNode Describe(GroupSettings group) => group switch
+    {
+        { Images.Count: > 0 } => new JsonObject { ["images"] = group.Images.Count },
+        { NearestImages: > 0 } => new JsonObject
+        {
+            ["prompts"] = new JsonArray([.. group.Prompts.Select(p => (JsonNode)p)]),
+            ["nearest_images"] = group.NearestImages,
+            ["reference_collection"] = group.ReferenceCollection,
+        },
+        _ => new JsonArray([.. group.Prompts.Select(p => (JsonNode)p)]),
+    };
+
+    private static float[] Mean(float[][] vectors)
+    {
+        var mean = new float[vectors[0].Length];
+        foreach (float[] vector in vectors)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Add(mean, vector, mean);
+        }
+
+        float norm = System.Numerics.Tensors.TensorPrimitives.Norm<float>(mean);
+        return norm > 0 ? [.. mean.Select(v => v / norm)] : mean;
+    }
+}

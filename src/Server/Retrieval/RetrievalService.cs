@@ -1,0 +1,266 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+using Serving.Runtime.Retrieval;
+using Serving.Runtime.Vision;
+using Serving.Server.Hosting;
+
+namespace Serving.Server.Retrieval;
+
+/// <summary>An item of an upload, before embedding: id (null: generate one), image bytes, metadata.</summary>
+public sealed record NewItem(string? Id, byte[] Image, JsonObject Metadata);
+
+/// <summary>What a search looks for: exactly one of text, image bytes or a vector.</summary>
+public sealed record SearchQuery(string? Text, byte[]? Image, float[]? Vector, int TopK, JsonObject? Filter, bool? Debias);
+
+/// <summary>
+/// Image collections: SQLite for durability (<see cref="CollectionStore"/>), exact in-memory
+/// indexes for search, rebuilt from the store at start. Every request is validated and
+/// embedded before the store is touched, so bad input writes nothing; a batch is one
+/// transaction, committed before the indexes change and before the answer.
+/// </summary>
+public sealed partial class RetrievalService
+{
+    private readonly CollectionStore _store;
+    private readonly ClipEmbedder _embedder;
+    private readonly RetrievalOptions _options;
+    private readonly ConcurrentDictionary<string, CollectionState> _collections = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _catalogLock = new(1, 1);
+
+    public RetrievalService(IOptions<ServingOptions> serving, IOptions<RetrievalOptions> options, ClipEmbedder embedder)
+    {
+        _options = options.Value;
+        _embedder = embedder;
+        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
+        foreach (CollectionRecord record in _store.ListCollections())
+        {
+            CollectionState state = NewState(record);
+            foreach (StoredItem item in _store.Items(record.Name))
+            {
+                state.Index(item.Id, item.Vector, JsonNode.Parse(item.Metadata)!.AsObject());
+            }
+
+            _collections[record.Name] = state;
+        }
+    }
+
+    public RetrievalOptions Options => _options;
+
+    public IEnumerable<CollectionState> Collections => _collections.Values.OrderBy(c => c.Record.Name, StringComparer.Ordinal);
+
+    public CollectionState Get(string name) => _collections.TryGetValue(name, out CollectionState? state)
+        ? state
+        : throw ApiException.NotFound($"The collection '{name}' does not exist.", "name");
+
+    public async Task<CollectionState> CreateAsync(string name, string model, JsonNode? debias)
+    {
+        if (!CollectionName().IsMatch(name))
+        {
+            throw ApiException.Invalid("name", "a collection name is 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit");
+        }
+
+        int dimension = _embedder.Model(model).Dimension;
+        var (stored, transform) = debias is null ? (null, null) : DebiasSettings.Create(debias, new GroupEmbedder(this, model));
+        var record = new CollectionRecord(name, model, dimension, stored?.ToJsonString(), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        var state = new CollectionState(record, transform);
+        await _catalogLock.WaitAsync();
+        try
+        {
+            if (_collections.ContainsKey(name) || !_store.TryCreateCollection(record))
+            {
+                throw new ApiException(StatusCodes.Status409Conflict, $"The collection '{name}' exists already.", "name", "collection_exists");
+            }
+
+            _collections[name] = state;
+            return state;
+        }
+        finally
+        {
+            _catalogLock.Release();
+        }
+    }
+
+    public async Task DeleteAsync(string name)
+    {
+        CollectionState state = Get(name);
+        await _catalogLock.WaitAsync();
+        await state.WriteLock.WaitAsync();
+        try
+        {
+            _store.DeleteCollection(name);
+            _collections.TryRemove(name, out _);
+        }
+        finally
+        {
+            state.WriteLock.Release();
+            _catalogLock.Release();
+        }
+    }
+
+    /// <summary>Decodes, embeds and stores the items (all or none); returns their ids in order.</summary>
+    public async Task<IReadOnlyList<string>> UpsertAsync(string name, IReadOnlyList<NewItem> items)
+    {
+        CollectionState state = Get(name);
+        if (items.Count == 0 || items.Count > _options.MaxItemsPerRequest)
+        {
+            throw ApiException.Invalid("items", $"send 1 to {_options.MaxItemsPerRequest} items per request (got {items.Count})");
+        }
+
+        string[] ids = Ids(items);
+        RgbImage[] images = [.. items.Select((item, i) => ImageInput.Decode(item.Image, _options.MaxImagePixels, $"items[{i}].image"))];
+        float[][] vectors = _embedder.EmbedImages(state.Record.Model, images);
+        var stored = items.Select((item, i) => new StoredItem(ids[i], item.Metadata.ToJsonString(), vectors[i])).ToArray();
+        await state.WriteLock.WaitAsync();
+        try
+        {
+            if (!_collections.ContainsKey(name))
+            {
+                throw ApiException.NotFound($"The collection '{name}' was deleted.", "name");
+            }
+
+            _store.Upsert(name, stored);
+            for (int i = 0; i < stored.Length; i++)
+            {
+                state.Index(ids[i], vectors[i], items[i].Metadata);
+            }
+        }
+        finally
+        {
+            state.WriteLock.Release();
+        }
+
+        return ids;
+    }
+
+    /// <summary>The given ids, or new ones; each 1–256 characters, none twice.</summary>
+    private static string[] Ids(IReadOnlyList<NewItem> items)
+    {
+        string[] ids = [.. items.Select(item => item.Id ?? Guid.NewGuid().ToString("N"))];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i].Length is 0 or > 256)
+            {
+                throw ApiException.Invalid($"items[{i}].id", "an id is 1 to 256 characters");
+            }
+        }
+
+        return ids.Distinct(StringComparer.Ordinal).Count() == ids.Length
+            ? ids
+            : throw ApiException.Invalid("items", "an id appears twice in the batch");
+    }
+
+    public StoredItem GetItem(string name, string id)
+    {
+        Get(name);
+        return _store.Find(name, id) ?? throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
+    }
+
+    public async Task DeleteItemAsync(string name, string id)
+    {
+        CollectionState state = Get(name);
+        await state.WriteLock.WaitAsync();
+        try
+        {
+            if (!_store.Delete(name, id))
+            {
+                throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
+            }
+
+            state.Unindex(id);
+        }
+        finally
+        {
+            state.WriteLock.Release();
+        }
+    }
+
+    public IReadOnlyList<(Hit Hit, JsonObject Metadata)> Search(string name, SearchQuery query)
+    {
+        CollectionState state = Get(name);
+        if (query.TopK < 1 || query.TopK > _options.MaxTopK)
+        {
+            throw ApiException.Invalid("top_k", $"top_k must be between 1 and {_options.MaxTopK}");
+        }
+
+        bool debias = query.Debias ?? state.Transform is not null;
+        if (debias && state.Transform is null)
+        {
+            throw ApiException.Invalid("debias", $"the collection '{name}' has no debias settings");
+        }
+
+        float[] vector = QueryVector(state, query);
+        if (debias)
+        {
+            vector = state.DebiasedUnit(vector);
+        }
+
+        VectorIndex index = debias ? state.Debiased! : state.Raw;
+        Func<string, bool>? filter = query.Filter is { Count: > 0 } f ? id => state.Matches(id, f) : null;
+        return [.. index.Search(vector, query.TopK, filter).Select(hit => (hit, state.Metadata.GetValueOrDefault(hit.Id) ?? []))];
+    }
+
+    private float[] QueryVector(CollectionState state, SearchQuery query)
+    {
+        int given = (query.Text is null ? 0 : 1) + (query.Image is null ? 0 : 1) + (query.Vector is null ? 0 : 1);
+        if (given != 1)
+        {
+            throw ApiException.Invalid("query", "give exactly one of text, image or vector");
+        }
+
+        if (query.Text is not null)
+        {
+            return string.IsNullOrWhiteSpace(query.Text)
+                ? throw ApiException.Invalid("text", "the text is empty")
+                : _embedder.EmbedTexts(state.Record.Model, [query.Text])[0];
+        }
+
+        if (query.Image is not null)
+        {
+            return _embedder.EmbedImages(state.Record.Model, [ImageInput.Decode(query.Image, _options.MaxImagePixels, "image")])[0];
+        }
+
+        float[] vector = query.Vector!;
+        if (vector.Length != state.Record.Dimension)
+        {
+            throw ApiException.Invalid("vector", $"the vector has {vector.Length} values; the collection's model gives {state.Record.Dimension}");
+        }
+
+        float norm = System.Numerics.Tensors.TensorPrimitives.Norm<float>(vector);
+        if (!float.IsFinite(norm) || norm == 0)
+        {
+            throw ApiException.Invalid("vector", "the vector must be finite and non-zero");
+        }
+
+        return [.. vector.Select(v => v / norm)];
+    }
+
+    private static CollectionState NewState(CollectionRecord record) =>
+        new(record, record.Debias is null ? null : DebiasSettings.Load(JsonNode.Parse(record.Debias)!.AsObject()));
+
+    /// <summary>Embeds a new collection's debias groups with its model; nearest images come from a reference collection of the same model.</summary>
+    private sealed class GroupEmbedder(RetrievalService service, string model) : IGroupEmbedder
+    {
+        public float[][] Texts(IReadOnlyList<string> texts) => service._embedder.EmbedTexts(model, texts);
+
+        public float[][] Images(IReadOnlyList<byte[]> images, string param) =>
+            service._embedder.EmbedImages(model, [.. images.Select(image => ImageInput.Decode(image, service._options.MaxImagePixels, param))]);
+
+        public float[][] Nearest(string collection, float[] query, int k, string param)
+        {
+            CollectionState reference = service._collections.TryGetValue(collection, out CollectionState? found)
+                ? found
+                : throw ApiException.Invalid(param, $"the reference collection '{collection}' does not exist");
+            if (reference.Record.Model != model || reference.Raw.Count == 0)
+            {
+                throw ApiException.Invalid(param, $"the reference collection '{collection}' must hold images embedded by '{model}'");
+            }
+
+            return [.. reference.Raw.Search(query, k).Select(hit => service._store.Find(collection, hit.Id)!.Vector)];
+        }
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    private static partial Regex CollectionName();
+}

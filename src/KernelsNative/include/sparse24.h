@@ -1,0 +1,72 @@
+// 2:4 sparse weights for Y = A · W: the compressed format, its validation, and the CPU
+// kernels behind the ONNX Runtime op SparseMatMul24 (domain ai.serving).
+//
+// Format, for a dense W of shape [K, N] (ONNX MatMul layout) stored per output column n:
+//   K4     = K rounded up to a multiple of 4 (padding features read as zero)
+//   values [N, K4/2]        the 2 kept weights of every group of 4 features, ascending index
+//   masks  [N, ceil(K4/8)]  uint8, one 4-bit keep-mask per group: group g of row n is the
+//                           low nibble of byte g/2 when g is even, the high nibble when odd;
+//                           bit i set = feature 4g+i kept. Exactly 2 bits per nibble; the
+//                           unused high nibble of an odd group count must be 0.
+// The nibbles map straight onto AVX-512 vexpandps masks (16 features = 2 bytes).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sparse24 {
+
+struct Shape {
+  int64_t k = 0;  // dense reduction size
+  int64_t n = 0;  // output features
+
+  int64_t groups() const { return (k + 3) / 4; }
+  int64_t value_stride() const { return groups() * 2; }
+  int64_t mask_stride() const { return (groups() + 1) / 2; }
+};
+
+// Borrowed views of the constant initializers: the kernels never copy W.
+struct Weights {
+  Shape shape;
+  const float* values = nullptr;   // [n, value_stride]
+  const uint8_t* masks = nullptr;  // [n, mask_stride]
+  const float* bias = nullptr;     // [n] or null
+};
+
+// Empty when every mask byte is valid; otherwise a message naming row, group and nibble.
+std::string validate_masks(const Shape& shape, const uint8_t* masks);
+
+// Reference conversions used by tests and tools: dense is [K, N] row-major.
+void pack(const Shape& shape, const float* dense, float* values, uint8_t* masks);
+void unpack(const Shape& shape, const float* values, const uint8_t* masks, float* dense);
+
+enum class Isa { Portable, Avx2, Avx512 };
+Isa detect_isa();
+const char* isa_name(Isa isa);
+
+// GEMV for m <= kGemvMaxRows rows of A ([m, k], row stride k): y[r, n] for n in
+// [n_begin, n_end), y row stride shape.n. Memory-bound: every weight byte read once.
+constexpr int64_t kGemvMaxRows = 8;
+using GemvFn = void (*)(const Weights&, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end);
+
+// GEMM on a packed block of A: `at` holds rows [m0, m0 + lanes) of A transposed, at[k * lanes + j]
+// for k < K4 (zero-padded), m_valid <= lanes of them real. y points at row m0 of Y.
+using GemmFn = void (*)(const Weights&, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end);
+
+struct Kernels {
+  Isa isa;
+  GemvFn gemv;
+  GemmFn gemm;
+  int64_t gemm_lanes;  // rows of A per packed block
+};
+
+Kernels kernels_for(Isa isa);  // isa must be supported by the CPU
+
+// Transposes rows [m0, m0 + lanes) of A ([m, k]) into `at` (k4 * lanes floats), zero-padding.
+void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at);
+
+// Y = A · W (+ bias) on the calling thread; the op splits the same work across ORT's pool.
+void matmul(const Kernels& kernels, const Weights& w, const float* a, int64_t m, float* y);
+
+}  // namespace sparse24

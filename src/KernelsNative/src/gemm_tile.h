@@ -1,0 +1,70 @@
+// The SIMD GEMM path (M > 8), written once over a vector traits type V (AVX2 or AVX-512).
+// Included only by the per-ISA translation units, each compiled with its own -m flags, so
+// it lives in an anonymous namespace there (no ODR sharing between ISAs).
+//
+// A block of 4·V::kWidth rows of A is packed transposed (at[k][j]); for each output column
+// n and kept weight v at feature k: acc[j] += v · at[k][j]. Only the kept half of W is
+// multiplied, so the FMA count is half of dense; each FMA loads one vector of `at`.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "nibbles.h"
+
+namespace {
+
+using sparse24::Weights;
+using sparse24::detail::kFirst;
+using sparse24::detail::kSecond;
+
+// 128 groups = 512 features: 512 × 64 lanes × 4 B = 128 KB of packed A per block stays
+// in L2 (1 MB per core on Zen 4) while every output column of the block sweeps it.
+constexpr int64_t kGroupBlock = 128;
+// 64 columns × 64 lanes × 4 B = 16 KB of partial sums, in L1 across group blocks.
+constexpr int64_t kColumnBlock = 64;
+
+template <class V>
+struct GemmTile {
+  static constexpr int64_t kLanes = 4 * V::kWidth;
+  using Reg = typename V::Reg;
+
+  static void columns(const Weights& w, const float* at, int64_t g_begin, int64_t g_end, int64_t n_begin,
+                      int64_t n_end, float* partial, bool first) {
+    const int64_t vs = w.shape.value_stride(), ms = w.shape.mask_stride();
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float* out = partial + (n - n_begin) * kLanes;
+      Reg acc[4];
+      for (int i = 0; i < 4; ++i) acc[i] = first ? V::zero() : V::load(out + i * V::kWidth);
+      const float* v = w.values + n * vs;
+      const uint8_t* mk = w.masks + n * ms;
+      for (int64_t g = g_begin; g < g_end; ++g) {
+        unsigned nib = (mk[g >> 1] >> ((g & 1) << 2)) & 0xFu;
+        const float* p0 = at + (4 * g + kFirst[nib]) * kLanes;
+        const float* p1 = at + (4 * g + kSecond[nib]) * kLanes;
+        Reg b0 = V::broadcast(v + 2 * g), b1 = V::broadcast(v + 2 * g + 1);
+        for (int i = 0; i < 4; ++i) acc[i] = V::fma(b0, V::load(p0 + i * V::kWidth), acc[i]);
+        for (int i = 0; i < 4; ++i) acc[i] = V::fma(b1, V::load(p1 + i * V::kWidth), acc[i]);
+      }
+      for (int i = 0; i < 4; ++i) V::store(out + i * V::kWidth, acc[i]);
+    }
+  }
+
+  static void run(const Weights& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
+    alignas(64) float partial[kColumnBlock * kLanes];
+    const int64_t groups = w.shape.groups(), n_total = w.shape.n;
+    for (int64_t nb = n_begin; nb < n_end; nb += kColumnBlock) {
+      const int64_t ne = std::min(nb + kColumnBlock, n_end);
+      for (int64_t gb = 0; gb < groups; gb += kGroupBlock) {
+        columns(w, at, gb, std::min(gb + kGroupBlock, groups), nb, ne, partial, gb == 0);
+      }
+      for (int64_t n = nb; n < ne; ++n) {
+        const float* sums = partial + (n - nb) * kLanes;
+        const float bias = w.bias ? w.bias[n] : 0.0f;
+        for (int64_t j = 0; j < m_valid; ++j) y[j * n_total + n] = sums[j] + bias;
+      }
+    }
+  }
+};
+
+}  // namespace

@@ -54,11 +54,20 @@ using GemvFn = void (*)(const Weights&, const float* a, int64_t m, float* y, int
 // for k < K4 (zero-padded), m_valid <= lanes of them real. y points at row m0 of Y.
 using GemmFn = void (*)(const Weights&, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end);
 
+// GEMM kernels come in 1..4 vectors of A rows per block (lanes = vectors · width), so a
+// 16-row prefill on AVX-512 fills one 16-lane block instead of a quarter of a 64-lane one.
+constexpr int kMaxGemmVectors = 4;
+
 struct Kernels {
   Isa isa;
   GemvFn gemv;
-  GemmFn gemm;
-  int64_t gemm_lanes;  // rows of A per packed block
+  GemmFn gemm[kMaxGemmVectors];  // gemm[v - 1] handles blocks of v vectors
+  int64_t width;                 // floats per vector
+
+  int gemm_vectors(int64_t m) const {
+    int64_t v = (m + width - 1) / width;
+    return static_cast<int>(v < kMaxGemmVectors ? v : kMaxGemmVectors);
+  }
 };
 
 Kernels kernels_for(Isa isa);  // isa must be supported by the CPU

@@ -104,6 +104,9 @@ class Kernel {
     float* y;
     float* packed;  // GEMM: blocks of A transposed
     int64_t column_tasks;
+    int64_t lanes = 0;  // GEMM: rows of A per block
+    int64_t block_floats = 0;
+    sparse24::GemmFn gemm = nullptr;
   };
 
   void gemv(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
@@ -120,28 +123,25 @@ class Kernel {
   // Packs every block of A once (M·K floats, one allocation per prefill call), then splits
   // blocks × column ranges across the pool.
   void gemm(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
-    const int64_t lanes = kernels_.gemm_lanes, blocks = (m + lanes - 1) / lanes;
+    const int vectors = kernels_.gemm_vectors(m);
+    const int64_t lanes = vectors * kernels_.width, blocks = (m + lanes - 1) / lanes;
     const int64_t block_floats = (weights_.shape.k + 3) / 4 * 4 * lanes;
     std::vector<float> packed(static_cast<size_t>(blocks * block_floats));
-    Job job{this, a, m, y, packed.data(), column_tasks()};
+    Job job{this, a, m, y, packed.data(), column_tasks(), lanes, block_floats, kernels_.gemm[vectors - 1]};
     context.ParallelFor(
         [](void* data, size_t block) {
           auto& j = *static_cast<Job*>(data);
-          const int64_t lanes = j.self->kernels_.gemm_lanes, k = j.self->weights_.shape.k;
           const int64_t b = static_cast<int64_t>(block);
-          sparse24::pack_a_block(j.a, j.m, k, b * lanes, lanes, j.packed + b * ((k + 3) / 4 * 4 * lanes));
+          sparse24::pack_a_block(j.a, j.m, j.self->weights_.shape.k, b * j.lanes, j.lanes, j.packed + b * j.block_floats);
         },
         static_cast<size_t>(blocks), 0, &job);
     context.ParallelFor(
         [](void* data, size_t task) {
           auto& j = *static_cast<Job*>(data);
-          const Kernel& self = *j.self;
-          const int64_t lanes = self.kernels_.gemm_lanes, k4 = (self.weights_.shape.k + 3) / 4 * 4;
-          const int64_t b = static_cast<int64_t>(task) / j.column_tasks;
-          auto [begin, end] = self.columns(static_cast<int64_t>(task) % j.column_tasks);
-          const int64_t m0 = b * lanes;
-          self.kernels_.gemm(self.weights_, j.packed + b * k4 * lanes, std::min(lanes, j.m - m0),
-                             j.y + m0 * self.weights_.shape.n, begin, end);
+          const int64_t b = static_cast<int64_t>(task) / j.column_tasks, m0 = b * j.lanes;
+          auto [begin, end] = j.self->columns(static_cast<int64_t>(task) % j.column_tasks);
+          j.gemm(j.self->weights_, j.packed + b * j.block_floats, std::min(j.lanes, j.m - m0),
+                 j.y + m0 * j.self->weights_.shape.n, begin, end);
         },
         static_cast<size_t>(blocks * job.column_tasks), 0, &job);
   }

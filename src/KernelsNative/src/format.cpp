@@ -89,11 +89,12 @@ void matmul(const Kernels& kernels, const Weights& w, const float* a, int64_t m,
     kernels.gemv(w, a, m, y, 0, n);
     return;
   }
-  const int64_t lanes = kernels.gemm_lanes;
+  const int vectors = kernels.gemm_vectors(m);
+  const int64_t lanes = vectors * kernels.width;
   std::vector<float> at(static_cast<size_t>((k + 3) / 4 * 4 * lanes));
   for (int64_t m0 = 0; m0 < m; m0 += lanes) {
     pack_a_block(a, m, k, m0, lanes, at.data());
-    kernels.gemm(w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
+    kernels.gemm[vectors - 1](w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
   }
 }
 

@@ -2,7 +2,7 @@
 // Included only by the per-ISA translation units, each compiled with its own -m flags, so
 // it lives in an anonymous namespace there (no ODR sharing between ISAs).
 //
-// A block of 4·V::kWidth rows of A is packed transposed (at[k][j]); for each output column
+// A block of NV·V::kWidth rows of A is packed transposed (at[k][j]); for each output column
 // n and kept weight v at feature k: acc[j] += v · at[k][j]. Only the kept half of W is
 // multiplied, so the FMA count is half of dense; each FMA loads one vector of `at`.
 #pragma once
@@ -18,15 +18,17 @@ using sparse24::Weights;
 using sparse24::detail::kFirst;
 using sparse24::detail::kSecond;
 
-// 128 groups = 512 features: 512 × 64 lanes × 4 B = 128 KB of packed A per block stays
-// in L2 (1 MB per core on Zen 4) while every output column of the block sweeps it.
-constexpr int64_t kGroupBlock = 128;
-// 64 columns × 64 lanes × 4 B = 16 KB of partial sums, in L1 across group blocks.
+// 16 KB of packed A per group block stays in L1 (32 KB on Zen 4) while all the block's
+// output columns sweep it: 16 groups at 64 lanes, 64 groups at 16 lanes. From L2 instead,
+// the 2 × 4 row loads of every group starved the FMAs (measured ~3x slower at M = 128).
+constexpr int64_t kPackedBlockBytes = 16 * 1024;
+// 64 columns × up to 64 lanes × 4 B = 16 KB of partial sums, reloaded once per group block.
 constexpr int64_t kColumnBlock = 64;
 
-template <class V>
+template <class V, int NV>
 struct GemmTile {
-  static constexpr int64_t kLanes = 4 * V::kWidth;
+  static constexpr int64_t kLanes = NV * V::kWidth;
+  static constexpr int64_t kGroupBlock = kPackedBlockBytes / (4 * kLanes * sizeof(float));
   using Reg = typename V::Reg;
 
   static void columns(const Weights& w, const float* at, int64_t g_begin, int64_t g_end, int64_t n_begin,
@@ -34,8 +36,8 @@ struct GemmTile {
     const int64_t vs = w.shape.value_stride(), ms = w.shape.mask_stride();
     for (int64_t n = n_begin; n < n_end; ++n) {
       float* out = partial + (n - n_begin) * kLanes;
-      Reg acc[4];
-      for (int i = 0; i < 4; ++i) acc[i] = first ? V::zero() : V::load(out + i * V::kWidth);
+      Reg acc[NV];
+      for (int i = 0; i < NV; ++i) acc[i] = first ? V::zero() : V::load(out + i * V::kWidth);
       const float* v = w.values + n * vs;
       const uint8_t* mk = w.masks + n * ms;
       for (int64_t g = g_begin; g < g_end; ++g) {
@@ -43,10 +45,10 @@ struct GemmTile {
         const float* p0 = at + (4 * g + kFirst[nib]) * kLanes;
         const float* p1 = at + (4 * g + kSecond[nib]) * kLanes;
         Reg b0 = V::broadcast(v + 2 * g), b1 = V::broadcast(v + 2 * g + 1);
-        for (int i = 0; i < 4; ++i) acc[i] = V::fma(b0, V::load(p0 + i * V::kWidth), acc[i]);
-        for (int i = 0; i < 4; ++i) acc[i] = V::fma(b1, V::load(p1 + i * V::kWidth), acc[i]);
+        for (int i = 0; i < NV; ++i) acc[i] = V::fma(b0, V::load(p0 + i * V::kWidth), acc[i]);
+        for (int i = 0; i < NV; ++i) acc[i] = V::fma(b1, V::load(p1 + i * V::kWidth), acc[i]);
       }
-      for (int i = 0; i < 4; ++i) V::store(out + i * V::kWidth, acc[i]);
+      for (int i = 0; i < NV; ++i) V::store(out + i * V::kWidth, acc[i]);
     }
   }
 

@@ -22,7 +22,8 @@ struct GemvRows {
   static constexpr int kRegs = 16 / V::kWidth;  // registers per 16 features
   using Reg = typename V::Reg;
 
-  // Rows [n, n + R) for M rows of A; kRegs · M · R accumulators stay within 16 registers.
+  // Rows [n, n + R) for M rows of A: R · (kRegs + M) weight and accumulator registers plus
+  // one activation stay within V::kRegisterBudget.
   template <int M, int R>
   static void block(const Weights& w, const float* a, float* y, int64_t n) {
     const int64_t k = w.shape.k, vs = w.shape.value_stride(), ms = w.shape.mask_stride();
@@ -58,7 +59,7 @@ struct GemvRows {
 
   template <int M>
   static void rows(const Weights& w, const float* a, float* y, int64_t n_begin, int64_t n_end) {
-    constexpr int R = std::max(1, std::min(4, 16 / (kRegs * M) - 1));
+    constexpr int R = std::max(1, std::min(4, (V::kRegisterBudget - 1) / (kRegs + M)));
     int64_t n = n_begin;
     for (; n + R <= n_end; n += R) block<M, R>(w, a, y, n);
     for (; n < n_end; ++n) block<M, 1>(w, a, y, n);

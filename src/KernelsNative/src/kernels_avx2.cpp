@@ -33,6 +33,9 @@ const ExpandTable& table() {
 }
 
 struct Avx2 {
+  // One output row per pass: with 2–3 rows the permute-table expand spilled and M = 1..2 ran
+  // 1.5–2x slower on Zen 4 (A/B, same run).
+  static constexpr int kRegisterBudget = 4;
   static constexpr int kWidth = 8;
   using Reg = __m256;
   static Reg zero() { return _mm256_setzero_ps(); }
@@ -66,7 +69,9 @@ struct Avx2 {
 namespace sparse24::detail {
 
 Kernels avx2_kernels() {
-  return {Isa::Avx2, GemvRows<Avx2>::run, GemmTile<Avx2>::run, GemmTile<Avx2>::kLanes};
+  return {Isa::Avx2, GemvRows<Avx2>::run,
+          {GemmTile<Avx2, 1>::run, GemmTile<Avx2, 2>::run, GemmTile<Avx2, 3>::run, GemmTile<Avx2, 4>::run},
+          Avx2::kWidth};
 }
 
 }  // namespace sparse24::detail

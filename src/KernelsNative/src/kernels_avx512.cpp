@@ -10,6 +10,7 @@
 namespace {
 
 struct Avx512 {
+  static constexpr int kRegisterBudget = 24;  // 32 zmm registers, minus the expand temporaries
   static constexpr int kWidth = 16;
   using Reg = __m512;
   static Reg zero() { return _mm512_setzero_ps(); }
@@ -32,7 +33,9 @@ struct Avx512 {
 namespace sparse24::detail {
 
 Kernels avx512_kernels() {
-  return {Isa::Avx512, GemvRows<Avx512>::run, GemmTile<Avx512>::run, GemmTile<Avx512>::kLanes};
+  return {Isa::Avx512, GemvRows<Avx512>::run,
+          {GemmTile<Avx512, 1>::run, GemmTile<Avx512, 2>::run, GemmTile<Avx512, 3>::run, GemmTile<Avx512, 4>::run},
+          Avx512::kWidth};
 }
 
 }  // namespace sparse24::detail

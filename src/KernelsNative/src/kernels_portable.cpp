@@ -7,7 +7,7 @@ namespace sparse24::detail {
 
 namespace {
 
-constexpr int64_t kLanes = 8;
+constexpr int64_t kWidth = 8;
 
 void gemv(const Weights& w, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
   const Shape& s = w.shape;
@@ -21,11 +21,12 @@ void gemv(const Weights& w, const float* a, int64_t m, float* y, int64_t n_begin
   }
 }
 
+template <int64_t Lanes>
 void gemm(const Weights& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
   const Shape& s = w.shape;
   for (int64_t n = n_begin; n < n_end; ++n) {
-    float acc[kLanes] = {};
-    axpy_groups<kLanes>(w.values + n * s.value_stride(), w.masks + n * s.mask_stride(), at, s.groups(), acc);
+    float acc[Lanes] = {};
+    axpy_groups<Lanes>(w.values + n * s.value_stride(), w.masks + n * s.mask_stride(), at, s.groups(), acc);
     float bias = w.bias ? w.bias[n] : 0.0f;
     for (int64_t j = 0; j < m_valid; ++j) y[j * s.n + n] = acc[j] + bias;
   }
@@ -33,6 +34,8 @@ void gemm(const Weights& w, const float* at, int64_t m_valid, float* y, int64_t 
 
 }  // namespace
 
-Kernels portable_kernels() { return {Isa::Portable, gemv, gemm, kLanes}; }
+Kernels portable_kernels() {
+  return {Isa::Portable, gemv, {gemm<kWidth>, gemm<2 * kWidth>, gemm<3 * kWidth>, gemm<4 * kWidth>}, kWidth};
+}
 
 }  // namespace sparse24::detail

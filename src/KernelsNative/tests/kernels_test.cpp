@@ -31,6 +31,11 @@ TEST(Kernels, MatchDenseMatMulOnThePrunedWeights) {
       for (int64_t n : {1, 13, 70}) expect_matches_dense(m, k, n, false);
 }
 
+TEST(Kernels, CoverEveryGemvRowCountAndGemmBlockWidth) {
+  // 1..8 rows: GEMV templates; 9..33: GEMM blocks of 1 to 4 vectors on each ISA.
+  for (int64_t m = 1; m <= 33; ++m) expect_matches_dense(m, 37, 13, m % 2 == 0);
+}
+
 TEST(Kernels, AddTheBias) {
   for (int64_t m : {2, 65}) expect_matches_dense(m, 48, 9, true);
 }

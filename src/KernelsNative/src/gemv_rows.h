@@ -35,8 +35,8 @@ struct GemvRows {
       Reg wr[R][kRegs];
       for (int r = 0; r < R; ++r) {
         const float* v = w.values + (n + r) * vs + 8 * c;
-        // 1 KB ahead: the hardware prefetcher tracks few streams, and R rows are R streams.
-        if ((c & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(v + 256), _MM_HINT_T0);
+        // Every 64-byte line (2 chunks) 1 KB ahead: R rows are R streams besides the masks.
+        if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(v + 256), _MM_HINT_T0);
         V::expand16(v, w.masks + (n + r) * ms + 2 * c, wr[r]);
       }
       for (int i = 0; i < M; ++i) {

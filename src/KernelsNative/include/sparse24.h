@@ -26,13 +26,20 @@ struct Shape {
   int64_t mask_stride() const { return (groups() + 1) / 2; }
 };
 
-// Borrowed views of the constant initializers: the kernels never copy W.
-struct Weights {
+// Borrowed views of the constant initializers: the kernels never copy W. Values are fp32
+// (float) or fp16 (uint16_t bits, widened to fp32 in registers); the bias is always fp32.
+template <class T>
+struct WeightsOf {
   Shape shape;
-  const float* values = nullptr;   // [n, value_stride]
+  const T* values = nullptr;       // [n, value_stride]
   const uint8_t* masks = nullptr;  // [n, mask_stride]
   const float* bias = nullptr;     // [n] or null
 };
+using Weights = WeightsOf<float>;
+using Weights16 = WeightsOf<uint16_t>;
+
+float half_to_float(uint16_t half);
+uint16_t float_to_half(float value);  // round to nearest even
 
 // Empty when every mask byte is valid; otherwise a message naming row, group and nibble.
 std::string validate_masks(const Shape& shape, const uint8_t* masks);
@@ -48,26 +55,37 @@ const char* isa_name(Isa isa);
 // GEMV for m <= kGemvMaxRows rows of A ([m, k], row stride k): y[r, n] for n in
 // [n_begin, n_end), y row stride shape.n. Memory-bound: every weight byte read once.
 constexpr int64_t kGemvMaxRows = 8;
-using GemvFn = void (*)(const Weights&, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end);
+template <class T>
+using GemvFnOf = void (*)(const WeightsOf<T>&, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end);
 
 // GEMM on a packed block of A: `at` holds rows [m0, m0 + lanes) of A transposed, at[k * lanes + j]
 // for k < K4 (zero-padded), m_valid <= lanes of them real. y points at row m0 of Y.
-using GemmFn = void (*)(const Weights&, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end);
+template <class T>
+using GemmFnOf = void (*)(const WeightsOf<T>&, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end);
 
 // GEMM kernels come in 1..4 vectors of A rows per block (lanes = vectors · width), so a
 // 16-row prefill on AVX-512 fills one 16-lane block instead of a quarter of a 64-lane one.
 constexpr int kMaxGemmVectors = 4;
 
+template <class T>
+struct KernelSet {
+  GemvFnOf<T> gemv;
+  GemmFnOf<T> gemm[kMaxGemmVectors];  // gemm[v - 1] handles blocks of v vectors
+};
+
 struct Kernels {
   Isa isa;
-  GemvFn gemv;
-  GemmFn gemm[kMaxGemmVectors];  // gemm[v - 1] handles blocks of v vectors
-  int64_t width;                 // floats per vector
+  KernelSet<float> fp32;
+  KernelSet<uint16_t> fp16;
+  int64_t width;  // floats per vector
 
   int gemm_vectors(int64_t m) const {
     int64_t v = (m + width - 1) / width;
     return static_cast<int>(v < kMaxGemmVectors ? v : kMaxGemmVectors);
   }
+
+  const KernelSet<float>& set(const float*) const { return fp32; }
+  const KernelSet<uint16_t>& set(const uint16_t*) const { return fp16; }
 };
 
 Kernels kernels_for(Isa isa);  // isa must be supported by the CPU
@@ -76,6 +94,7 @@ Kernels kernels_for(Isa isa);  // isa must be supported by the CPU
 void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at);
 
 // Y = A · W (+ bias) on the calling thread; the op splits the same work across ORT's pool.
-void matmul(const Kernels& kernels, const Weights& w, const float* a, int64_t m, float* y);
+template <class T>
+void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64_t m, float* y);
 
 }  // namespace sparse24

@@ -20,8 +20,8 @@ uint64_t enabled_state() {
 Isa detect_isa() {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return Isa::Portable;
-  const bool osxsave = ecx & bit_OSXSAVE, fma = ecx & bit_FMA;
-  if (!osxsave || !fma) return Isa::Portable;
+  const bool osxsave = ecx & bit_OSXSAVE, fma = ecx & bit_FMA, f16c = ecx & bit_F16C;
+  if (!osxsave || !fma || !f16c) return Isa::Portable;
   const uint64_t xcr0 = enabled_state();
   if ((xcr0 & 0x6) != 0x6) return Isa::Portable;  // XMM and YMM state
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return Isa::Portable;

@@ -1,8 +1,9 @@
 // ONNX Runtime custom op SparseMatMul24 (domain ai.serving): Y = A · W (+ bias), W in the
-// 2:4 compressed format of sparse24.h. Inputs: A float [..., K], values float [N, K4/2],
-// masks uint8 [N, ceil(K4/8)], optional bias float [N]; attribute K. Output Y float [..., N].
-// values, masks and bias must be initializers: the kernel keeps pointers to ONNX Runtime's
-// copy (custom ops have no PrePack, and a repacked copy would double the weight memory).
+// 2:4 compressed format of sparse24.h. Inputs: A T [..., K], values T [N, K4/2], masks uint8
+// [N, ceil(K4/8)], optional bias T [N]; attribute K; output Y T [..., N]; T = float or float16
+// (registered as two ops of the same name). values, masks and bias must be initializers:
+// the kernel keeps pointers to ONNX Runtime's copy (custom ops have no PrePack, and a
+// repacked copy would double the weight memory). fp16 is computed in fp32.
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
@@ -13,43 +14,30 @@
 #include <string>
 #include <vector>
 
-#include "sparse24.h"
+#include "op_support.h"
 
 namespace {
 
 using sparse24::Kernels;
-using sparse24::Weights;
 
-constexpr const char* kDomain = "ai.serving";
 // 64 output columns per task: ~1152 rows of gemma3-1b give 18 tasks for 2–16 threads.
 constexpr int64_t kColumnsPerTask = 64;
 
-// SERVING_SPARSE24_ISA=portable|avx2|avx512 forces a kernel (tests, benchmarks); it can
-// only lower the choice below what the CPU supports.
-Kernels choose_kernels() {
-  const char* forced = std::getenv("SERVING_SPARSE24_ISA");
-  if (forced == nullptr || *forced == '\0') return sparse24::kernels_for(sparse24::detect_isa());
-  for (auto isa : {sparse24::Isa::Portable, sparse24::Isa::Avx2, sparse24::Isa::Avx512}) {
-    if (std::strcmp(forced, sparse24::isa_name(isa)) == 0) return sparse24::kernels_for(isa);
-  }
-  throw std::invalid_argument(std::string("SERVING_SPARSE24_ISA='") + forced + "' is not portable, avx2 or avx512");
-}
+template <class T>
+struct Element;
+template <>
+struct Element<float> {
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+};
+template <>
+struct Element<uint16_t> {
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+};
 
-template <class F>
-OrtStatusPtr guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-  } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-  }
-}
-
+template <class T>
 class Kernel {
  public:
-  Kernel(const OrtKernelInfo* info) : kernels_(choose_kernels()) {
+  explicit Kernel(const OrtKernelInfo* info) : kernels_(choose_kernels()) {
     Ort::ConstKernelInfo ki(info);
     name_ = ki.GetNodeName();
     weights_.shape.k = ki.GetAttribute<int64_t>("K");
@@ -61,12 +49,15 @@ class Kernel {
     weights_.shape.n = vshape[0];
     expect_shape(values, "values", {weights_.shape.n, weights_.shape.value_stride()});
     expect_shape(masks, "masks", {weights_.shape.n, weights_.shape.mask_stride()});
-    weights_.values = values.GetTensorData<float>();
+    weights_.values = static_cast<const T*>(values.GetTensorRawData());
     weights_.masks = masks.GetTensorData<uint8_t>();
     if (ki.GetInputCount() > 3) {
       Ort::ConstValue bias = constant(ki, 3, "bias");
       expect_shape(bias, "bias", {weights_.shape.n});
-      weights_.bias = bias.GetTensorData<float>();
+      // N floats; fp16 biases are widened once here rather than on every call.
+      const T* raw = static_cast<const T*>(bias.GetTensorRawData());
+      for (int64_t i = 0; i < weights_.shape.n; ++i) bias_.push_back(sparse24::detail::value_at(raw, i));
+      weights_.bias = bias_.data();
     }
     std::string bad = sparse24::validate_masks(weights_.shape, weights_.masks);
     if (!bad.empty()) fail("masks are not 2:4: " + bad);
@@ -77,6 +68,18 @@ class Kernel {
   }
 
  private:
+  struct Job {
+    const Kernel* self;
+    const float* a;
+    int64_t m;
+    float* y;
+    int64_t column_tasks;
+    float* packed = nullptr;  // GEMM: blocks of A transposed
+    int64_t lanes = 0;        // GEMM: rows of A per block
+    int64_t block_floats = 0;
+    sparse24::GemmFnOf<T> gemm = nullptr;
+  };
+
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext context(raw);
     Ort::ConstValue input = context.GetInput(0);
@@ -87,35 +90,25 @@ class Kernel {
     int64_t m = 1;
     for (size_t i = 0; i + 1 < shape.size(); ++i) m *= shape[i];
     shape.back() = weights_.shape.n;
-    float* y = context.GetOutput(0, shape).GetTensorMutableData<float>();
+    Ort::UnownedValue output = context.GetOutput(0, shape);
     if (m == 0) return;
-    const float* a = input.GetTensorData<float>();
+    Fp32View<T> view(static_cast<const T*>(input.GetTensorRawData()), m * weights_.shape.k,
+                     static_cast<T*>(output.GetTensorMutableRawData()), m * weights_.shape.n);
     if (m <= sparse24::kGemvMaxRows) {
-      gemv(context, a, m, y);
+      gemv(context, view.a(), m, view.y());
     } else {
-      gemm(context, a, m, y);
+      gemm(context, view.a(), m, view.y());
     }
+    view.commit();
   }
 
-  struct Job {
-    const Kernel* self;
-    const float* a;
-    int64_t m;
-    float* y;
-    float* packed;  // GEMM: blocks of A transposed
-    int64_t column_tasks;
-    int64_t lanes = 0;  // GEMM: rows of A per block
-    int64_t block_floats = 0;
-    sparse24::GemmFn gemm = nullptr;
-  };
-
   void gemv(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
-    Job job{this, a, m, y, nullptr, column_tasks()};
+    Job job{this, a, m, y, column_tasks()};
     context.ParallelFor(
         [](void* data, size_t task) {
           auto& j = *static_cast<Job*>(data);
           auto [begin, end] = j.self->columns(static_cast<int64_t>(task));
-          j.self->kernels_.gemv(j.self->weights_, j.a, j.m, j.y, begin, end);
+          j.self->kernels_.set(j.self->weights_.values).gemv(j.self->weights_, j.a, j.m, j.y, begin, end);
         },
         static_cast<size_t>(job.column_tasks), 0, &job);
   }
@@ -127,7 +120,8 @@ class Kernel {
     const int64_t lanes = vectors * kernels_.width, blocks = (m + lanes - 1) / lanes;
     const int64_t block_floats = (weights_.shape.k + 3) / 4 * 4 * lanes;
     std::vector<float> packed(static_cast<size_t>(blocks * block_floats));
-    Job job{this, a, m, y, packed.data(), column_tasks(), lanes, block_floats, kernels_.gemm[vectors - 1]};
+    Job job{this, a, m, y, column_tasks(), packed.data(), lanes, block_floats,
+            kernels_.set(weights_.values).gemm[vectors - 1]};
     context.ParallelFor(
         [](void* data, size_t block) {
           auto& j = *static_cast<Job*>(data);
@@ -168,37 +162,32 @@ class Kernel {
     }
   }
 
-  static std::string dims(const std::vector<int64_t>& shape) {
-    std::string text = "[";
-    for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-    return text + "]";
-  }
-
   [[noreturn]] void fail(const std::string& message) const {
     throw Ort::Exception("SparseMatMul24 node '" + name_ + "': " + message, ORT_INVALID_GRAPH);
   }
 
   Kernels kernels_;
-  Weights weights_;
+  sparse24::WeightsOf<T> weights_;
+  std::vector<float> bias_;
   std::string name_;
 };
 
-struct Op : Ort::CustomOpBase<Op, Kernel, true> {
+template <class T>
+struct Op : Ort::CustomOpBase<Op<T>, Kernel<T>, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-    return guarded([&] { *kernel = new Kernel(info); });
+    return guarded([&] { *kernel = new Kernel<T>(info); });
   }
 
   const char* GetName() const { return "SparseMatMul24"; }
   size_t GetInputTypeCount() const { return 4; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
-    return index == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    return index == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : Element<T>::kType;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-
+  ONNXTensorElementDataType GetOutputType(size_t) const { return Element<T>::kType; }
 };
 
 }  // namespace
@@ -208,15 +197,16 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
   if (api == nullptr) {
     // A runtime older than these headers: version 1 of the API can still carry the message.
-    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, 
-                                           "SparseMatMul24 was built for a newer ONNX Runtime API");
+    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, "SparseMatMul24 was built for a newer ONNX Runtime API");
   }
   Ort::InitApi(api);
-  // Domain and op live as long as the process: ORT keeps pointers to them in every session.
-  static Op op;
+  // Domain and ops live as long as the process: ORT keeps pointers to them in every session.
+  static Op<float> fp32;
+  static Op<uint16_t> fp16;
   static Ort::CustomOpDomain domain{kDomain};
   static bool added = [] {
-    domain.Add(&op);
+    domain.Add(&fp32);
+    domain.Add(&fp16);
     return true;
   }();
   (void)added;

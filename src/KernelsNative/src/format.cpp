@@ -83,10 +83,49 @@ void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lane
   }
 }
 
-void matmul(const Kernels& kernels, const Weights& w, const float* a, int64_t m, float* y) {
+float half_to_float(uint16_t half) {
+  const uint32_t sign = (half & 0x8000u) << 16, exponent = (half >> 10) & 0x1F, mantissa = half & 0x3FF;
+  uint32_t bits;
+  if (exponent == 0x1F) {
+    bits = sign | 0x7F800000u | (mantissa << 13);  // inf, nan
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {
+    // Subnormal: value = mantissa · 2^-24.
+    float value = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    return sign ? -value : value;
+  }
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+uint16_t float_to_half(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7FFFFFFFu;
+  if (magnitude >= 0x7F800000u) return sign | 0x7C00u | (magnitude > 0x7F800000u ? 0x200u : 0u);
+  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // rounds past 65504: inf
+  if (magnitude < 0x38800000u) {
+    // Subnormal or zero: round |value| / 2^-24 to the nearest even integer.
+    float scaled;
+    uint32_t m = magnitude;
+    std::memcpy(&scaled, &m, sizeof scaled);
+    return sign | static_cast<uint16_t>(std::nearbyint(scaled * 16777216.0f));
+  }
+  uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);  // nearest even on the 13 dropped bits
+  return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
+}
+
+template <class T>
+void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64_t m, float* y) {
   const int64_t k = w.shape.k, n = w.shape.n;
+  const KernelSet<T>& set = kernels.set(w.values);
   if (m <= kGemvMaxRows) {
-    kernels.gemv(w, a, m, y, 0, n);
+    set.gemv(w, a, m, y, 0, n);
     return;
   }
   const int vectors = kernels.gemm_vectors(m);
@@ -94,8 +133,11 @@ void matmul(const Kernels& kernels, const Weights& w, const float* a, int64_t m,
   std::vector<float> at(static_cast<size_t>((k + 3) / 4 * 4 * lanes));
   for (int64_t m0 = 0; m0 < m; m0 += lanes) {
     pack_a_block(a, m, k, m0, lanes, at.data());
-    kernels.gemm[vectors - 1](w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
+    set.gemm[vectors - 1](w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
   }
 }
+
+template void matmul<float>(const Kernels&, const Weights&, const float*, int64_t, float*);
+template void matmul<uint16_t>(const Kernels&, const Weights16&, const float*, int64_t, float*);
 
 }  // namespace sparse24

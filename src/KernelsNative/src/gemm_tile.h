@@ -14,7 +14,7 @@
 
 namespace {
 
-using sparse24::Weights;
+using sparse24::WeightsOf;
 using sparse24::detail::kFirst;
 using sparse24::detail::kSecond;
 
@@ -25,20 +25,20 @@ constexpr int64_t kPackedBlockBytes = 16 * 1024;
 // 64 columns × up to 64 lanes × 4 B = 16 KB of partial sums, reloaded once per group block.
 constexpr int64_t kColumnBlock = 64;
 
-template <class V, int NV>
+template <class V, int NV, class T>
 struct GemmTile {
   static constexpr int64_t kLanes = NV * V::kWidth;
   static constexpr int64_t kGroupBlock = kPackedBlockBytes / (4 * kLanes * sizeof(float));
   using Reg = typename V::Reg;
 
-  static void columns(const Weights& w, const float* at, int64_t g_begin, int64_t g_end, int64_t n_begin,
+  static void columns(const WeightsOf<T>& w, const float* at, int64_t g_begin, int64_t g_end, int64_t n_begin,
                       int64_t n_end, float* partial, bool first) {
     const int64_t vs = w.shape.value_stride(), ms = w.shape.mask_stride();
     for (int64_t n = n_begin; n < n_end; ++n) {
       float* out = partial + (n - n_begin) * kLanes;
       Reg acc[NV];
       for (int i = 0; i < NV; ++i) acc[i] = first ? V::zero() : V::load(out + i * V::kWidth);
-      const float* v = w.values + n * vs;
+      const T* v = w.values + n * vs;
       const uint8_t* mk = w.masks + n * ms;
       for (int64_t g = g_begin; g < g_end; ++g) {
         unsigned nib = (mk[g >> 1] >> ((g & 1) << 2)) & 0xFu;
@@ -52,7 +52,7 @@ struct GemmTile {
     }
   }
 
-  static void run(const Weights& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
+  static void run(const WeightsOf<T>& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
     alignas(64) float partial[kColumnBlock * kLanes];
     const int64_t groups = w.shape.groups(), n_total = w.shape.n;
     for (int64_t nb = n_begin; nb < n_end; nb += kColumnBlock) {

@@ -14,7 +14,7 @@
 
 namespace {
 
-using sparse24::Weights;
+using sparse24::WeightsOf;
 using sparse24::detail::dot_groups;
 
 template <class V>
@@ -24,8 +24,8 @@ struct GemvRows {
 
   // Rows [n, n + R) for M rows of A: R · (kRegs + M) weight and accumulator registers plus
   // one activation stay within V::kRegisterBudget.
-  template <int M, int R>
-  static void block(const Weights& w, const float* a, float* y, int64_t n) {
+  template <int M, int R, class T>
+  static void block(const WeightsOf<T>& w, const float* a, float* y, int64_t n) {
     const int64_t k = w.shape.k, vs = w.shape.value_stride(), ms = w.shape.mask_stride();
     const int64_t chunks = k / 16;
     Reg acc[R][M];
@@ -34,9 +34,9 @@ struct GemvRows {
     for (int64_t c = 0; c < chunks; ++c) {
       Reg wr[R][kRegs];
       for (int r = 0; r < R; ++r) {
-        const float* v = w.values + (n + r) * vs + 8 * c;
-        // Every 64-byte line (2 chunks) 1 KB ahead: R rows are R streams besides the masks.
-        if ((c & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(v + 256), _MM_HINT_T0);
+        const T* v = w.values + (n + r) * vs + 8 * c;
+        // Every 64-byte line 1 KB ahead: R rows are R streams besides the masks.
+        if ((c & (sizeof(T) == 4 ? 1 : 3)) == 0) _mm_prefetch(reinterpret_cast<const char*>(v) + 1024, _MM_HINT_T0);
         V::expand16(v, w.masks + (n + r) * ms + 2 * c, wr[r]);
       }
       for (int i = 0; i < M; ++i) {
@@ -47,7 +47,7 @@ struct GemvRows {
       }
     }
     for (int r = 0; r < R; ++r) {
-      const float* v = w.values + (n + r) * vs;
+      const T* v = w.values + (n + r) * vs;
       const uint8_t* mk = w.masks + (n + r) * ms;
       const float bias = w.bias ? w.bias[n + r] : 0.0f;
       for (int i = 0; i < M; ++i) {
@@ -57,29 +57,30 @@ struct GemvRows {
     }
   }
 
-  template <int M>
-  static void rows(const Weights& w, const float* a, float* y, int64_t n_begin, int64_t n_end) {
+  template <int M, class T>
+  static void rows(const WeightsOf<T>& w, const float* a, float* y, int64_t n_begin, int64_t n_end) {
     constexpr int R = std::max(1, std::min(4, (V::kRegisterBudget - 1) / (kRegs + M)));
     int64_t n = n_begin;
-    for (; n + R <= n_end; n += R) block<M, R>(w, a, y, n);
-    for (; n < n_end; ++n) block<M, 1>(w, a, y, n);
+    for (; n + R <= n_end; n += R) block<M, R, T>(w, a, y, n);
+    for (; n < n_end; ++n) block<M, 1, T>(w, a, y, n);
   }
 
-  static void run(const Weights& w, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
+  template <class T>
+  static void run(const WeightsOf<T>& w, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
     switch (m) {
-      case 1: return rows<1>(w, a, y, n_begin, n_end);
-      case 2: return rows<2>(w, a, y, n_begin, n_end);
-      case 3: return rows<3>(w, a, y, n_begin, n_end);
-      case 4: return rows<4>(w, a, y, n_begin, n_end);
-      case 5: return rows<5>(w, a, y, n_begin, n_end);
-      case 6: return rows<6>(w, a, y, n_begin, n_end);
-      case 7: return rows<7>(w, a, y, n_begin, n_end);
+      case 1: return rows<1, T>(w, a, y, n_begin, n_end);
+      case 2: return rows<2, T>(w, a, y, n_begin, n_end);
+      case 3: return rows<3, T>(w, a, y, n_begin, n_end);
+      case 4: return rows<4, T>(w, a, y, n_begin, n_end);
+      case 5: return rows<5, T>(w, a, y, n_begin, n_end);
+      case 6: return rows<6, T>(w, a, y, n_begin, n_end);
+      case 7: return rows<7, T>(w, a, y, n_begin, n_end);
       default:
         // m == 8 here (callers send at most kGemvMaxRows); larger m is split in 8s.
         for (int64_t i = 0; i < m; i += 8) {
           int64_t rows_left = std::min<int64_t>(8, m - i);
           if (rows_left == 8) {
-            rows<8>(w, a + i * w.shape.k, y + i * w.shape.n, n_begin, n_end);
+            rows<8, T>(w, a + i * w.shape.k, y + i * w.shape.n, n_begin, n_end);
           } else {
             run(w, a + i * w.shape.k, rows_left, y + i * w.shape.n, n_begin, n_end);
           }

@@ -1,4 +1,4 @@
-// AVX2 + FMA kernels; this file alone is compiled with -mavx2 -mfma.
+// AVX2 + FMA + F16C kernels; this file alone is compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 
 #include <array>
@@ -42,6 +42,7 @@ struct Avx2 {
   static Reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, Reg x) { _mm256_storeu_ps(p, x); }
   static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static Reg broadcast(const uint16_t* p) { return _mm256_set1_ps(_cvtsh_ss(*p)); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static float sum(Reg x) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
@@ -52,8 +53,15 @@ struct Avx2 {
 
   // 8 kept values → 16 dense weights: permute each byte's 4 values into place, zero the rest.
   static void expand16(const float* values, const uint8_t* masks, Reg* out) {
+    place(_mm256_loadu_ps(values), masks, out);
+  }
+
+  static void expand16(const uint16_t* values, const uint8_t* masks, Reg* out) {
+    place(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values))), masks, out);
+  }
+
+  static void place(__m256 kept, const uint8_t* masks, Reg* out) {
     const ExpandTable& t = table();
-    const __m256 kept = _mm256_loadu_ps(values);
     const __m256 upper = _mm256_permute2f128_ps(kept, kept, 0x11);
     for (int half = 0; half < 2; ++half) {
       const int byte = masks[half];
@@ -68,10 +76,18 @@ struct Avx2 {
 
 namespace sparse24::detail {
 
+namespace {
+
+template <class T>
+KernelSet<T> simd_set() {
+  return {GemvRows<Avx2>::run<T>,
+          {GemmTile<Avx2, 1, T>::run, GemmTile<Avx2, 2, T>::run, GemmTile<Avx2, 3, T>::run, GemmTile<Avx2, 4, T>::run}};
+}
+
+}  // namespace
+
 Kernels avx2_kernels() {
-  return {Isa::Avx2, GemvRows<Avx2>::run,
-          {GemmTile<Avx2, 1>::run, GemmTile<Avx2, 2>::run, GemmTile<Avx2, 3>::run, GemmTile<Avx2, 4>::run},
-          Avx2::kWidth};
+  return {Isa::Avx2, simd_set<float>(), simd_set<uint16_t>(), Avx2::kWidth};
 }
 
 }  // namespace sparse24::detail

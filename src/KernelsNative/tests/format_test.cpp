@@ -63,4 +63,16 @@ TEST(Format, ValidationRejectsAnUnusedNibbleThatIsNotZero) {
             "row 0: the padding nibble after the last group is not 0");
 }
 
+TEST(Format, HalfConversionsRoundTripEveryFiniteHalf) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    uint16_t half = static_cast<uint16_t>(bits);
+    if ((half & 0x7C00) == 0x7C00) continue;  // inf and nan: not weights
+    ASSERT_EQ(sparse24::float_to_half(sparse24::half_to_float(half)), half) << std::hex << bits;
+  }
+  EXPECT_EQ(sparse24::float_to_half(1.0f), 0x3C00);
+  EXPECT_EQ(sparse24::float_to_half(1.0f + 1.0f / 4096), 0x3C00);  // halfway below: to even
+  EXPECT_EQ(sparse24::float_to_half(70000.0f), 0x7C00);
+  EXPECT_EQ(sparse24::half_to_float(0x0001), 5.9604644775390625e-8f);
+}
+
 }  // namespace

@@ -22,6 +22,10 @@ void expect_matches_dense(int64_t m, int64_t k, int64_t n, bool with_bias) {
     sparse24::matmul(sparse24::kernels_for(isa), p.weights(b), a.data(), m, y.data());
     EXPECT_LE(relative_error(p, a.data(), m, b, y), 1e-5)
         << sparse24::isa_name(isa) << " M=" << m << " K=" << k << " N=" << n;
+    std::vector<float> y16(static_cast<size_t>(m * n), -1.0f);
+    sparse24::matmul(sparse24::kernels_for(isa), p.weights16(b), a.data(), m, y16.data());
+    EXPECT_LE(relative_error(p, a.data(), m, b, y16, true), 1e-5)
+        << "fp16 values, " << sparse24::isa_name(isa) << " M=" << m << " K=" << k << " N=" << n;
   }
 }
 

@@ -14,8 +14,14 @@ struct Packed {
   std::vector<uint8_t> masks;
   std::vector<float> dense;  // [K, N], the pruned weights unpacked
 
+  std::vector<uint16_t> values16;  // values rounded to fp16; dense16 is their unpacked form
+  std::vector<float> dense16;
+
   sparse24::Weights weights(const float* bias = nullptr) const {
     return {shape, values.data(), masks.data(), bias};
+  }
+  sparse24::Weights16 weights16(const float* bias = nullptr) const {
+    return {shape, values16.data(), masks.data(), bias};
   }
 };
 
@@ -36,16 +42,23 @@ inline Packed random_packed(int64_t k, int64_t n, uint32_t seed) {
   sparse24::pack(p.shape, dense.data(), p.values.data(), p.masks.data());
   p.dense.resize(dense.size());
   sparse24::unpack(p.shape, p.values.data(), p.masks.data(), p.dense.data());
+  std::vector<float> rounded(p.values.size());
+  for (float v : p.values) p.values16.push_back(sparse24::float_to_half(v));
+  for (size_t i = 0; i < rounded.size(); ++i) rounded[i] = sparse24::half_to_float(p.values16[i]);
+  p.dense16.resize(dense.size());
+  sparse24::unpack(p.shape, rounded.data(), p.masks.data(), p.dense16.data());
   return p;
 }
 
 // ‖y − reference‖₂ / ‖reference‖₂ with the reference summed in double.
-inline double relative_error(const Packed& p, const float* a, int64_t m, const float* bias, const std::vector<float>& y) {
+inline double relative_error(const Packed& p, const float* a, int64_t m, const float* bias, const std::vector<float>& y,
+                             bool fp16 = false) {
+  const std::vector<float>& dense = fp16 ? p.dense16 : p.dense;
   double diff = 0, norm = 0;
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t n = 0; n < p.shape.n; ++n) {
       double sum = bias ? bias[n] : 0.0;
-      for (int64_t k = 0; k < p.shape.k; ++k) sum += double(a[r * p.shape.k + k]) * p.dense[k * p.shape.n + n];
+      for (int64_t k = 0; k < p.shape.k; ++k) sum += double(a[r * p.shape.k + k]) * dense[k * p.shape.n + n];
       double d = y[r * p.shape.n + n] - sum;
       diff += d * d;
       norm += sum * sum;

@@ -1,3 +1,8 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+
 namespace Serving.Runtime.Sparsity;
 
 /// <summary>
@@ -95,6 +100,42 @@ public static class SparseFormat
         }
 
         return dense;
+    }
+
+    /// <summary>Weights the op takes: fp32, or fp16 (computed in fp32, values kept in fp16).</summary>
+    public static bool IsSupported(TensorProto weight) =>
+        weight.DataType is (int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Float16;
+
+    /// <summary>A weight's values as fp32, whether stored as fp32 or fp16.</summary>
+    public static float[] ReadWeight(TensorProto weight, string modelDirectory)
+    {
+        if (weight.DataType != (int)TensorProto.Types.DataType.Float16)
+        {
+            return TensorData.ReadFloats(weight, modelDirectory);
+        }
+
+        var halves = new Half[TensorData.ElementCount(weight)];
+        TensorData.ReadBytes(weight, modelDirectory, MemoryMarshal.AsBytes(halves.AsSpan()));
+        return [.. halves.Select(h => (float)h)];
+    }
+
+    /// <summary>The kept values as an initializer of <paramref name="type"/> (fp32 or fp16), <c>[N, K4/2]</c>, inline.</summary>
+    public static TensorProto ValuesTensor(PackedWeight packed, string name, TensorProto.Types.DataType type)
+    {
+        byte[] raw = type == TensorProto.Types.DataType.Float16
+            ? MemoryMarshal.AsBytes(packed.Values.Select(v => (Half)v).ToArray().AsSpan()).ToArray()
+            : MemoryMarshal.AsBytes(packed.Values.AsSpan()).ToArray();
+        var tensor = new TensorProto { Name = name, DataType = (int)type, RawData = ByteString.CopyFrom(raw) };
+        tensor.Dims.AddRange([packed.N, packed.ValueStride]);
+        return tensor;
+    }
+
+    /// <summary>The keep-masks as a uint8 initializer <c>[N, ceil(K4/8)]</c>, inline.</summary>
+    public static TensorProto MasksTensor(PackedWeight packed, string name)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Uint8, RawData = ByteString.CopyFrom(packed.Masks) };
+        tensor.Dims.AddRange([packed.N, packed.MaskStride]);
+        return tensor;
     }
 
     /// <summary>The keep-mask of group <paramref name="group"/> of output column <paramref name="column"/>.</summary>

@@ -36,7 +36,7 @@ public static partial class SparseRewrite
         {
             if (node.OpType != "MatMul" || node.Domain.Length != 0 || node.Input.Count != 2
                 || !initializers.TryGetValue(node.Input[1], out TensorProto? weight)
-                || weight.Dims.Count != 2 || weight.DataType != (int)TensorProto.Types.DataType.Float)
+                || weight.Dims.Count != 2 || !SparseFormat.IsSupported(weight))
             {
                 continue;
             }

@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using Google.Protobuf;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 using Serving.Runtime.Text;
@@ -49,7 +48,7 @@ public static class Sparsifier
         IReadOnlyList<SparseTarget> targets = SparseRewrite.FindTargets(model.Graph, options.Exclude);
         if (targets.Count == 0)
         {
-            throw new InvalidDataException($"{onnxPath} has no fp32 attention or MLP projection MatMuls to prune (after --exclude)");
+            throw new InvalidDataException($"{onnxPath} has no fp32 or fp16 attention or MLP projection MatMuls to prune (after --exclude)");
         }
 
         Dictionary<string, float[]>? norms = options.Method == PruningMethod.Wanda
@@ -91,14 +90,17 @@ public static class Sparsifier
             if (byWeight.TryGetValue(tensor.Name, out SparseTarget? target))
             {
                 float[]? scale = norms?[target.Input];
-                PackedWeight packed = SparseFormat.Pack(TensorData.ReadFloats(tensor, sourceDirectory), target.K, target.N, scale);
-                model.Graph.Initializer.Add(writer.WriteFloats(SparseRewrite.ValuesName(tensor), [packed.N, packed.ValueStride], packed.Values));
-                var masks = new TensorProto { Name = SparseRewrite.MasksName(tensor), DataType = (int)TensorProto.Types.DataType.Uint8, RawData = ByteString.CopyFrom(packed.Masks) };
-                masks.Dims.AddRange([packed.N, packed.MaskStride]);
-                writer.MoveToExternal(masks);
-                model.Graph.Initializer.Add(masks);
+                PackedWeight packed = SparseFormat.Pack(SparseFormat.ReadWeight(tensor, sourceDirectory), target.K, target.N, scale);
+                var type = (TensorProto.Types.DataType)tensor.DataType;
+                foreach (TensorProto compressed in (TensorProto[])[SparseFormat.ValuesTensor(packed, SparseRewrite.ValuesName(tensor), type),
+                    SparseFormat.MasksTensor(packed, SparseRewrite.MasksName(tensor))])
+                {
+                    after += compressed.RawData.Length;
+                    writer.MoveToExternal(compressed);
+                    model.Graph.Initializer.Add(compressed);
+                }
+
                 before += TensorData.ByteLength(tensor);
-                after += packed.ByteCount;
             }
             else
             {

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 using Serving.Runtime.Sparsity;
@@ -12,6 +13,17 @@ internal static class SingleOpModel
 {
     public static ModelProto Dense(float[] weight, int k, int n) =>
         Model(MatMulNode("W"), [Floats("W", weight, k, n)], sparse: false);
+
+    /// <summary>The op on fp16 A, values and Y.</summary>
+    public static ModelProto Sparse16(PackedWeight packed)
+    {
+        var node = new NodeProto { Name = "sparse", OpType = SparseFormat.OpType, Domain = SparseFormat.Domain };
+        node.Input.AddRange(["A", "values", "masks"]);
+        node.Output.Add("Y");
+        node.Attribute.Add(GraphBuilder.Attr("K", (long)packed.K));
+        TensorProto[] initializers = [SparseFormat.ValuesTensor(packed, "values", DataType.Float16), SparseFormat.MasksTensor(packed, "masks")];
+        return Model(node, initializers, sparse: true, DataType.Float16);
+    }
 
     public static ModelProto Sparse(PackedWeight packed, float[]? bias = null)
     {
@@ -38,10 +50,21 @@ internal static class SingleOpModel
         using var folder = new TempFolder();
         string path = folder.File("model.onnx");
         OnnxModelFile.Save(model, path, externalThresholdBytes: long.MaxValue);
+        return Run(path, a, shape);
+    }
+
+    /// <summary>Runs the model file; A and Y are fp16 when the model's input is, converted here.</summary>
+    public static float[] Run(string path, float[] a, long[] shape)
+    {
         using InferenceSession session = Open(path);
-        using OrtValue input = OrtValue.CreateTensorValueFromMemory(a, shape);
+        bool half = session.InputMetadata["A"].ElementDataType == TensorElementType.Float16;
+        using OrtValue input = half
+            ? OrtValue.CreateTensorValueFromMemory(a.Select(x => new Float16(BitConverter.HalfToUInt16Bits((Half)x))).ToArray(), shape)
+            : OrtValue.CreateTensorValueFromMemory(a, shape);
         using var outputs = session.Run(new RunOptions(), ["A"], [input], ["Y"]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        return half
+            ? [.. outputs[0].GetTensorDataAsSpan<Float16>().ToArray().Select(h => (float)BitConverter.UInt16BitsToHalf(h.value))]
+            : outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
     public static InferenceSession Open(string path)
@@ -71,20 +94,20 @@ internal static class SingleOpModel
         return node;
     }
 
-    private static ValueInfoProto AnyShape(string name) => new()
+    private static ValueInfoProto AnyShape(string name, DataType type) => new()
     {
         Name = name,
-        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DataType.Float } },
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } },
     };
 
-    private static ModelProto Model(NodeProto node, IEnumerable<TensorProto> initializers, bool sparse)
+    public static ModelProto Model(NodeProto node, IEnumerable<TensorProto> initializers, bool sparse, DataType type = DataType.Float)
     {
         var graph = new GraphProto { Name = "single" };
         graph.Node.Add(node);
         graph.Initializer.AddRange(initializers);
         // Any rank: the op takes A [..., K] like MatMul.
-        graph.Input.Add(AnyShape("A"));
-        graph.Output.Add(AnyShape("Y"));
+        graph.Input.Add(AnyShape("A", type));
+        graph.Output.Add(AnyShape("Y", type));
         var model = new ModelProto { IrVersion = 8, Graph = graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
         if (sparse)

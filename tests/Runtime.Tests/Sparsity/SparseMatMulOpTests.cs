@@ -25,6 +25,24 @@ public sealed class SparseMatMulOpTests
         Assert.True(RelativeError(sparse, dense) <= 1e-5, $"relative error {RelativeError(sparse, dense)}");
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(9)]
+    [InlineData(64)]
+    public void Fp16MatchesTheFp32ProductOfTheRoundedInputs(int m)
+    {
+        const int K = 37, N = 70;
+        PackedWeight packed = SparseFormat.Pack(Random(K * N, seed: 11), K, N);
+        float[] a = [.. Random(m * K, seed: m).Select(x => (float)(Half)x)];
+        PackedWeight rounded = packed with { Values = [.. packed.Values.Select(v => (float)(Half)v)] };
+
+        float[] half = SingleOpModel.Run(SingleOpModel.Sparse16(packed), a, [m, K]);
+        float[] reference = SingleOpModel.Run(SingleOpModel.Dense(SparseFormat.Unpack(rounded), K, N), a, [m, K]);
+
+        // fp16 output: 11 significant bits, a relative rounding error of at most 2^-11 ≈ 4.9e-4.
+        Assert.True(RelativeError(half, reference) <= 5e-4, $"relative error {RelativeError(half, reference)}");
+    }
+
     [Fact]
     public void AddsTheBiasAndKeepsLeadingDimensions()
     {

@@ -115,6 +115,30 @@ public sealed class SparsifierTests : IDisposable
         Assert.Contains("calibration", error.Message);
     }
 
+    [Fact]
+    public void Fp16WeightsStayFp16AndComputeTheSameProduct()
+    {
+        const int K = 24, N = 10;
+        float[] weight = [.. SparseMatMulOpTests.Random(K * N, seed: 12).Select(x => (float)(Half)x)];
+        var node = new NodeProto { Name = "/model/layers.0/mlp/up_proj/MatMul", OpType = "MatMul" };
+        node.Input.AddRange(["A", "model.layers.0.mlp.up_proj.weight"]);
+        node.Output.Add("Y");
+        var tensor = new TensorProto { Name = "model.layers.0.mlp.up_proj.weight", DataType = (int)TensorProto.Types.DataType.Float16 };
+        tensor.Dims.AddRange([K, N]);
+        tensor.RawData = Google.Protobuf.ByteString.CopyFrom([.. weight.SelectMany(w => BitConverter.GetBytes((Half)w))]);
+        string source = Path.Combine(_temp.Path, "fp16"), output = Path.Combine(_temp.Path, "fp16-sparse");
+        OnnxModelFile.Save(SingleOpModel.Model(node, [tensor], sparse: false, TensorProto.Types.DataType.Float16), Path.Combine(source, "model.onnx"));
+
+        SparsifyReport report = Sparsifier.Run(new SparsifyOptions(source, output, PruningMethod.Magnitude));
+
+        Assert.Equal(K * N * 2, report.LayerBytesBefore);
+        Assert.Equal(N * K / 2 * 2 + N * 3, report.LayerBytesAfter);
+        float[] a = [.. SparseMatMulOpTests.Random(3 * K, seed: 13).Select(x => (float)(Half)x)];
+        float[] sparse = SingleOpModel.Run(Path.Combine(output, "model.onnx"), a, [3, K]);
+        float[] dense = SingleOpModel.Run(SingleOpModel.Dense(SparseFormat.Unpack(SparseFormat.Pack(weight, K, N)), K, N), a, [3, K]);
+        Assert.True(SparseMatMulOpTests.RelativeError(sparse, dense) <= 5e-4);
+    }
+
     private static byte[] MaskBytes(ModelProto model, string folder)
     {
         TensorProto masks = model.Graph.Initializer.First(t => t.Name.EndsWith("q_proj.weight.sparse24_masks", StringComparison.Ordinal));

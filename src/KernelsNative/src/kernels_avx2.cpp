@@ -3,8 +3,7 @@
 
 #include <array>
 
-#include "gemm_tile.h"
-#include "gemv_rows.h"
+#include "simd_kernels.h"
 
 namespace {
 
@@ -76,18 +75,6 @@ struct Avx2 {
 
 namespace sparse24::detail {
 
-namespace {
-
-template <class T>
-KernelSet<T> simd_set() {
-  return {GemvRows<Avx2>::run<T>,
-          {GemmTile<Avx2, 1, T>::run, GemmTile<Avx2, 2, T>::run, GemmTile<Avx2, 3, T>::run, GemmTile<Avx2, 4, T>::run}};
-}
-
-}  // namespace
-
-Kernels avx2_kernels() {
-  return {Isa::Avx2, simd_set<float>(), simd_set<uint16_t>(), Avx2::kWidth};
-}
+Kernels avx2_kernels() { return simd_kernels<Avx2>(Isa::Avx2); }
 
 }  // namespace sparse24::detail

@@ -4,8 +4,7 @@
 
 #include <cstring>
 
-#include "gemm_tile.h"
-#include "gemv_rows.h"
+#include "simd_kernels.h"
 
 namespace {
 
@@ -41,18 +40,6 @@ struct Avx512 {
 
 namespace sparse24::detail {
 
-namespace {
-
-template <class T>
-KernelSet<T> simd_set() {
-  return {GemvRows<Avx512>::run<T>,
-          {GemmTile<Avx512, 1, T>::run, GemmTile<Avx512, 2, T>::run, GemmTile<Avx512, 3, T>::run, GemmTile<Avx512, 4, T>::run}};
-}
-
-}  // namespace
-
-Kernels avx512_kernels() {
-  return {Isa::Avx512, simd_set<float>(), simd_set<uint16_t>(), Avx512::kWidth};
-}
+Kernels avx512_kernels() { return simd_kernels<Avx512>(Isa::Avx512); }
 
 }  // namespace sparse24::detail

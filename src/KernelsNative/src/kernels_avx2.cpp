@@ -1,8 +1,6 @@
 // AVX2 + FMA + F16C kernels; this file alone is compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 
-#include <array>
-
 #include "simd_kernels.h"
 
 namespace {

@@ -31,6 +31,34 @@ public sealed class SparsifyCommandTests : IDisposable
     }
 
     [Fact]
+    public void EveryKernelGeneratesTheSameTokens()
+    {
+        // A CPU without AVX2 (or AVX-512) runs the portable (or AVX2) kernel: same greedy tokens.
+        string output = _temp.Sub("isa");
+        Assert.Equal(0, ServingProcess.Run("sparsify", "--model", _model, "--out", output).ExitCode);
+        string Tokens(string isa) => JsonNode.Parse(ServingProcess.Run(new Dictionary<string, string> { ["SERVING_SPARSE24_ISA"] = isa },
+            "generate", "--model", output, "--prompt", "In the beginning", "--max-tokens", "12", "--json").Stdout)!["token_ids"]!.ToJsonString();
+
+        string portable = Tokens("portable");
+        Assert.Equal(portable, Tokens(""));
+        if (File.ReadAllText("/proc/cpuinfo").Contains(" avx2", StringComparison.Ordinal))
+        {
+            Assert.Equal(portable, Tokens("avx2"));
+        }
+    }
+
+    [Fact]
+    public void AnUnknownForcedKernelFailsWithAClearMessage()
+    {
+        string output = _temp.Sub("bad-isa");
+        Assert.Equal(0, ServingProcess.Run("sparsify", "--model", _model, "--out", output).ExitCode);
+        var result = ServingProcess.Run(new Dictionary<string, string> { ["SERVING_SPARSE24_ISA"] = "sse9" },
+            "generate", "--model", output, "--prompt", "In", "--max-tokens", "2");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("SERVING_SPARSE24_ISA='sse9' is not portable, avx2 or avx512", result.Stderr);
+    }
+
+    [Fact]
     public void WandaUsesTheCalibrationText()
     {
         string text = _temp.Sub("calibration.txt");

@@ -30,9 +30,6 @@ const ExpandTable& table() {
 }
 
 struct Avx2 {
-  // One output row per pass: with 2–3 rows the permute-table expand spilled and M = 1..2 ran
-  // 1.5–2x slower on Zen 4 (A/B, same run).
-  static constexpr int kRegisterBudget = 4;
   static constexpr int kWidth = 8;
   using Reg = __m256;
   static Reg zero() { return _mm256_setzero_ps(); }

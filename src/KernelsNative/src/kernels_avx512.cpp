@@ -9,7 +9,6 @@
 namespace {
 
 struct Avx512 {
-  static constexpr int kRegisterBudget = 24;  // 32 zmm registers, minus the expand temporaries
   static constexpr int kWidth = 16;
   using Reg = __m512;
   static Reg zero() { return _mm512_setzero_ps(); }

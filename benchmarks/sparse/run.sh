@@ -2,20 +2,24 @@
 # 2:4 sparse weights, two measurements (results: docs/BENCHMARKS.md):
 #  1. op: SparseMatMul24 against ONNX Runtime's dense MatMul on the same pruned weights, Gemma 3
 #     270m and 1b linear shapes, M = 1, 4, 16, 128, 512, both with THREADS intra-op threads;
-#  2. end to end (E2E=1): `serving generate` decode tokens/s and peak RSS, dense vs
-#     sparsified (magnitude) gemma3-1b preset folders (random weights, real shapes).
-# usage: benchmarks/sparse/run.sh [THREADS=2]   (E2E=1 adds 2; needs ~10 GB of disk, minutes)
+#  2. e2e: `serving generate` decode tokens/s and peak RSS, dense vs sparsified (magnitude)
+#     gemma3-1b preset folders (random weights, real shapes), alternating, 3 runs each.
+# usage: benchmarks/sparse/run.sh [ops|e2e|all] [THREADS=2]   (e2e needs ~7 GB of disk in
+# MODEL_DIR, default /tmp/sparse-bench, and several minutes)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-threads="${1:-2}"
-models="${MODEL_DIR:-/tmp/serving-bench}"
+what="${1:-all}"
+threads="${2:-2}"
+models="${MODEL_DIR:-/tmp/sparse-bench}"
 
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernels: $(grep -o 'avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-dotnet build -c Release "$here/OpBench" -o "$here/bin/op" >/dev/null
-dotnet "$here/bin/op/sparse-op-bench.dll" "$threads"
+if [ "$what" != e2e ]; then
+  dotnet build -c Release "$here/OpBench" -o "$here/bin/op" >/dev/null
+  dotnet "$here/bin/op/sparse-op-bench.dll" "$threads"
+fi
+[ "$what" != ops ] || exit 0
 
-[ "${E2E:-0}" = 1 ] || exit 0
 dotnet build -c Release "$root/src/Cli" -o "$here/bin/cli" >/dev/null
 serving() { dotnet "$here/bin/cli/serving.dll" "$@"; }
 dense="$models/gemma3-1b" sparse="$models/gemma3-1b-sparse24"

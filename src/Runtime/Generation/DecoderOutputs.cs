@@ -9,8 +9,8 @@ namespace Serving.Runtime.Generation;
 /// </summary>
 public sealed class DecoderOutputs : IDisposable
 {
-    private readonly IDisposableReadOnlyCollection<OrtValue> _values;
-    private readonly OrtValue _logits;
+    private readonly IDisposable _values;
+    private readonly OrtValue? _logits;
     private float[]? _widened;
 
     internal DecoderOutputs(IDisposableReadOnlyCollection<OrtValue> values, int layers)
@@ -32,6 +32,26 @@ public sealed class DecoderOutputs : IDisposable
         VocabSize = (int)shape[2];
     }
 
+    private DecoderOutputs(OrtValue[] keys, OrtValue[] values)
+    {
+        (PresentKeys, PresentValues) = (keys, values);
+        _values = new DisposableList([.. keys, .. values]);
+    }
+
+    /// <summary>Caches made outside a decoder call (e.g. restored from the prefix cache), owned like a call's outputs; no logits.</summary>
+    internal static DecoderOutputs FromCaches(OrtValue[] keys, OrtValue[] values) => new(keys, values);
+
+    private sealed class DisposableList(OrtValue[] values) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (OrtValue value in values)
+            {
+                value.Dispose();
+            }
+        }
+    }
+
     public IReadOnlyList<OrtValue> PresentKeys { get; }
     public IReadOnlyList<OrtValue> PresentValues { get; }
 
@@ -48,6 +68,11 @@ public sealed class DecoderOutputs : IDisposable
 
     private ReadOnlySpan<float> AllLogits()
     {
+        if (_logits is null)
+        {
+            throw new InvalidOperationException("these caches come from no decoder call, so they have no logits");
+        }
+
         if (_logits.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float)
         {
             return _logits.GetTensorDataAsSpan<float>();

@@ -15,6 +15,7 @@ public sealed class ModelRunner : IDisposable
     private readonly string[] _inputNames;
     private readonly OrtValue[] _inputs;
     private readonly string[] _outputNames;
+    private readonly OrtValue[] _outputs;
     private readonly int _firstPast;
     private readonly long[] _logitsToKeep = new long[1];
     private readonly RunOptions _runOptions = new();
@@ -29,6 +30,7 @@ public sealed class ModelRunner : IDisposable
         _firstPast = _inputNames.Length - 2 * signature.Layers.Count;
         _inputs = new OrtValue[_inputNames.Length];
         _outputNames = [signature.Logits, .. signature.Layers.SelectMany(layer => new[] { layer.PresentKey, layer.PresentValue })];
+        _outputs = new OrtValue[_outputNames.Length];
     }
 
     /// <summary>Empty caches <c>[B, Hkv, 0, D]</c> for a first call.</summary>
@@ -40,7 +42,33 @@ public sealed class ModelRunner : IDisposable
     }
 
     /// <exception cref="ArgumentException">The batch's buffers or caches disagree in size.</exception>
-    public DecoderOutputs Run(DecoderBatch batch)
+    public DecoderOutputs Run(DecoderBatch batch) =>
+        new(Execute(batch, null)!, _model.Signature.Layers.Count);
+
+    /// <summary>
+    /// Runs <paramref name="batch"/> with ONNX Runtime writing into caller-made outputs, shaped
+    /// <c>[B, 1 or S, V]</c> and <c>[B, Hkv, slots, D]</c>: no allocation for the results.
+    /// </summary>
+    public void RunInto(DecoderBatch batch, OrtValue logits, IReadOnlyList<OrtValue> presentKeys, IReadOnlyList<OrtValue> presentValues)
+    {
+        _outputs[0] = logits;
+        for (int layer = 0; layer < presentKeys.Count; layer++)
+        {
+            _outputs[1 + 2 * layer] = presentKeys[layer];
+            _outputs[2 + 2 * layer] = presentValues[layer];
+        }
+
+        try
+        {
+            Execute(batch, _outputs);
+        }
+        finally
+        {
+            Array.Clear(_outputs);
+        }
+    }
+
+    private IDisposableReadOnlyCollection<OrtValue>? Execute(DecoderBatch batch, OrtValue[]? outputs)
     {
         Validate(batch);
         DecoderSignature signature = _model.Signature;
@@ -71,7 +99,13 @@ public sealed class ModelRunner : IDisposable
                 _inputs[_firstPast + 2 * layer + 1] = batch.PastValues[layer];
             }
 
-            return new DecoderOutputs(_model.Session.Run(_runOptions, _inputNames, _inputs, _outputNames), signature.Layers.Count);
+            if (outputs is not null)
+            {
+                _model.Session.Run(_runOptions, _inputNames, _inputs, _outputNames, outputs);
+                return null;
+            }
+
+            return _model.Session.Run(_runOptions, _inputNames, _inputs, _outputNames);
         }
         finally
         {

@@ -1,26 +1,26 @@
 using System.Net;
 using System.Net.Http.Json;
-using Microsoft.AspNetCore.Mvc.Testing;
 
 namespace Serving.Server.Tests.Apis;
 
-public class HealthApiTests(WebApplicationFactory<Program> factory) : IClassFixture<WebApplicationFactory<Program>>
+public class HealthApiTests(ServingServer server) : IClassFixture<ServingServer>
 {
     [Fact]
-    public async Task LiveAnswersOkWithAStatus()
+    public async Task LiveAndReadyAnswerOkOnceTheModelIsLoaded()
     {
-        using HttpClient client = factory.CreateClient();
-        using HttpResponseMessage response = await client.GetAsync("/health/live");
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<Dictionary<string, string>>();
-        Assert.Equal("live", body!["status"]);
+        using HttpClient client = server.Client();
+        var live = await client.GetFromJsonAsync<Dictionary<string, string>>("health/live");
+        Assert.Equal("live", live!["status"]);
+        var ready = await client.GetFromJsonAsync<Dictionary<string, string>>("health/ready");
+        Assert.Equal("ready", ready!["status"]);
     }
 
     [Fact]
-    public async Task UnknownRoutesAreNotFound()
+    public async Task UnknownRoutesAreNotFoundInTheOpenAiShape()
     {
-        using HttpClient client = factory.CreateClient();
-        using HttpResponseMessage response = await client.GetAsync("/health/unknown");
+        using HttpClient client = server.Client();
+        using HttpResponseMessage response = await client.GetAsync("health/unknown");
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Contains("/health/unknown", (await OpenAiErrorReader.Read(response)).Message);
     }
 }

@@ -1,0 +1,62 @@
+using Serving.Runtime.Generation.Sampling;
+
+namespace Serving.Runtime.Generation;
+
+/// <summary>
+/// One sequence to generate: the prompt's token ids, how to sample, and when to stop.
+/// Immutable; the engine validates it at submission.
+/// </summary>
+public sealed record GenerationRequest
+{
+    public required IReadOnlyList<int> PromptIds { get; init; }
+
+    public required int MaxTokens { get; init; }
+
+    public SamplingParams Sampling { get; init; } = SamplingParams.Greedy;
+
+    /// <summary>Extra ids that end generation, besides the model's EOS ids.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+
+    /// <summary>Strings that end generation; the text before them is the output.</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+
+    /// <summary>Keep generating past EOS (benchmarks).</summary>
+    public bool IgnoreEos { get; init; }
+
+    /// <summary>Whether special tokens' text (e.g. &lt;end_of_turn&gt;) is left out of the output text.</summary>
+    public bool SkipSpecialTokens { get; init; } = true;
+
+    /// <summary>The seed when <see cref="SamplingParams.Seed"/> is unset (per choice, so n choices differ).</summary>
+    public long DefaultSeed { get; init; }
+}
+
+/// <summary>Why a sequence ended, as OpenAI names it (plus <c>cancelled</c> and <c>error</c>, which are never sent as such).</summary>
+public enum FinishReason
+{
+    Stop,
+    Length,
+    Cancelled,
+    Error,
+}
+
+/// <summary>Token counts of a finished sequence; <see cref="CachedTokens"/> came from the prefix cache.</summary>
+public readonly record struct GenerationUsage(int PromptTokens, int CompletionTokens, int CachedTokens);
+
+/// <summary>
+/// One event of a sequence's stream: a token with the text it completed (possibly empty while
+/// a stop string or a multi-byte character is pending), and, on the last event, the finish
+/// reason and usage. Text before a stop string is flushed as a final event with no token.
+/// </summary>
+public readonly record struct GenerationEvent(
+    int TokenId,
+    string Text,
+    float Logprob,
+    TokenLogprob[]? TopLogprobs,
+    FinishReason? Finish,
+    GenerationUsage Usage,
+    string? Error = null)
+{
+    public const int NoToken = -1;
+
+    public bool HasToken => TokenId != NoToken;
+}

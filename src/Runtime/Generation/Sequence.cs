@@ -1,0 +1,85 @@
+using System.Threading.Channels;
+using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.Text;
+
+namespace Serving.Runtime.Generation;
+
+/// <summary>Where a sequence is in its life: waiting for KV memory, prefilling its prompt, decoding.</summary>
+public enum SequenceStatus
+{
+    Waiting,
+    Prefilling,
+    Decoding,
+    Finished,
+}
+
+/// <summary>
+/// The engine's state of one sequence. Touched only by the engine thread, except
+/// <see cref="IsCancelled"/>, which any thread may set.
+/// </summary>
+internal sealed class Sequence
+{
+    private readonly int[] _generated;
+    private volatile bool _isCancelled;
+
+    public Sequence(long id, GenerationRequest request, SequenceSampler sampler, IncrementalDetokenizer detokenizer, long reservedBytes)
+    {
+        Id = id;
+        Request = request;
+        Sampler = sampler;
+        Detokenizer = detokenizer;
+        Stop = new StopStringMatcher(request.StopStrings);
+        ReservedBytes = reservedBytes;
+        _generated = new int[request.MaxTokens];
+        Events = Channel.CreateUnbounded<GenerationEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        TopLogprobs = new TokenLogprob[Math.Max(request.Sampling.TopLogprobs ?? 0, 0)];
+    }
+
+    public long Id { get; }
+    public GenerationRequest Request { get; }
+    public SequenceSampler Sampler { get; }
+    public IncrementalDetokenizer Detokenizer { get; }
+    public StopStringMatcher Stop { get; }
+    public long ReservedBytes { get; }
+    public Channel<GenerationEvent> Events { get; }
+    public TokenLogprob[] TopLogprobs { get; }
+    public SequenceStatus Status { get; set; }
+
+    /// <summary>Tokens whose keys and values are in the cache.</summary>
+    public int Length { get; set; }
+
+    /// <summary>Prompt tokens whose cache came from the prefix cache.</summary>
+    public int CachedTokens { get; set; }
+
+    /// <summary>The prefix cache's chain keys of the prompt's whole blocks.</summary>
+    public UInt128[] BlockKeys { get; set; } = [];
+
+    /// <summary>The cache of a prefilled prompt until the decode batch takes it in.</summary>
+    public DecoderOutputs? PrefillOutputs { get; set; }
+
+    /// <summary>The sequence's row in the decode batch after the last gather.</summary>
+    public int BatchRow { get; set; }
+
+    public int NumGenerated { get; private set; }
+
+    public ReadOnlySpan<int> Generated => _generated.AsSpan(0, NumGenerated);
+
+    public int LastToken => NumGenerated > 0 ? _generated[NumGenerated - 1] : Request.PromptIds[^1];
+
+    public int PromptLength => Request.PromptIds.Count;
+
+    public bool IsCancelled => _isCancelled;
+
+    public void Cancel() => _isCancelled = true;
+
+    public void Append(int token) => _generated[NumGenerated++] = token;
+
+    public GenerationUsage Usage => new(PromptLength, NumGenerated, CachedTokens);
+
+    /// <summary>Drops the prefill cache once the batch holds it (or the sequence ends).</summary>
+    public void ReleasePrefill()
+    {
+        PrefillOutputs?.Dispose();
+        PrefillOutputs = null;
+    }
+}

@@ -1,0 +1,120 @@
+using System.Text;
+using System.Text.Json;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Text;
+using Serving.Server.Apis.OpenAi;
+using Serving.Server.Http;
+
+namespace Serving.Server.Apis;
+
+/// <summary><c>POST /v1/chat/completions</c>: OpenAI's chat API over the model's chat template.</summary>
+public static class ChatApi
+{
+    public static IEndpointRouteBuilder MapChatApi(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI")
+            .Produces<ChatCompletion>(contentType: "application/json")
+            .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
+            .ProducesOpenAiErrors(400, 404, 413, 429, 503);
+        return app;
+    }
+
+    private static async Task<IResult> CreateChatCompletion(ChatCompletionRequest body, GenerationEndpoint endpoint, HttpContext context)
+    {
+        var (engine, error) = endpoint.FindEngine(body.Model);
+        if (engine is null)
+        {
+            return error!;
+        }
+
+        if (ReadMessages(body.Messages) is not { } messages)
+        {
+            return OpenAiErrors.InvalidParameter("messages",
+                "messages must be a non-empty array of {role: system|user|assistant, content: string or text parts}.");
+        }
+
+        if (body.TopLogprobs is not null && body.Logprobs != true)
+        {
+            return OpenAiErrors.InvalidParameter("top_logprobs", "top_logprobs needs logprobs set to true.");
+        }
+
+        if (body.TopLogprobs is < 0 or > 20)
+        {
+            return OpenAiErrors.InvalidParameter("top_logprobs", "top_logprobs must be between 0 and 20.");
+        }
+
+        string rendered;
+        try
+        {
+            rendered = ChatTemplate.Render(messages, addGenerationPrompt: true);
+        }
+        catch (ArgumentException e)
+        {
+            return OpenAiErrors.InvalidParameter("messages", e.Message);
+        }
+
+        int[] prompt = engine.Model.Tokenizer.Encode(rendered, addSpecialTokens: false);
+        int? topLogprobs = body.Logprobs == true ? body.TopLogprobs ?? 0 : null;
+        var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
+        if (plan is null)
+        {
+            return rejected!;
+        }
+
+        var chat = new ChatResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs == true);
+        return plan.Stream
+            ? await chat.StreamAsync(context, streams!, plan)
+            : await chat.CompleteAsync(context, streams!, plan);
+    }
+
+    /// <summary>The messages as template input, or null when any is malformed.</summary>
+    private static List<ChatMessage>? ReadMessages(List<ChatMessageDto>? messages)
+    {
+        if (messages is not { Count: > 0 })
+        {
+            return null;
+        }
+
+        var result = new List<ChatMessage>(messages.Count);
+        foreach (ChatMessageDto message in messages)
+        {
+            // OpenAI's newer "developer" role plays the system role for models that know no other.
+            string? role = message.Role == "developer" ? "system" : message.Role;
+            if (role is not ("system" or "user" or "assistant") || ReadContent(message.Content) is not { } content)
+            {
+                return null;
+            }
+
+            result.Add(new ChatMessage(role, content));
+        }
+
+        return result;
+    }
+
+    private static string? ReadContent(JsonElement? content)
+    {
+        if (content is { ValueKind: JsonValueKind.String } text)
+        {
+            return text.GetString();
+        }
+
+        if (content is not { ValueKind: JsonValueKind.Array } parts)
+        {
+            return null;
+        }
+
+        var joined = new StringBuilder();
+        foreach (JsonElement part in parts.EnumerateArray())
+        {
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out JsonElement type) || type.GetString() != "text"
+                || !part.TryGetProperty("text", out JsonElement partText) || partText.ValueKind != JsonValueKind.String)
+            {
+                return null;
+            }
+
+            joined.Append(partText.GetString());
+        }
+
+        return joined.ToString();
+    }
+}

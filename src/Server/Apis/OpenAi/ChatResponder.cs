@@ -1,0 +1,105 @@
+using System.Text;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.Text;
+using Serving.Server.Http;
+
+namespace Serving.Server.Apis.OpenAi;
+
+/// <summary>Writes a chat completion, whole or as <c>chat.completion.chunk</c> events.</summary>
+public sealed class ChatResponder(GenerationEndpoint endpoint, GemmaTokenizer tokenizer, string model, bool logprobs)
+{
+    private readonly string _id = GenerationEndpoint.NewId("chatcmpl-");
+    private readonly long _created = GenerationEndpoint.Now();
+
+    public async Task<IResult> CompleteAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
+    {
+        var (results, error) = await endpoint.CollectAsync(context, streams);
+        if (results is null)
+        {
+            return error!;
+        }
+
+        var choices = new ChatChoice[results.Length];
+        for (int i = 0; i < results.Length; i++)
+        {
+            ChoiceResult result = results[i];
+            choices[i] = new ChatChoice(i, new ChatMessageOut("assistant", result.Text.ToString()),
+                logprobs ? new ChatLogprobs(result.Tokens.ConvertAll(token => Logprob(token.TokenId, token.Logprob, token.Top))) : null,
+                GenerationEndpoint.FinishName(result.Finish));
+        }
+
+        return TypedResults.Json(new ChatCompletion(_id, "chat.completion", _created, model, choices, GenerationEndpoint.UsageOf(results, plan.NumChoices)),
+            endpoint.Json);
+    }
+
+    public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
+    {
+        using CancellationTokenSource deadline = endpoint.Deadline(context);
+        using var registration = deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
+        HttpResponse response = context.Response;
+        ServerSentEvents.Start(response);
+        var results = new ChoiceResult[streams.Count];
+        for (int i = 0; i < results.Length; i++)
+        {
+            results[i] = new ChoiceResult(i);
+            await Write(response, new ChatChunkChoice(i, new ChatDelta("assistant", ""), null, null), context.RequestAborted);
+        }
+
+        await foreach (var (index, e) in ChoiceCollector.Merge(streams, CancellationToken.None))
+        {
+            results[index].Add(e);
+            if (e.Finish == FinishReason.Error)
+            {
+                await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(500, $"Generation failed: {e.Error}", null, "engine_error"), endpoint.Json, context.RequestAborted);
+                continue;
+            }
+
+            if (e.Finish == FinishReason.Cancelled)
+            {
+                continue;
+            }
+
+            ChatLogprobs? chunkLogprobs = logprobs && e.HasToken ? new ChatLogprobs([Logprob(e.TokenId, e.Logprob, e.TopLogprobs)]) : null;
+            if (e.Text.Length > 0 || chunkLogprobs is not null || e.Finish is not null)
+            {
+                string? finish = e.Finish is null ? null : GenerationEndpoint.FinishName(e.Finish);
+                await Write(response, new ChatChunkChoice(index, new ChatDelta(null, e.Text.Length > 0 ? e.Text : null), chunkLogprobs, finish), context.RequestAborted);
+            }
+        }
+
+        if (deadline.IsCancellationRequested)
+        {
+            await endpoint.WriteTimeoutAsync(response, context.RequestAborted);
+            return Results.Empty;
+        }
+
+        if (plan.IncludeUsage)
+        {
+            await ServerSentEvents.WriteAsync(response,
+                new ChatCompletionChunk(_id, "chat.completion.chunk", _created, model, [], GenerationEndpoint.UsageOf(results, plan.NumChoices)),
+                endpoint.Json, context.RequestAborted);
+        }
+
+        await ServerSentEvents.WriteDoneAsync(response, context.RequestAborted);
+        return Results.Empty;
+    }
+
+    private Task Write(HttpResponse response, ChatChunkChoice choice, CancellationToken cancellation) =>
+        ServerSentEvents.WriteAsync(response, new ChatCompletionChunk(_id, "chat.completion.chunk", _created, model, [choice], null), endpoint.Json, cancellation);
+
+    private ChatTokenLogprob Logprob(int token, float logprob, TokenLogprob[]? top)
+    {
+        var alternatives = new List<ChatTopLogprob>(top?.Length ?? 0);
+        foreach (TokenLogprob alternative in top ?? [])
+        {
+            string text = tokenizer.Decode([alternative.TokenId]);
+            alternatives.Add(new ChatTopLogprob(text, alternative.Logprob, Bytes(text)));
+        }
+
+        string tokenText = tokenizer.Decode([token]);
+        return new ChatTokenLogprob(tokenText, logprob, Bytes(tokenText), alternatives);
+    }
+
+    private static int[] Bytes(string text) => Array.ConvertAll(Encoding.UTF8.GetBytes(text), b => (int)b);
+}

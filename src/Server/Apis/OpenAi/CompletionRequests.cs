@@ -1,0 +1,96 @@
+using System.Text.Json;
+
+namespace Serving.Server.Apis.OpenAi;
+
+// Request bodies of /v1/chat/completions and /v1/completions, named as OpenAI names them
+// (snake_case on the wire). Every field is optional here; the handlers validate and name
+// the offending field in the error's `param`. Unknown fields are ignored, as OpenAI does.
+
+/// <summary>The sampling and stopping fields both endpoints share (OpenAI's, plus vLLM's extras).</summary>
+public abstract class SamplingRequest
+{
+    public string? Model { get; set; }
+    public int? MaxTokens { get; set; }
+    public double? Temperature { get; set; }
+    public double? TopP { get; set; }
+
+    /// <summary>vLLM extension: keep the k most likely tokens; 0 or -1 keeps all.</summary>
+    public int? TopK { get; set; }
+
+    /// <summary>vLLM extension: drop tokens below min_p × the top probability.</summary>
+    public double? MinP { get; set; }
+
+    public long? Seed { get; set; }
+    public int? N { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptions? StreamOptions { get; set; }
+
+    /// <summary>A string or up to 4 strings.</summary>
+    public JsonElement? Stop { get; set; }
+
+    public double? PresencePenalty { get; set; }
+    public double? FrequencyPenalty { get; set; }
+
+    /// <summary>vLLM extension: HF-style repetition penalty over prompt and output (1 = off).</summary>
+    public double? RepetitionPenalty { get; set; }
+
+    /// <summary>vLLM extension: generate past EOS.</summary>
+    public bool? IgnoreEos { get; set; }
+
+    /// <summary>vLLM extension: extra ids that end generation.</summary>
+    public List<int>? StopTokenIds { get; set; }
+
+    public string? User { get; set; }
+}
+
+public sealed class StreamOptions
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+public sealed class ChatCompletionRequest : SamplingRequest
+{
+    public List<ChatMessageDto>? Messages { get; set; }
+
+    /// <summary>OpenAI's newer name for max_tokens; wins when both are sent.</summary>
+    public int? MaxCompletionTokens { get; set; }
+
+    public bool? Logprobs { get; set; }
+    public int? TopLogprobs { get; set; }
+}
+
+public sealed class ChatMessageDto
+{
+    public string? Role { get; set; }
+
+    /// <summary>A string, or an array of content parts of which the <c>text</c> ones are read.</summary>
+    public JsonElement? Content { get; set; }
+
+    public string? Name { get; set; }
+}
+
+public sealed class CompletionRequest : SamplingRequest
+{
+    /// <summary>A string, an array of strings, an array of token ids, or an array of such arrays.</summary>
+    public JsonElement? Prompt { get; set; }
+
+    /// <summary>How many top alternatives to return per token (0 to 20); null returns none.</summary>
+    public int? Logprobs { get; set; }
+
+    /// <summary>Put the prompt before the completion in <c>text</c>.</summary>
+    public bool? Echo { get; set; }
+}
+
+public sealed class TokenizeRequest
+{
+    public string? Model { get; set; }
+    public string? Prompt { get; set; }
+    public List<ChatMessageDto>? Messages { get; set; }
+    public bool? AddSpecialTokens { get; set; }
+}
+
+public sealed class DetokenizeRequest
+{
+    public string? Model { get; set; }
+    public List<int>? Tokens { get; set; }
+}

@@ -1,0 +1,132 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Serving.Runtime.Generation;
+using Serving.Server.Hosting;
+using Serving.Server.Http;
+
+namespace Serving.Server.Apis.OpenAi;
+
+/// <summary>What chat and text completions share: finding the model, submitting, timeouts, SSE.</summary>
+public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalog, IOptions<ServingOptions> options,
+    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+{
+    /// <summary>Seconds a client should wait after a 429: about one short generation.</summary>
+    private const int RetryAfterSeconds = 1;
+
+    public JsonSerializerOptions Json => json.Value.SerializerOptions;
+
+    public (Engine? Engine, IResult? Error) FindEngine(string? model)
+    {
+        if (string.IsNullOrEmpty(model))
+        {
+            return (null, OpenAiErrors.InvalidParameter("model", "model is required; GET /v1/models lists the models served."));
+        }
+
+        if (!decoders.IsReady)
+        {
+            return (null, OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable, "The models are still loading; retry shortly.", null, "not_ready"));
+        }
+
+        if (decoders.Find(model) is { } engine)
+        {
+            return (engine, null);
+        }
+
+        return catalog.Find(model) is { } entry
+            ? (null, OpenAiErrors.InvalidParameter("model", $"The model '{model}' is a {entry.ModelType} model; it does not generate text."))
+            : (null, OpenAiErrors.ModelNotFound(model));
+    }
+
+    /// <summary>Validates the sampling fields and queues every (prompt, choice); a 400 or 429 when that fails.</summary>
+    public static (GenerationPlan? Plan, IReadOnlyList<GenerationStream>? Streams, IResult? Error) Start(
+        Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs)
+    {
+        var (plan, invalid) = GenerationPlan.Build(body, prompts, engine, maxTokens, topLogprobs);
+        if (plan is null)
+        {
+            return (null, null, invalid);
+        }
+
+        IReadOnlyList<GenerationStream>? streams = engine.TrySubmit(plan.Requests);
+        return streams is null ? (null, null, new QueueFullResult(RetryAfterSeconds)) : (plan, streams, null);
+    }
+
+    /// <summary>Reads every choice to its end within the deadline: the results, or the timeout / failure to answer.</summary>
+    public async Task<(ChoiceResult[]? Results, IResult? Error)> CollectAsync(HttpContext context, IReadOnlyList<GenerationStream> streams)
+    {
+        using CancellationTokenSource deadline = Deadline(context);
+        using var registration = deadline.Token.Register(() => CancelAll(streams));
+        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
+        if (deadline.IsCancellationRequested)
+        {
+            return (null, TimedOut());
+        }
+
+        return Failure(results) is { } failure ? (null, failure) : (results, null);
+    }
+
+    public static void CancelAll(IReadOnlyList<GenerationStream> streams)
+    {
+        foreach (GenerationStream stream in streams)
+        {
+            stream.Cancel();
+        }
+    }
+
+    /// <summary>Cancelled when the client leaves or the request outlives <see cref="ServingOptions.RequestTimeoutSeconds"/>.</summary>
+    public CancellationTokenSource Deadline(HttpContext context)
+    {
+        var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        deadline.CancelAfter(TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
+        return deadline;
+    }
+
+    public IResult TimedOut() => OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable,
+        $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout");
+
+    /// <summary>Mid-stream, a timeout is an error event (the status line is long gone), then [DONE].</summary>
+    public async Task WriteTimeoutAsync(HttpResponse response, CancellationToken cancellation)
+    {
+        if (cancellation.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(StatusCodes.Status503ServiceUnavailable,
+            $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout"), Json, cancellation);
+        await ServerSentEvents.WriteDoneAsync(response, cancellation);
+    }
+
+    public static string FinishName(FinishReason? finish) => finish == FinishReason.Length ? "length" : "stop";
+
+    public static Usage UsageOf(IReadOnlyList<ChoiceResult> results, int numChoices)
+    {
+        int prompt = 0, completion = 0;
+        for (int i = 0; i < results.Count; i++)
+        {
+            // The prompt counts once per prompt, not once per choice (OpenAI's accounting for n > 1).
+            prompt += i % numChoices == 0 ? results[i].Usage.PromptTokens : 0;
+            completion += results[i].Usage.CompletionTokens;
+        }
+
+        return new Usage(prompt, completion, prompt + completion, new PromptTokensDetails(results.Count > 0 ? results[0].Usage.CachedTokens : 0));
+    }
+
+    /// <summary>The first engine failure among the choices, as a 500 (a server fault, never bad input).</summary>
+    public static IResult? Failure(IReadOnlyList<ChoiceResult> results)
+    {
+        foreach (ChoiceResult result in results)
+        {
+            if (result.Finish == FinishReason.Error)
+            {
+                return OpenAiErrors.Create(StatusCodes.Status500InternalServerError, $"Generation failed: {result.Error}", null, "engine_error");
+            }
+        }
+
+        return null;
+    }
+
+    public static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    public static string NewId(string prefix) => prefix + Guid.NewGuid().ToString("N")[..24];
+}

@@ -1,0 +1,83 @@
+using Microsoft.Extensions.Options;
+using Serving.Runtime.Generation;
+using Serving.Runtime.Models;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Server.Hosting;
+
+/// <summary>
+/// Loads every decoder of the <see cref="ModelCatalog"/> after Kestrel starts (so liveness
+/// answers while weights load) and owns one <see cref="Engine"/> per model. Readiness turns
+/// true when all are loaded; a model that fails to load stops the server with its reason.
+/// </summary>
+public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> options, IHostApplicationLifetime lifetime, ILogger<DecoderHost> logger)
+    : IHostedService, IDisposable
+{
+    private readonly Dictionary<string, Engine> _engines = new(StringComparer.Ordinal);
+    private Task? _loading;
+    private volatile bool _isReady;
+
+    public bool IsReady => _isReady;
+
+    /// <summary>The engine serving <paramref name="id"/>, or null when no decoder has that id.</summary>
+    public Engine? Find(string id) => _isReady && _engines.TryGetValue(id, out Engine? engine) ? engine : null;
+
+    public IEnumerable<KeyValuePair<string, Engine>> Engines => _isReady ? _engines : [];
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loading = Task.Run(LoadAll, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    private void LoadAll()
+    {
+        ServingOptions settings = options.Value;
+        var engineOptions = new EngineOptions
+        {
+            KvCacheBytes = settings.KvCacheBytes,
+            MaxQueueLength = settings.MaxQueueLength,
+            MaxBatchSize = settings.MaxBatchSize,
+            MaxPrefillTokensPerStep = settings.MaxPrefillTokensPerStep,
+            PrefixCacheBytes = settings.PrefixCacheBytes,
+        };
+        try
+        {
+            foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
+            {
+                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile }, logger);
+                _engines[entry.Id] = new Engine(model, engineOptions, logger);
+                logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
+                    entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);
+            }
+
+            _isReady = true;
+        }
+        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException)
+        {
+            logger.LogCritical("Cannot serve the configured models: {Reason}", e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_loading is not null)
+        {
+            await _loading.WaitAsync(cancellationToken);
+        }
+    }
+
+    public void Dispose()
+    {
+        // The container disposes this object twice (as itself and as a hosted service).
+        foreach (Engine engine in _engines.Values)
+        {
+            engine.Dispose();
+            engine.Model.Dispose();
+        }
+
+        _engines.Clear();
+    }
+}

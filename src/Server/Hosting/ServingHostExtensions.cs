@@ -1,0 +1,63 @@
+using Microsoft.Extensions.Options;
+using Serving.Server.Http;
+
+namespace Serving.Server.Hosting;
+
+/// <summary>Service registration and middleware of the server, in one place.</summary>
+public static class ServingHostExtensions
+{
+    public static WebApplicationBuilder AddServing(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<ServingOptions>()
+            .BindConfiguration(ServingOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<ServingOptions>, ServingOptionsValidator>();
+
+        long maxBody = builder.Configuration.GetSection(ServingOptions.Section).GetValue<long?>(nameof(ServingOptions.MaxRequestBodyBytes))
+            ?? new ServingOptions().MaxRequestBodyBytes;
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
+
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
+        builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
+        builder.Services.AddEndpointsApiExplorer();
+        builder.Services.AddSwaggerGen(swagger => swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+        {
+            Title = "Serving",
+            Version = "v1",
+            Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
+        }));
+        builder.Services.AddSingleton<DecoderHost>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
+        builder.Services.AddSingleton<Apis.OpenAi.GenerationEndpoint>();
+        builder.Services.AddSingleton(services => ModelCatalog.Create(
+            services.GetRequiredService<IOptions<ServingOptions>>().Value,
+            services.GetRequiredService<ILoggerFactory>().CreateLogger(nameof(ModelCatalog))));
+        return builder;
+    }
+
+    public static WebApplication UseServing(this WebApplication app)
+    {
+        app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseSwagger();
+        app.UseSwaggerUI();
+        // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.
+        app.UseStatusCodePages(async pages =>
+        {
+            HttpResponse response = pages.HttpContext.Response;
+            string message = response.StatusCode switch
+            {
+                StatusCodes.Status404NotFound => $"No route matches {pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path}.",
+                StatusCodes.Status405MethodNotAllowed => $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}.",
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeMessage(pages.HttpContext),
+                StatusCodes.Status415UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
+                _ => $"The request failed with HTTP status {response.StatusCode}.",
+            };
+            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message));
+        });
+        return app;
+    }
+}

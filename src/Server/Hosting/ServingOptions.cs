@@ -1,0 +1,65 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Serving.Server.Hosting;
+
+/// <summary>
+/// The <c>Serving</c> configuration section (appsettings.json, environment variables such as
+/// <c>Serving__KvCacheBytes</c>, or command-line <c>--Serving:KvCacheBytes=...</c>).
+/// Bound and validated once at start; immutable afterwards.
+/// </summary>
+public sealed class ServingOptions
+{
+    public const string Section = "Serving";
+
+    /// <summary>Where demo models and stored collections live; default <c>~/.local/share/serving</c>.</summary>
+    public string DataDirectory { get; init; } =
+        Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify), "serving");
+
+    /// <summary>The models to serve; empty means the built-in demo models.</summary>
+    public List<ModelOptions> Models { get; init; } = [];
+
+    /// <summary>Bytes of KV cache all running sequences of one model may hold together (default 1 GiB).</summary>
+    [Range(1L << 16, long.MaxValue)]
+    public long KvCacheBytes { get; init; } = 1L << 30;
+
+    /// <summary>Requests that may wait for KV memory; one more is refused with 429.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxQueueLength { get; init; } = 256;
+
+    /// <summary>Sequences decoded together in one ONNX Runtime call.</summary>
+    [Range(1, 4096)]
+    public int MaxBatchSize { get; init; } = 64;
+
+    /// <summary>Prompt tokens prefilled per step, so a long prompt does not stall running streams.</summary>
+    [Range(16, 1 << 20)]
+    public int MaxPrefillTokensPerStep { get; init; } = 512;
+
+    /// <summary>Largest request body accepted; larger gets 413 (default 16 MiB).</summary>
+    [Range(1024, long.MaxValue)]
+    public long MaxRequestBodyBytes { get; init; } = 16L << 20;
+
+    /// <summary>Bytes of prompt-prefix KV kept for reuse across requests; 0 turns the cache off.</summary>
+    [Range(0, long.MaxValue)]
+    public long PrefixCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>A request still running after this long is cancelled and its KV memory freed.</summary>
+    [Range(1, 86_400)]
+    public int RequestTimeoutSeconds { get; init; } = 600;
+
+    /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
+    [Range(0, 1024)]
+    public int IntraOpThreads { get; init; }
+}
+
+/// <summary>One served model: the id clients send in <c>model</c> and its Hugging Face-style folder.</summary>
+public sealed class ModelOptions
+{
+    [Required(AllowEmptyStrings = false)]
+    public string Id { get; init; } = "";
+
+    [Required(AllowEmptyStrings = false)]
+    public string Path { get; init; } = "";
+
+    /// <summary>The .onnx file inside the folder (e.g. <c>onnx/model_q4.onnx</c>); default: genai_config.json's, else onnx/model.onnx.</summary>
+    public string? OnnxFile { get; init; }
+}

@@ -1,0 +1,61 @@
+using System.Text.Json.Serialization;
+
+namespace Serving.Server.Http;
+
+/// <summary>The body of every error: <c>{"error":{"message","type","param","code"}}</c> (REFERENCE §4).</summary>
+public sealed record OpenAiErrorBody([property: JsonPropertyName("error")] OpenAiError Error);
+
+public sealed record OpenAiError(
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("param")] string? Param,
+    [property: JsonPropertyName("code")] string? Code);
+
+/// <summary>
+/// The one place errors take the OpenAI shape. Handlers return these results; the
+/// <see cref="OpenAiErrorMiddleware"/> maps what escapes a handler.
+/// </summary>
+public static class OpenAiErrors
+{
+    public static IResult Create(int status, string message, string? param = null, string? code = null) =>
+        TypedResults.Json(Body(status, message, param, code), statusCode: status);
+
+    public static OpenAiErrorBody Body(int status, string message, string? param = null, string? code = null) =>
+        new(new OpenAiError(message, TypeOf(status), param, code));
+
+    /// <summary>400: an invalid parameter, named in <c>param</c>.</summary>
+    public static IResult InvalidParameter(string param, string message) =>
+        Create(StatusCodes.Status400BadRequest, message, param, "invalid_value");
+
+    public static IResult BadRequest(string message, string? code = null) =>
+        Create(StatusCodes.Status400BadRequest, message, null, code);
+
+    public static IResult ModelNotFound(string model) =>
+        Create(StatusCodes.Status404NotFound, $"The model '{model}' does not exist. GET /v1/models lists the models served.", "model", "model_not_found");
+
+    public static IResult NotFound(string message, string? param = null) =>
+        Create(StatusCodes.Status404NotFound, message, param, "not_found");
+
+    /// <summary>The types OpenAI and its peers use, by status; clients switch on them.</summary>
+    private static string TypeOf(int status) => status switch
+    {
+        StatusCodes.Status401Unauthorized => "authentication_error",
+        StatusCodes.Status404NotFound => "invalid_request_error",
+        StatusCodes.Status429TooManyRequests => "rate_limit_error",
+        StatusCodes.Status503ServiceUnavailable => "server_error",
+        >= 500 => "server_error",
+        _ => "invalid_request_error",
+    };
+}
+
+/// <summary>429 with <c>Retry-After</c>: the wait queue is full (TGI answers the same way).</summary>
+public sealed class QueueFullResult(int retryAfterSeconds) : IResult
+{
+    public Task ExecuteAsync(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return OpenAiErrors.Create(StatusCodes.Status429TooManyRequests,
+            "The server is at capacity: its wait queue is full. Retry after the number of seconds in the Retry-After header.",
+            null, "queue_full").ExecuteAsync(context);
+    }
+}

@@ -1,0 +1,82 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Serving.Server.Tests.Apis;
+
+public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingServer>
+{
+    [Fact]
+    public async Task TextAndTokenPromptsGiveTheSameCompletion()
+    {
+        using HttpClient client = server.Client();
+        var tokens = await (await client.PostAsJsonAsync("tokenize", new { model = "tiny", prompt = "In the beginning" })).Content.ReadFromJsonAsync<JsonElement>();
+        int[] ids = tokens.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
+        Assert.Equal(ids.Length, tokens.GetProperty("count").GetInt32());
+
+        JsonElement byText = await Complete(client, new { model = "tiny", prompt = "In the beginning", max_tokens = 8, temperature = 0 });
+        JsonElement byIds = await Complete(client, new { model = "tiny", prompt = ids, max_tokens = 8, temperature = 0 });
+        Assert.Equal("text_completion", byText.GetProperty("object").GetString());
+        Assert.Equal(Text(byText, 0), Text(byIds, 0));
+        Assert.Equal(ids.Length, byText.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task SeveralPromptsAndEchoAndLogprobs()
+    {
+        using HttpClient client = server.Client();
+        JsonElement response = await Complete(client, new { model = "tiny", prompt = new[] { "Light", "Darkness" }, max_tokens = 4, temperature = 0, echo = true, logprobs = 2 });
+        Assert.StartsWith("Light", Text(response, 0));
+        Assert.StartsWith("Darkness", Text(response, 1));
+        JsonElement logprobs = response.GetProperty("choices")[0].GetProperty("logprobs");
+        Assert.Equal(4, logprobs.GetProperty("tokens").GetArrayLength());
+        Assert.All(logprobs.GetProperty("token_logprobs").EnumerateArray(), lp => Assert.True(lp.GetSingle() <= 0));
+    }
+
+    [Fact]
+    public async Task DetokenizeInvertsTokenize()
+    {
+        using HttpClient client = server.Client();
+        var tokens = await (await client.PostAsJsonAsync("tokenize", new { model = "tiny", prompt = "and God saw the light", add_special_tokens = false })).Content.ReadFromJsonAsync<JsonElement>();
+        var text = await (await client.PostAsJsonAsync("detokenize", new { model = "tiny", tokens = tokens.GetProperty("tokens") })).Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("and God saw the light", text.GetProperty("prompt").GetString());
+
+        using HttpResponseMessage bad = await client.PostAsJsonAsync("detokenize", new { model = "tiny", tokens = new[] { -1 } });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal("tokens", (await OpenAiErrorReader.Read(bad)).Param);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"tiny","prompt":""}""", "prompt")]
+    [InlineData("""{"model":"tiny","prompt":[]}""", "prompt")]
+    [InlineData("""{"model":"tiny","prompt":[1,"a"]}""", "prompt")]
+    [InlineData("""{"model":"tiny","prompt":[1,99999]}""", "prompt")]
+    [InlineData("""{"model":"tiny","prompt":"hi","logprobs":21}""", "logprobs")]
+    [InlineData("""{"model":"tiny","prompt":"hi","stop":""}""", "stop")]
+    [InlineData("""{"model":"tiny","prompt":"hi","stop":["a","b","c","d","e"]}""", "stop")]
+    public async Task BadRequestsAre400NamingTheParameter(string body, string param)
+    {
+        using HttpClient client = server.Client();
+        using HttpResponseMessage response = await client.PostAsync("v1/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(param, (await OpenAiErrorReader.Read(response)).Param);
+    }
+
+    [Fact]
+    public async Task ModelsListsTheDemoModel()
+    {
+        using HttpClient client = server.Client();
+        JsonElement models = await client.GetFromJsonAsync<JsonElement>("v1/models");
+        Assert.Equal("list", models.GetProperty("object").GetString());
+        Assert.Contains(models.GetProperty("data").EnumerateArray(), m => m.GetProperty("id").GetString() == "tiny");
+    }
+
+    private static async Task<JsonElement> Complete(HttpClient client, object body)
+    {
+        using HttpResponseMessage response = await client.PostAsJsonAsync("v1/completions", body);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    private static string Text(JsonElement response, int choice) => response.GetProperty("choices")[choice].GetProperty("text").GetString()!;
+}

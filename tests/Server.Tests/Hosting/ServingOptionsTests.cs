@@ -1,0 +1,53 @@
+using Microsoft.Extensions.Options;
+using Serving.Server.Hosting;
+
+namespace Serving.Server.Tests.Hosting;
+
+public class ServingOptionsTests
+{
+    [Fact]
+    public void ModelEntriesAreCheckedWithTheirConfigurationKeys()
+    {
+        var options = new ServingOptions
+        {
+            Models =
+            [
+                new ModelOptions { Id = "a", Path = Path.GetTempPath() },
+                new ModelOptions { Id = "a", Path = "/no/such/folder" },
+                new ModelOptions { Id = "", Path = "" },
+            ],
+        };
+        ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, options);
+        Assert.True(result.Failed);
+        Assert.Contains("Serving:Models:1:Id 'a' is used twice.", result.Failures!);
+        Assert.Contains("Serving:Models:1:Path '/no/such/folder' is not a folder.", result.Failures!);
+        Assert.Contains("Serving:Models:2:Id is empty.", result.Failures!);
+        Assert.Contains("Serving:Models:2:Path is empty.", result.Failures!);
+    }
+
+    [Fact]
+    public void TheDefaultsAreValid() => Assert.True(new ServingOptionsValidator().Validate(null, new ServingOptions()).Succeeded);
+}
+
+/// <summary>A server configured with a model folder that does not exist.</summary>
+public sealed class MisconfiguredServer : Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>
+{
+    protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder)
+    {
+        builder.UseSetting("Serving:Models:0:Id", "gemma");
+        builder.UseSetting("Serving:Models:0:Path", "/no/such/model");
+        builder.UseSetting("Serving:KvCacheBytes", "-5");
+    }
+}
+
+public class ServerStartTests
+{
+    [Fact]
+    public void ABadConfigurationStopsTheStartWithEveryReason()
+    {
+        using var server = new MisconfiguredServer();
+        var error = Assert.Throws<OptionsValidationException>(() => server.CreateClient());
+        Assert.Contains(error.Failures, failure => failure.Contains("Serving:Models:0:Path '/no/such/model' is not a folder."));
+        Assert.Contains(error.Failures, failure => failure.Contains("KvCacheBytes"));
+    }
+}

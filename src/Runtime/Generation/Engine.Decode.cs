@@ -94,8 +94,8 @@ public sealed partial class Engine
         _decode.Sources.Clear();
         foreach (Sequence sequence in rows)
         {
-            _decode.Sources.Add(sequence.PrefillOutputs is { } prefill
-                ? new KvRowSource(prefill.PresentKeys, prefill.PresentValues, 0, sequence.Length)
+            _decode.Sources.Add(sequence.Prefill is { } prefill
+                ? new KvRowSource(prefill.Outputs.PresentKeys, prefill.Outputs.PresentValues, sequence.PrefillRow, sequence.Length)
                 : _decode.Kv.Row(sequence.BatchRow, sequence.Length));
         }
 

@@ -6,13 +6,16 @@ namespace Serving.Runtime.Generation;
 public sealed partial class Engine
 {
     private readonly PrefillState _prefill;
+    private readonly List<Sequence> _group = [];
 
-    /// <summary>Token, mask and position buffers for one-row prefill calls, made once.</summary>
+    /// <summary>Token, mask and position buffers for prefill calls, made once.</summary>
     private sealed class PrefillState
     {
-        public PrefillState(int chunkTokens, int contextLength)
+        public PrefillState(int tokensPerCall, int contextLength)
         {
-            Tokens = new long[chunkTokens];
+            Tokens = new long[tokensPerCall];
+            Mask = new long[tokensPerCall];
+            GroupPositions = new long[tokensPerCall];
             Ones = new long[contextLength];
             Positions = new long[contextLength];
             Array.Fill(Ones, 1L);
@@ -23,6 +26,8 @@ public sealed partial class Engine
         }
 
         public long[] Tokens { get; }
+        public long[] Mask { get; }
+        public long[] GroupPositions { get; }
         public long[] Ones { get; }
         public long[] Positions { get; }
     }
@@ -34,22 +39,20 @@ public sealed partial class Engine
     }
 
     /// <summary>
-    /// Reads up to <see cref="EngineOptions.MaxPrefillTokensPerStep"/> prompt tokens, one
-    /// sequence per call: rows of different lengths in one call would need padding inside a
-    /// row, which a sliding layer's trimmed present cannot hold. A sequence whose prompt is
-    /// done samples its first token and joins the decode batch.
+    /// Reads up to <see cref="EngineOptions.MaxPrefillTokensPerStep"/> prompt tokens. Fresh
+    /// prompts that fit one chunk go together in one call, left-padded (padding before every
+    /// token of a row is harmless, even to a sliding layer's trimmed present). Longer or
+    /// partly cached prompts go one per call: padding between a row's past and its new tokens
+    /// would push real keys out of a sliding layer's window. A sequence whose prompt is done
+    /// samples its first token and joins the decode batch.
     /// </summary>
     private void Prefill()
     {
         int budget = _options.MaxPrefillTokensPerStep;
+        budget -= PrefillFreshGroup(budget);
         for (int i = 0; i < _scheduler.Prefilling.Count && budget > 0;)
         {
             Sequence sequence = _scheduler.Prefilling[i];
-            if (sequence.Length == 0 && sequence.PrefillOutputs is null)
-            {
-                RestorePrefix(sequence);
-            }
-
             int count = Math.Min(sequence.PromptLength - sequence.Length, ChunkTokens);
             if (count > budget && budget < ChunkTokens)
             {
@@ -64,49 +67,122 @@ public sealed partial class Engine
                 continue;
             }
 
-            _scheduler.Prefilling.RemoveAt(i);
-            sequence.Status = SequenceStatus.Decoding;
-            _scheduler.Decoding.Add(sequence);
-            _decode.RowsChanged = true;
-            DecoderOutputs outputs = sequence.PrefillOutputs!;
-            Accept(sequence, outputs.Logits(0, outputs.LogitPositions - 1));
+            StartDecoding(sequence, sequence.Prefill!.Outputs.Logits(0, 0));
         }
+    }
+
+    /// <summary>Prefills, in one call, the fresh prompts that fit one chunk and the budget; returns the tokens it spent (padding included).</summary>
+    private int PrefillFreshGroup(int budget)
+    {
+        _group.Clear();
+        int longest = 0;
+        foreach (Sequence sequence in _scheduler.Prefilling)
+        {
+            if (!sequence.HasLookedUpPrefix)
+            {
+                RestorePrefix(sequence);
+            }
+
+            int length = sequence.PromptLength;
+            if (sequence.Length == 0 && sequence.Prefill is null && length <= ChunkTokens
+                && (_group.Count + 1) * Math.Max(longest, length) <= budget)
+            {
+                _group.Add(sequence);
+                longest = Math.Max(longest, length);
+            }
+        }
+
+        if (_group.Count < 2)
+        {
+            // One fresh prompt is the one-row path's case: no padding, no group.
+            return 0;
+        }
+
+        RunGroup(_group, longest);
+        return _group.Count * longest;
+    }
+
+    /// <summary>Prefill calls made so far (tests check that fresh prompts share one).</summary>
+    internal int NumPrefillCalls { get; private set; }
+
+    private void RunGroup(List<Sequence> group, int width)
+    {
+        NumPrefillCalls++;
+        int rows = group.Count;
+        for (int r = 0; r < rows; r++)
+        {
+            IReadOnlyList<int> prompt = group[r].Request.PromptIds;
+            int padding = width - prompt.Count;
+            Span<long> tokens = _prefill.Tokens.AsSpan(r * width, width), mask = _prefill.Mask.AsSpan(r * width, width);
+            Span<long> positions = _prefill.GroupPositions.AsSpan(r * width, width);
+            tokens[..padding].Fill(_model.Generation.PadTokenId);
+            mask[..padding].Clear();
+            positions[..padding].Clear();
+            mask[padding..].Fill(1L);
+            for (int t = 0; t < prompt.Count; t++)
+            {
+                tokens[padding + t] = prompt[t];
+                positions[padding + t] = t;
+            }
+        }
+
+        OrtValue[] empty = EmptyPasts(rows);
+        DecoderOutputs outputs;
+        try
+        {
+            int size = rows * width;
+            outputs = _runner.Run(new DecoderBatch(rows, width, _prefill.Tokens.AsMemory(0, size), _prefill.Mask.AsMemory(0, size),
+                _prefill.GroupPositions.AsMemory(0, size), empty[.._layout.Layers], empty[_layout.Layers..]) { LastLogitsOnly = true });
+        }
+        finally
+        {
+            DisposeAll(empty);
+        }
+
+        var shared = new PrefillCache(outputs, rows);
+        for (int r = 0; r < rows; r++)
+        {
+            Sequence sequence = group[r];
+            _prefixCache?.Store(sequence.BlockKeys, 0, sequence.PromptLength, outputs.PresentKeys, outputs.PresentValues, r);
+            sequence.SetPrefill(shared, r);
+            sequence.Length = sequence.PromptLength;
+        }
+
+        foreach (Sequence sequence in group)
+        {
+            StartDecoding(sequence, outputs.Logits(sequence.PrefillRow, 0));
+        }
+    }
+
+    private void StartDecoding(Sequence sequence, ReadOnlySpan<float> logits)
+    {
+        _scheduler.Prefilling.Remove(sequence);
+        sequence.Status = SequenceStatus.Decoding;
+        _scheduler.Decoding.Add(sequence);
+        _decode.RowsChanged = true;
+        Accept(sequence, logits);
     }
 
     /// <summary>One call over the next <paramref name="count"/> prompt tokens of <paramref name="sequence"/>.</summary>
     private void RunChunk(Sequence sequence, int count)
     {
+        NumPrefillCalls++;
         int start = sequence.Length;
         for (int t = 0; t < count; t++)
         {
             _prefill.Tokens[t] = sequence.Request.PromptIds[start + t];
         }
 
-        IReadOnlyList<OrtValue> pastKeys, pastValues;
-        OrtValue[]? empty = null;
-        if (sequence.PrefillOutputs is { } previous)
-        {
-            (pastKeys, pastValues) = (previous.PresentKeys, previous.PresentValues);
-        }
-        else
-        {
-            empty = new OrtValue[2 * _layout.Layers];
-            for (int i = 0; i < empty.Length; i++)
-            {
-                empty[i] = _runner.EmptyPast(1);
-            }
-
-            (pastKeys, pastValues) = (empty[.._layout.Layers], empty[_layout.Layers..]);
-        }
-
+        OrtValue[]? empty = sequence.Prefill is null ? EmptyPasts(1) : null;
+        IReadOnlyList<OrtValue> pastKeys = sequence.Prefill?.Outputs.PresentKeys ?? empty![.._layout.Layers];
+        IReadOnlyList<OrtValue> pastValues = sequence.Prefill?.Outputs.PresentValues ?? empty![_layout.Layers..];
         try
         {
             var batch = new DecoderBatch(1, count, _prefill.Tokens.AsMemory(0, count), _prefill.Ones.AsMemory(0, start + count),
                 _prefill.Positions.AsMemory(start, count), pastKeys, pastValues) { LastLogitsOnly = true };
             DecoderOutputs outputs = _runner.Run(batch);
-            _prefixCache?.Store(sequence.BlockKeys, start, start + count, outputs.PresentKeys, outputs.PresentValues);
-            sequence.ReleasePrefill();
-            sequence.PrefillOutputs = outputs;
+            _prefixCache?.Store(sequence.BlockKeys, start, start + count, outputs.PresentKeys, outputs.PresentValues, 0);
+            sequence.SetPrefill(new PrefillCache(outputs, 1), 0);
             sequence.Length = start + count;
         }
         finally
@@ -115,12 +191,24 @@ public sealed partial class Engine
         }
     }
 
+    private OrtValue[] EmptyPasts(int rows)
+    {
+        var empty = new OrtValue[2 * _layout.Layers];
+        for (int i = 0; i < empty.Length; i++)
+        {
+            empty[i] = _runner.EmptyPast(rows);
+        }
+
+        return empty;
+    }
+
     /// <summary>
     /// Starts <paramref name="sequence"/> from the longest cached prefix of its prompt, in whole
     /// blocks and short of the last prompt token (whose logits the first sample needs).
     /// </summary>
     private void RestorePrefix(Sequence sequence)
     {
+        sequence.HasLookedUpPrefix = true;
         if (_prefixCache is null)
         {
             return;
@@ -143,7 +231,7 @@ public sealed partial class Engine
             values[_layout.Layers + layer] = Restored(blocks, layer, slots, isKey: false);
         }
 
-        sequence.PrefillOutputs = DecoderOutputs.FromCaches(values[.._layout.Layers], values[_layout.Layers..]);
+        sequence.SetPrefill(new PrefillCache(DecoderOutputs.FromCaches(values[.._layout.Layers], values[_layout.Layers..]), 1), 0);
         sequence.Length = sequence.CachedTokens = length;
     }
 

@@ -49,7 +49,7 @@ public sealed partial class Engine : IDisposable
         ChunkTokens = PrefillChunk(options.MaxPrefillTokensPerStep);
         _prefixCache = options.PrefixCacheBytes > 0 ? new PrefixCache(_layout, BlockTokens, options.PrefixCacheBytes) : null;
         _decode = new DecodeState(_layout, model.Config.VocabSize);
-        _prefill = new PrefillState(ChunkTokens, model.Config.MaxPositionEmbeddings);
+        _prefill = new PrefillState(Math.Max(ChunkTokens, options.MaxPrefillTokensPerStep), model.Config.MaxPositionEmbeddings);
         _thread = new Thread(Run) { IsBackground = true, Name = "serving-engine" };
         _thread.Start();
     }

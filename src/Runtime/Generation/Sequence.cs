@@ -54,8 +54,13 @@ internal sealed class Sequence
     /// <summary>The prefix cache's chain keys of the prompt's whole blocks.</summary>
     public UInt128[] BlockKeys { get; set; } = [];
 
-    /// <summary>The cache of a prefilled prompt until the decode batch takes it in.</summary>
-    public DecoderOutputs? PrefillOutputs { get; set; }
+    /// <summary>The cache of a prefilled prompt (row <see cref="PrefillRow"/> of it) until the decode batch takes it in.</summary>
+    public PrefillCache? Prefill { get; private set; }
+
+    public int PrefillRow { get; private set; }
+
+    /// <summary>Whether the prefix cache was asked for this prompt yet.</summary>
+    public bool HasLookedUpPrefix { get; set; }
 
     /// <summary>The sequence's row in the decode batch after the last gather.</summary>
     public int BatchRow { get; set; }
@@ -79,7 +84,14 @@ internal sealed class Sequence
     /// <summary>Drops the prefill cache once the batch holds it (or the sequence ends).</summary>
     public void ReleasePrefill()
     {
-        PrefillOutputs?.Dispose();
-        PrefillOutputs = null;
+        Prefill?.Release();
+        Prefill = null;
+    }
+
+    /// <summary>Holds row <paramref name="row"/> of <paramref name="prefill"/> as this sequence's cache, letting go of the previous one.</summary>
+    public void SetPrefill(PrefillCache prefill, int row)
+    {
+        ReleasePrefill();
+        (Prefill, PrefillRow) = (prefill, row);
     }
 }

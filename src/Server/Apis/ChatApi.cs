@@ -33,6 +33,17 @@ public static class ChatApi
                 "messages must be a non-empty array of {role: system|user|assistant, content: string or text parts}.");
         }
 
+        if (body.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+        {
+            return OpenAiErrors.InvalidParameter("tools", "Function calling (tools) is not supported by this server.");
+        }
+
+        if (body.ResponseFormat is { ValueKind: JsonValueKind.Object } format
+            && (!format.TryGetProperty("type", out JsonElement formatType) || formatType.GetString() != "text"))
+        {
+            return OpenAiErrors.InvalidParameter("response_format", "Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).");
+        }
+
         if (body.TopLogprobs is not null && body.Logprobs != true)
         {
             return OpenAiErrors.InvalidParameter("top_logprobs", "top_logprobs needs logprobs set to true.");

@@ -42,6 +42,21 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public async Task FreshShortPromptsSubmittedTogetherShareOnePrefillCall()
+    {
+        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        int[] lengths = [2, 9, 15, 5, 1];
+        var requests = lengths.Select((length, i) => Greedy(Prompt(length, 30 + i), 6 + i)).ToArray();
+        var results = await Task.WhenAll(engine.TrySubmit(requests)!.Select(EngineReader.ReadAll));
+
+        Assert.Equal(1, engine.NumPrefillCalls);
+        for (int i = 0; i < lengths.Length; i++)
+        {
+            Assert.Equal(Expected(Prompt(lengths[i], 30 + i), 6 + i), results[i].Tokens);
+        }
+    }
+
+    [Fact]
     public async Task ACachedPrefixIsReusedAndGivesTheSameOutput()
     {
         using var engine = new Engine(fixture.Model, new EngineOptions());
@@ -201,5 +216,26 @@ public sealed class EngineAllocationTests(TinyModelFixture fixture) : IClassFixt
         Assert.True(Median(perStep) <= 16_384, string.Join(", ", perStep));
         // The token's text varies in length, so allow a few hundred bytes between early and late steps.
         Assert.InRange(Median(perStep.Skip(perStep.Count - 9).Take(8)) - Median(perStep.Take(8)), -512, 512);
+    }
+}
+
+/// <summary>The real Gemma 3 cache layout at toy width: one KV head of 256, five sliding layers (window 8) to one global.</summary>
+public sealed class EngineOnGemmaShapeTests(GemmaShapedModelFixture fixture) : IClassFixture<GemmaShapedModelFixture>
+{
+    [Fact]
+    public async Task MixedPromptsAndCachedPrefixesMatchSoloRuns()
+    {
+        using var engine = new Engine(fixture.Model, new EngineOptions());
+        int[][] prompts = [[.. Enumerable.Range(10, 30)], [.. Enumerable.Range(10, 21), 99, 98], [5, 6, 7], [40, 41], [.. Enumerable.Range(200, 12)]];
+        var requests = prompts.Select((prompt, i) => new GenerationRequest
+        {
+            PromptIds = prompt, MaxTokens = 10 + i, Sampling = SamplingParams.Greedy, IgnoreEos = true,
+        }).ToArray();
+        var results = await Task.WhenAll(engine.TrySubmit(requests)!.Select(EngineReader.ReadAll));
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var solo = new Generator(fixture.Model).Generate(prompts[i], new GenerateOptions(10 + i, StopAtEos: false));
+            Assert.Equal(solo.TokenIds, results[i].Tokens);
+        }
     }
 }

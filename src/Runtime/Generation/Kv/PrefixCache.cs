@@ -70,9 +70,9 @@ public sealed class PrefixCache : IDisposable
 
     /// <summary>
     /// Stores the whole blocks among tokens [<paramref name="start"/>, <paramref name="end"/>)
-    /// from a one-row present whose every layer ends at token <paramref name="end"/>.
+    /// from row <paramref name="row"/> of a present whose every layer ends, in that row, at token <paramref name="end"/>.
     /// </summary>
-    public void Store(UInt128[] keys, int start, int end, IReadOnlyList<OrtValue> presentKeys, IReadOnlyList<OrtValue> presentValues)
+    public void Store(UInt128[] keys, int start, int end, IReadOnlyList<OrtValue> presentKeys, IReadOnlyList<OrtValue> presentValues, int row)
     {
         MakeRoom((end - start) / BlockTokens * BlockBytes);
         for (int b = (start + BlockTokens - 1) / BlockTokens; (b + 1) * BlockTokens <= end && b < keys.Length; b++)
@@ -85,8 +85,8 @@ public sealed class PrefixCache : IDisposable
             byte[] block = new byte[BlockBytes];
             for (int layer = 0; layer < _layout.Layers; layer++)
             {
-                CopyOut(KvTensors.View(presentKeys[layer], _layout), end - b * BlockTokens, BlockView(block, layer, isKey: true));
-                CopyOut(KvTensors.View(presentValues[layer], _layout), end - b * BlockTokens, BlockView(block, layer, isKey: false));
+                CopyOut(KvTensors.View(presentKeys[layer], _layout), row, end - b * BlockTokens, BlockView(block, layer, isKey: true));
+                CopyOut(KvTensors.View(presentValues[layer], _layout), row, end - b * BlockTokens, BlockView(block, layer, isKey: false));
             }
 
             _cache.Set(keys[b], block, new MemoryCacheEntryOptions { Size = BlockBytes });
@@ -127,8 +127,8 @@ public sealed class PrefixCache : IDisposable
     }
 
     /// <summary>Copies the block that starts <paramref name="fromEnd"/> slots before the present's end.</summary>
-    private void CopyOut(KvCopy.CacheView present, int fromEnd, KvCopy.CacheView block) =>
-        KvCopy.Slots(present, 0, present.Slots - fromEnd, block, 0, 0, BlockTokens);
+    private void CopyOut(KvCopy.CacheView present, int row, int fromEnd, KvCopy.CacheView block) =>
+        KvCopy.Slots(present, row, present.Slots - fromEnd, block, 0, 0, BlockTokens);
 
     public void Dispose() => _cache.Dispose();
 }

@@ -57,6 +57,12 @@ public sealed class ChatCompletionRequest : SamplingRequest
 
     public bool? Logprobs { get; set; }
     public int? TopLogprobs { get; set; }
+
+    /// <summary>Function calling is not supported; a request that offers tools is refused rather than silently ignored.</summary>
+    public JsonElement? Tools { get; set; }
+
+    /// <summary>Only <c>{"type": "text"}</c> is supported (no JSON mode or schemas yet).</summary>
+    public JsonElement? ResponseFormat { get; set; }
 }
 
 public sealed class ChatMessageDto

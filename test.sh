@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: installs the cross-check's npm packages (transformers.js on
-# onnxruntime-node), then every xunit project of the solution.
+# onnxruntime-node), then every xunit project of the solution, then the native kernels' tests (ctest).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -9,3 +9,10 @@ cd "$(dirname "$0")"
 npm ci --ignore-scripts --no-audit --no-fund --prefix tests/Compat.Tests/js
 
 dotnet test Serving.sln --nologo "$@"
+
+# Native unit tests (every ISA kernel the CPU supports against a dense reference).
+# The ONNX Runtime headers the MSBuild target found in the restored package.
+ORT_INCLUDE=$(sed -n 's/^ORT_INCLUDE_DIR:PATH=//p' src/Runtime/obj/native/CMakeCache.txt)
+cmake -S src/KernelsNative -B artifacts/native-tests -DCMAKE_BUILD_TYPE=Release -DORT_INCLUDE_DIR="$ORT_INCLUDE"
+cmake --build artifacts/native-tests -j 2
+ctest --test-dir artifacts/native-tests --output-on-failure

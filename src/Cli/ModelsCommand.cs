@@ -70,10 +70,4 @@ internal static class ModelsCommand
                 task.Value = task.MaxValue;
             });
     }
-
-    /// <summary>Reports on the writer's thread; <see cref="Progress{T}"/> would post to the thread pool after the bar ends.</summary>
-    private sealed class SynchronousProgress(Action<(long Done, long Total)> report) : IProgress<(long Done, long Total)>
-    {
-        public void Report((long Done, long Total) value) => report(value);
-    }
 }

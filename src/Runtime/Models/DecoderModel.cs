@@ -179,7 +179,12 @@ public sealed class DecoderModel : IDisposable
         };
         try
         {
+            Sparsity.SparseKernels.RegisterIfUsed(sessionOptions, onnxPath);
             return new InferenceSession(onnxPath, sessionOptions);
+        }
+        catch (FileNotFoundException e) when (e.FileName?.EndsWith(Sparsity.SparseKernels.LibraryFile, StringComparison.Ordinal) == true)
+        {
+            throw new ModelLoadException(onnxPath, e.Message, e);
         }
         catch (OnnxRuntimeException e)
         {

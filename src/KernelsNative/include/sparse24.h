@@ -1,0 +1,100 @@
+// 2:4 sparse weights for Y = A · W: the compressed format, its validation, and the CPU
+// kernels behind the ONNX Runtime op SparseMatMul24 (domain ai.serving).
+//
+// Format, for a dense W of shape [K, N] (ONNX MatMul layout) stored per output column n:
+//   K4     = K rounded up to a multiple of 4 (padding features read as zero)
+//   values [N, K4/2]        the 2 kept weights of every group of 4 features, ascending index
+//   masks  [N, ceil(K4/8)]  uint8, one 4-bit keep-mask per group: group g of row n is the
+//                           low nibble of byte g/2 when g is even, the high nibble when odd;
+//                           bit i set = feature 4g+i kept. Exactly 2 bits per nibble; the
+//                           unused high nibble of an odd group count must be 0.
+// The nibbles map straight onto AVX-512 vexpandps masks (16 features = 2 bytes).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sparse24 {
+
+struct Shape {
+  int64_t k = 0;  // dense reduction size
+  int64_t n = 0;  // output features
+
+  int64_t groups() const { return (k + 3) / 4; }
+  int64_t value_stride() const { return groups() * 2; }
+  int64_t mask_stride() const { return (groups() + 1) / 2; }
+};
+
+// Borrowed views of the constant initializers: the kernels never copy W. Values are fp32
+// (float) or fp16 (uint16_t bits, widened to fp32 in registers); the bias is always fp32.
+template <class T>
+struct WeightsOf {
+  Shape shape;
+  const T* values = nullptr;       // [n, value_stride]
+  const uint8_t* masks = nullptr;  // [n, mask_stride]
+  const float* bias = nullptr;     // [n] or null
+};
+using Weights = WeightsOf<float>;
+using Weights16 = WeightsOf<uint16_t>;
+
+float half_to_float(uint16_t half);
+uint16_t float_to_half(float value);  // round to nearest even
+
+// Empty when every mask byte is valid; otherwise a message naming row, group and nibble.
+std::string validate_masks(const Shape& shape, const uint8_t* masks);
+
+// Reference conversions used by tests and tools: dense is [K, N] row-major.
+void pack(const Shape& shape, const float* dense, float* values, uint8_t* masks);
+void unpack(const Shape& shape, const float* values, const uint8_t* masks, float* dense);
+
+enum class Isa { Portable, Avx2, Avx512 };
+Isa detect_isa();
+const char* isa_name(Isa isa);
+
+// GEMV for m <= kGemvMaxRows rows of A ([m, k], row stride k): y[r, n] for n in
+// [n_begin, n_end), y row stride shape.n. Memory-bound: every weight byte read once.
+constexpr int64_t kGemvMaxRows = 8;
+template <class T>
+using GemvFnOf = void (*)(const WeightsOf<T>&, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end);
+
+// GEMM on a packed block of A: `at` holds rows [m0, m0 + lanes) of A transposed, at[k * lanes + j]
+// for k < K4 (zero-padded), m_valid <= lanes of them real. y points at row m0 of Y.
+template <class T>
+using GemmFnOf = void (*)(const WeightsOf<T>&, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end);
+
+// GEMM kernels come in 1..4 vectors of A rows per block (lanes = vectors · width), so a
+// 16-row prefill on AVX-512 fills one 16-lane block instead of a quarter of a 64-lane one.
+constexpr int kMaxGemmVectors = 4;
+
+template <class T>
+struct KernelSet {
+  GemvFnOf<T> gemv;
+  GemmFnOf<T> gemm[kMaxGemmVectors];  // gemm[v - 1] handles blocks of v vectors
+};
+
+struct Kernels {
+  Isa isa;
+  KernelSet<float> fp32;
+  KernelSet<uint16_t> fp16;
+  int64_t width;  // floats per vector
+
+  int gemm_vectors(int64_t m) const {
+    int64_t v = (m + width - 1) / width;
+    return static_cast<int>(v < kMaxGemmVectors ? v : kMaxGemmVectors);
+  }
+
+  const KernelSet<float>& set(const float*) const { return fp32; }
+  const KernelSet<uint16_t>& set(const uint16_t*) const { return fp16; }
+};
+
+Kernels kernels_for(Isa isa);  // isa must be supported by the CPU
+
+// Transposes rows [m0, m0 + lanes) of A ([m, k]) into `at` (k4 * lanes floats), zero-padding.
+void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at);
+
+// Y = A · W (+ bias) on the calling thread; the op splits the same work across ORT's pool.
+template <class T>
+void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64_t m, float* y);
+
+}  // namespace sparse24

@@ -1,0 +1,143 @@
+// The compressed format: validation, reference pack/unpack, packing A for the GEMM path.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "sparse24.h"
+
+namespace sparse24 {
+
+namespace {
+
+bool is_valid_nibble(unsigned nibble) {
+  return nibble == 0x3 || nibble == 0x5 || nibble == 0x6 || nibble == 0x9 || nibble == 0xA || nibble == 0xC;
+}
+
+}  // namespace
+
+std::string validate_masks(const Shape& shape, const uint8_t* masks) {
+  const int64_t groups = shape.groups();
+  for (int64_t row = 0; row < shape.n; ++row) {
+    const uint8_t* bytes = masks + row * shape.mask_stride();
+    for (int64_t g = 0; g < groups; ++g) {
+      unsigned nibble = (bytes[g / 2] >> ((g % 2) * 4)) & 0xF;
+      if (!is_valid_nibble(nibble)) {
+        return "row " + std::to_string(row) + ", group " + std::to_string(g) + ": keep-mask 0x" +
+               "0123456789abcdef"[nibble] + " does not keep exactly 2 of 4 weights";
+      }
+    }
+    if (groups % 2 == 1 && (bytes[groups / 2] >> 4) != 0) {
+      return "row " + std::to_string(row) + ": the padding nibble after the last group is not 0";
+    }
+  }
+  return {};
+}
+
+void pack(const Shape& shape, const float* dense, float* values, uint8_t* masks) {
+  const int64_t k = shape.k, n = shape.n;
+  for (int64_t row = 0; row < n; ++row) {
+    float* v = values + row * shape.value_stride();
+    uint8_t* bytes = masks + row * shape.mask_stride();
+    std::memset(bytes, 0, static_cast<size_t>(shape.mask_stride()));
+    for (int64_t g = 0; g < shape.groups(); ++g) {
+      float w[4] = {};
+      for (int i = 0; i < 4 && 4 * g + i < k; ++i) w[i] = dense[(4 * g + i) * n + row];
+      // Keep the two largest magnitudes; ties keep the lower index so packing is deterministic.
+      int order[4] = {0, 1, 2, 3};
+      std::stable_sort(order, order + 4, [&](int x, int y) { return std::fabs(w[x]) > std::fabs(w[y]); });
+      int lo = std::min(order[0], order[1]), hi = std::max(order[0], order[1]);
+      v[2 * g] = w[lo];
+      v[2 * g + 1] = w[hi];
+      bytes[g / 2] |= static_cast<uint8_t>(((1u << lo) | (1u << hi)) << ((g % 2) * 4));
+    }
+  }
+}
+
+void unpack(const Shape& shape, const float* values, const uint8_t* masks, float* dense) {
+  const int64_t k = shape.k, n = shape.n;
+  std::fill(dense, dense + k * n, 0.0f);
+  for (int64_t row = 0; row < n; ++row) {
+    const float* v = values + row * shape.value_stride();
+    const uint8_t* bytes = masks + row * shape.mask_stride();
+    for (int64_t g = 0; g < shape.groups(); ++g) {
+      unsigned nibble = (bytes[g / 2] >> ((g % 2) * 4)) & 0xF;
+      int slot = 0;
+      for (int i = 0; i < 4; ++i) {
+        if ((nibble >> i) & 1) {
+          if (4 * g + i < k) dense[(4 * g + i) * n + row] = v[2 * g + slot];
+          ++slot;
+        }
+      }
+    }
+  }
+}
+
+void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at) {
+  const int64_t k4 = (k + 3) / 4 * 4;
+  std::fill(at, at + k4 * lanes, 0.0f);
+  const int64_t rows = std::min(lanes, m - m0);
+  for (int64_t j = 0; j < rows; ++j) {
+    const float* src = a + (m0 + j) * k;
+    for (int64_t kk = 0; kk < k; ++kk) at[kk * lanes + j] = src[kk];
+  }
+}
+
+float half_to_float(uint16_t half) {
+  const uint32_t sign = (half & 0x8000u) << 16, exponent = (half >> 10) & 0x1F, mantissa = half & 0x3FF;
+  uint32_t bits;
+  if (exponent == 0x1F) {
+    bits = sign | 0x7F800000u | (mantissa << 13);  // inf, nan
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {
+    // Subnormal: value = mantissa · 2^-24.
+    float value = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    return sign ? -value : value;
+  }
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+uint16_t float_to_half(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7FFFFFFFu;
+  if (magnitude >= 0x7F800000u) return sign | 0x7C00u | (magnitude > 0x7F800000u ? 0x200u : 0u);
+  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // rounds past 65504: inf
+  if (magnitude < 0x38800000u) {
+    // Subnormal or zero: round |value| / 2^-24 to the nearest even integer.
+    float scaled;
+    uint32_t m = magnitude;
+    std::memcpy(&scaled, &m, sizeof scaled);
+    return sign | static_cast<uint16_t>(std::nearbyint(scaled * 16777216.0f));
+  }
+  uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);  // nearest even on the 13 dropped bits
+  return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
+}
+
+template <class T>
+void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64_t m, float* y) {
+  const int64_t k = w.shape.k, n = w.shape.n;
+  const KernelSet<T>& set = kernels.set(w.values);
+  if (m <= kGemvMaxRows) {
+    set.gemv(w, a, m, y, 0, n);
+    return;
+  }
+  const int vectors = kernels.gemm_vectors(m);
+  const int64_t lanes = vectors * kernels.width;
+  std::vector<float> at(static_cast<size_t>((k + 3) / 4 * 4 * lanes));
+  for (int64_t m0 = 0; m0 < m; m0 += lanes) {
+    pack_a_block(a, m, k, m0, lanes, at.data());
+    set.gemm[vectors - 1](w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
+  }
+}
+
+template void matmul<float>(const Kernels&, const Weights&, const float*, int64_t, float*);
+template void matmul<uint16_t>(const Kernels&, const Weights16&, const float*, int64_t, float*);
+
+}  // namespace sparse24

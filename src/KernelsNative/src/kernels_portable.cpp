@@ -1,0 +1,45 @@
+// Portable kernels: any x86-64 (or other) CPU; the fallback when AVX2 is missing.
+#include <algorithm>
+
+#include "nibbles.h"
+
+namespace sparse24::detail {
+
+namespace {
+
+constexpr int64_t kWidth = 8;
+
+template <class T>
+void gemv(const WeightsOf<T>& w, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
+  const Shape& s = w.shape;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const T* v = w.values + n * s.value_stride();
+    const uint8_t* mk = w.masks + n * s.mask_stride();
+    for (int64_t r = 0; r < m; ++r) {
+      float bias = w.bias ? w.bias[n] : 0.0f;
+      y[r * s.n + n] = bias + dot_groups(v, mk, a + r * s.k, 0, s.groups(), s.k);
+    }
+  }
+}
+
+template <int64_t Lanes, class T>
+void gemm(const WeightsOf<T>& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
+  const Shape& s = w.shape;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    float acc[Lanes] = {};
+    axpy_groups<Lanes, T>(w.values + n * s.value_stride(), w.masks + n * s.mask_stride(), at, s.groups(), acc);
+    float bias = w.bias ? w.bias[n] : 0.0f;
+    for (int64_t j = 0; j < m_valid; ++j) y[j * s.n + n] = acc[j] + bias;
+  }
+}
+
+}  // namespace
+
+template <class T>
+KernelSet<T> portable_set() {
+  return {gemv<T>, {gemm<kWidth, T>, gemm<2 * kWidth, T>, gemm<3 * kWidth, T>, gemm<4 * kWidth, T>}};
+}
+
+Kernels portable_kernels() { return {Isa::Portable, portable_set<float>(), portable_set<uint16_t>(), kWidth}; }
+
+}  // namespace sparse24::detail

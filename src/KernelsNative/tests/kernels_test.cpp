@@ -1,0 +1,56 @@
+#include <gtest/gtest.h>
+
+#include "test_data.h"
+
+namespace {
+
+std::vector<sparse24::Isa> supported_isas() {
+  std::vector<sparse24::Isa> isas{sparse24::Isa::Portable};
+  sparse24::Isa best = sparse24::detect_isa();
+  if (best >= sparse24::Isa::Avx2) isas.push_back(sparse24::Isa::Avx2);
+  if (best >= sparse24::Isa::Avx512) isas.push_back(sparse24::Isa::Avx512);
+  return isas;
+}
+
+void expect_matches_dense(int64_t m, int64_t k, int64_t n, bool with_bias) {
+  Packed p = random_packed(k, n, static_cast<uint32_t>(m * 7919 + k * 31 + n));
+  std::vector<float> a = random_floats(static_cast<size_t>(m * k), 17);
+  std::vector<float> bias = random_floats(static_cast<size_t>(n), 19);
+  const float* b = with_bias ? bias.data() : nullptr;
+  for (sparse24::Isa isa : supported_isas()) {
+    std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
+    sparse24::matmul(sparse24::kernels_for(isa), p.weights(b), a.data(), m, y.data());
+    EXPECT_LE(relative_error(p, a.data(), m, b, y), 1e-5)
+        << sparse24::isa_name(isa) << " M=" << m << " K=" << k << " N=" << n;
+    std::vector<float> y16(static_cast<size_t>(m * n), -1.0f);
+    sparse24::matmul(sparse24::kernels_for(isa), p.weights16(b), a.data(), m, y16.data());
+    EXPECT_LE(relative_error(p, a.data(), m, b, y16, true), 1e-5)
+        << "fp16 values, " << sparse24::isa_name(isa) << " M=" << m << " K=" << k << " N=" << n;
+  }
+}
+
+TEST(Kernels, MatchDenseMatMulOnThePrunedWeights) {
+  for (int64_t m : {1, 3, 8, 64, 257})
+    for (int64_t k : {5, 16, 37, 640})
+      for (int64_t n : {1, 13, 70}) expect_matches_dense(m, k, n, false);
+}
+
+TEST(Kernels, CoverEveryGemvRowCountAndGemmBlockWidth) {
+  // 1..8 rows: GEMV templates; 9..33: GEMM blocks of 1 to 4 vectors on each ISA.
+  for (int64_t m = 1; m <= 33; ++m) expect_matches_dense(m, 37, 13, m % 2 == 0);
+}
+
+TEST(Kernels, AddTheBias) {
+  for (int64_t m : {2, 65}) expect_matches_dense(m, 48, 9, true);
+}
+
+TEST(Kernels, GemmCoversSeveralGroupBlocks) {
+  // K = 1100 spans three 512-feature blocks of the GEMM path, the last one partial.
+  expect_matches_dense(40, 1100, 3, true);
+}
+
+TEST(Kernels, PortableIsAlwaysAvailable) {
+  EXPECT_EQ(sparse24::kernels_for(sparse24::Isa::Portable).isa, sparse24::Isa::Portable);
+}
+
+}  // namespace

@@ -1,0 +1,81 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.Onnx.Proto;
+
+namespace Serving.Runtime.Sparsity;
+
+/// <summary>
+/// The native custom-op library (src/KernelsNative, <c>libserving_kernels.so</c>), built by
+/// the runtime's MSBuild target and copied beside <c>Serving.Runtime.dll</c>. Sessions
+/// register it only for models that import the op's domain, so dense models never need it.
+/// </summary>
+public static class SparseKernels
+{
+    public const string LibraryFile = "libserving_kernels.so";
+
+    /// <summary>Where the library is expected: beside this assembly (the app's folder when deployed).</summary>
+    public static string LibraryPath => Path.Combine(Path.GetDirectoryName(typeof(SparseKernels).Assembly.Location) ?? AppContext.BaseDirectory, LibraryFile);
+
+    /// <summary>
+    /// Whether the model at <paramref name="onnxPath"/> imports <see cref="SparseFormat.Domain"/>.
+    /// Reads only the model's top-level fields: the graph is skipped, not parsed.
+    /// </summary>
+    public static bool UsesSparseOps(string onnxPath)
+    {
+        try
+        {
+            return ImportsDomain(onnxPath);
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            // Not a readable model: ONNX Runtime opens it next and reports the damage itself.
+            return false;
+        }
+    }
+
+    private static bool ImportsDomain(string onnxPath)
+    {
+        using FileStream stream = File.OpenRead(onnxPath);
+        using var input = new CodedInputStream(stream);
+        const int opsetImportField = 8;  // ModelProto.opset_import
+        uint tag;
+        while ((tag = input.ReadTag()) != 0)
+        {
+            if (WireFormat.GetTagFieldNumber(tag) == opsetImportField)
+            {
+                var opset = new OperatorSetIdProto();
+                input.ReadMessage(opset);
+                if (opset.Domain == SparseFormat.Domain)
+                {
+                    return true;
+                }
+            }
+            else
+            {
+                input.SkipLastField();
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Registers the library on <paramref name="options"/> when the model needs it; returns whether it did.</summary>
+    /// <exception cref="FileNotFoundException">The model needs the library and it is missing.</exception>
+    public static bool RegisterIfUsed(SessionOptions options, string onnxPath)
+    {
+        if (!UsesSparseOps(onnxPath))
+        {
+            return false;
+        }
+
+        string library = LibraryPath;
+        if (!File.Exists(library))
+        {
+            throw new FileNotFoundException(
+                $"the model uses {SparseFormat.OpType} ({SparseFormat.Domain}) but {LibraryFile} is not in {Path.GetDirectoryName(library)}: build src/Runtime on Linux with cmake installed", library);
+        }
+
+        options.RegisterCustomOpLibrary(library);
+        return true;
+    }
+}

@@ -46,11 +46,10 @@ public sealed class ModelTrainer
         new(ParameterSet.Initialize(config, options.Seed), options, tokens, 0);
 
     /// <summary>Continues a saved run on the same tokens with its saved options.</summary>
-    public static ModelTrainer Resume(string checkpointPath, int[] tokens)
-    {
-        Checkpoint.Contents saved = Checkpoint.Load(checkpointPath);
-        return new ModelTrainer(saved.Parameters, saved.Options, tokens, saved.CompletedSteps);
-    }
+    public static ModelTrainer Resume(string checkpointPath, int[] tokens) => Resume(Checkpoint.Load(checkpointPath), tokens);
+
+    public static ModelTrainer Resume(Checkpoint.Contents saved, int[] tokens) =>
+        new(saved.Parameters, saved.Options, tokens, saved.CompletedSteps);
 
     public StepResult TrainStep()
     {

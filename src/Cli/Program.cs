@@ -6,5 +6,6 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     ModelsCommand.Create(),
     GenerateCommand.Create(),
     TrainCommand.Create(),
+    EvalPplCommand.Create(),
 };
 return CommandLine.Run(root, args);

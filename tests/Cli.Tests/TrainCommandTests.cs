@@ -25,6 +25,24 @@ public class TrainCommandTests
         Assert.Equal(8, File.ReadAllLines(temp.Sub("model/training_log.csv")).Length); // header, 6 steps, final validation
         var generated = ServingProcess.Run("generate", "--model", temp.Sub("model"), "--prompt", "In the", "--max-tokens", "3");
         Assert.True(generated.ExitCode == 0, generated.Stderr);
+        var scored = ServingProcess.Run("eval-ppl", "--model", temp.Sub("model"), "--text", temp.Sub("corpus.txt"), "--seq-len", "32", "--max-windows", "4");
+        Assert.True(scored.ExitCode == 0, scored.Stderr);
+        Assert.StartsWith("tokens: 128, windows: 4 x 32, loss: ", scored.Stdout);
+    }
+
+    [Theory]
+    [InlineData("--seq-len", "0")]
+    [InlineData("--seq-len", "5000")]
+    public void EvalPplBadArgumentsExitWithTwo(params string[] extra)
+    {
+        using var temp = new TempFolder();
+        Assert.Equal(0, ServingProcess.Run("models", "create", "--preset", "tiny", "--out", temp.Sub("tiny")).ExitCode);
+        File.WriteAllText(temp.Sub("text.txt"), Corpus());
+
+        var result = ServingProcess.Run(["eval-ppl", "--model", temp.Sub("tiny"), "--text", temp.Sub("text.txt"), .. extra]);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.StartsWith("error:", result.Stderr);
     }
 
     [Fact]

@@ -7,5 +7,6 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     GenerateCommand.Create(),
     TrainCommand.Create(),
     EvalPplCommand.Create(),
+    CorpusCommand.Create(),
 };
 return CommandLine.Run(root, args);

@@ -28,12 +28,18 @@ internal static class TrainCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the initial weights and the batches", DefaultValueFactory = _ => 0 };
         var valid = new Option<FileInfo?>("--valid") { Description = "Validation text (default: the corpus' last 5%)" };
         var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints and validation", DefaultValueFactory = _ => 200 };
-        var resume = new Option<FileInfo?>("--resume") { Description = "Checkpoint to continue (its architecture and options win)" };
+        var resume = new Option<FileInfo?>("--resume") { Description = "Checkpoint to continue (its architecture and options win; the folder's tokenizer is kept)" };
+        var tokenizer = new Option<string>("--tokenizer")
+        {
+            Description = "synthetic: the builder's built-in vocabulary; corpus: BPE merges learned from the training text fill the vocabulary",
+            DefaultValueFactory = _ => "synthetic",
+        };
+        tokenizer.AcceptOnlyFromAmong("synthetic", "corpus");
         var command = new Command("train", "Train a Gemma 3 decoder on a text corpus (CPU, OpenBLAS)")
         {
-            corpus, output, config, steps, seqLen, batch, lr, seed, valid, every, resume,
+            corpus, output, config, steps, seqLen, batch, lr, seed, valid, every, resume, tokenizer,
         };
-        Option[] fixedByCheckpoint = [config, steps, seqLen, batch, lr, seed];
+        Option[] fixedByCheckpoint = [config, steps, seqLen, batch, lr, seed, tokenizer];
         command.SetAction(result =>
         {
             FileInfo? checkpoint = result.GetValue(resume);
@@ -48,24 +54,23 @@ internal static class TrainCommand
                 LearningRate = result.GetValue(lr), Seed = result.GetValue(seed),
             };
             var request = new TrainRequest(result.GetValue(corpus)!, result.GetValue(valid), result.GetValue(output)!,
-                TrainingPresets.Find(result.GetValue(config)!)!, options, result.GetValue(every), checkpoint);
+                TrainingPresets.Find(result.GetValue(config)!)!, options, result.GetValue(every), checkpoint, result.GetValue(tokenizer) == "corpus");
             return Run(request);
         });
         return command;
     }
 
     private sealed record TrainRequest(FileInfo Corpus, FileInfo? Validation, DirectoryInfo Output, Gemma3Config Config,
-        TrainingOptions Options, int CheckpointEvery, FileInfo? Resume);
+        TrainingOptions Options, int CheckpointEvery, FileInfo? Resume, bool CorpusTokenizer);
 
     private static int Run(TrainRequest request)
     {
         Validate(request);
         Checkpoint.Contents? saved = request.Resume is null ? null : LoadCheckpoint(request.Resume);
         Gemma3Config config = saved?.Parameters.Config ?? request.Config;
-        // The builder writes this same vocabulary into the folder, so ids mean the same at serving time.
-        GemmaTokenizerWriter.Write(request.Output.FullName, config.VocabSize);
-        GemmaTokenizer tokenizer = GemmaTokenizer.Load(request.Output.FullName);
-        int[] tokens = CorpusTokens.Encode(tokenizer, File.ReadAllText(request.Corpus.FullName));
+        string text = File.ReadAllText(request.Corpus.FullName);
+        GemmaTokenizer tokenizer = PrepareTokenizer(request, config, text);
+        int[] tokens = CorpusTokens.Encode(tokenizer, text);
         (int[] train, int[] validation) = request.Validation is { } file
             ? (tokens, CorpusTokens.Encode(tokenizer, File.ReadAllText(file.FullName)))
             : CorpusTokens.SplitTail(tokens, 0.05);
@@ -81,10 +86,33 @@ internal static class TrainCommand
         var loop = new TrainingLoop(trainer, validation, checkpointPath, Path.Combine(request.Output.FullName, "training_log.csv"), request.CheckpointEvery);
         double validationLoss = loop.Run();
 
-        trainer.Export(request.Output.FullName);
+        trainer.Export(request.Output.FullName, writeTokenizer: false);
         Console.Error.WriteLine($"Wrote {request.Output.FullName}");
         Console.WriteLine($"validation loss: {validationLoss:F4}, perplexity: {Math.Exp(validationLoss):F2}");
         return CommandLine.Ok;
+    }
+
+    /// <summary>
+    /// A new run writes the tokenizer first (the export keeps it, so ids mean the same at serving
+    /// time); a resumed run reads the one its folder already holds.
+    /// </summary>
+    private static GemmaTokenizer PrepareTokenizer(TrainRequest request, Gemma3Config config, string corpus)
+    {
+        string folder = request.Output.FullName;
+        if (request.Resume is not null)
+        {
+            return File.Exists(Path.Combine(folder, GemmaTokenizerWriter.ModelFileName))
+                ? GemmaTokenizer.Load(folder)
+                : throw new UsageException($"--resume: '{folder}' holds no {GemmaTokenizerWriter.ModelFileName} (pass the run's --out)");
+        }
+
+        if (request.CorpusTokenizer)
+        {
+            Console.Error.WriteLine($"Learning {config.VocabSize:N0} BPE pieces from the corpus");
+        }
+
+        GemmaTokenizerWriter.Write(folder, config.VocabSize, request.CorpusTokenizer ? corpus : null);
+        return GemmaTokenizer.Load(folder);
     }
 
     private static ModelTrainer CreateTrainer(Checkpoint.Contents? saved, Gemma3Config config, TrainingOptions options, int[] train)

@@ -89,7 +89,11 @@ public sealed class ModelTrainer
 
     public void SaveCheckpoint(string path) => Checkpoint.Save(path, Parameters, Options, CompletedSteps);
 
-    /// <summary>Writes the weights through the Gemma 3 builder: config, tokenizer, ONNX graph and data.</summary>
-    public void Export(string folder) =>
-        Gemma3ModelWriter.Write(folder, Config, spec => Parameters[spec.Name].Value);
+    /// <summary>
+    /// Writes the weights through the Gemma 3 builder: config, ONNX graph and data, and the
+    /// synthetic tokenizer unless <paramref name="writeTokenizer"/> is false (the folder already
+    /// holds the tokenizer the corpus was encoded with).
+    /// </summary>
+    public void Export(string folder, bool writeTokenizer = true) =>
+        Gemma3ModelWriter.Write(folder, Config, spec => Parameters[spec.Name].Value, writeTokenizer: writeTokenizer);
 }

@@ -57,6 +57,19 @@ public class TrainCommandTests
         Assert.True(resumed.ExitCode == 0, resumed.Stderr);
     }
 
+    [Fact]
+    public void CorpusTokenizerIsKeptInTheExportedFolder()
+    {
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.Path);
+
+        var trained = ServingProcess.Run(Train(temp, "--steps", "2", "--tokenizer", "corpus"));
+
+        Assert.True(trained.ExitCode == 0, trained.Stderr);
+        string vocabulary = File.ReadAllText(temp.Sub("model/tokenizer.json"));
+        Assert.Contains("\u2581beginning", vocabulary);
+    }
+
     [Theory]
     [InlineData("--steps", "0")]
     [InlineData("--lr", "-1")]

@@ -48,8 +48,9 @@ public static class GemmaVocabulary
 
     /// <summary>
     /// Builds exactly <paramref name="vocabSize"/> pieces; the same inputs always give the same
-    /// pieces. With <paramref name="trainingText"/>, merges learned from it fill every id after
-    /// the alphabet (a corpus-specific tokenizer, no unused pieces); without, the built-in
+    /// pieces. With <paramref name="trainingText"/>, merges learned from it fill the ids after the
+    /// alphabet (a corpus-specific tokenizer; a short text that runs out of pairs leaves
+    /// <c>&lt;unusedN&gt;</c> pieces at the end); without, the built-in
     /// corpus gives <see cref="NumMerges"/> merges and <c>&lt;unusedN&gt;</c> pads the rest.
     /// </summary>
     internal static VocabularyPiece[] Build(int vocabSize, string? trainingText = null)
@@ -77,7 +78,7 @@ public static class GemmaVocabulary
         // characters score below every merge so they are never preferred as merge results.
         IReadOnlyList<string> merges = trainingText is null
             ? BpeTrainer.Train(TrainingCorpus.Text, NumMerges)
-            : BpeTrainer.Train(trainingText, vocabSize - FirstTextId - Alphabet.Length);
+            : BpeTrainer.Train(trainingText, vocabSize - FirstTextId - Alphabet.Length, stopWhenExhausted: true);
         int id = FirstTextId;
         for (int i = 0; i < Alphabet.Length; i++)
         {

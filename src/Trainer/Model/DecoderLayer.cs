@@ -76,8 +76,8 @@ internal sealed class DecoderLayer
         Linear.Backward(s.Attended, _o.Value, g.DHidden, n, _dims.QueryWidth, h, g.DAttended, false, _o.Gradient);
         Attention.Backward(Shape(batch, n / batch), s.QRot, s.KRot, s.V, s.Probabilities, g.DAttended, g.DQuery, g.DKey, g.DValue, g.Scores);
         Linear.Backward(s.A, _v.Value, g.DValue, n, h, _dims.KvWidth, g.DNormed, false, _v.Gradient);
-        ProjectHeadsBackward(s.A, _k, _kNorm, _dims.KvHeads, s.K, s.KRms, g.DKey, positions, g.DNormed);
-        ProjectHeadsBackward(s.A, _q, _qNorm, _dims.QueryHeads, s.Q, s.QRms, g.DQuery, positions, g.DNormed);
+        ProjectHeadsBackward(s.A, _k, _kNorm, _dims.KvHeads, s.K, s.KRms, g.DKey, positions, g);
+        ProjectHeadsBackward(s.A, _q, _qNorm, _dims.QueryHeads, s.Q, s.QRms, g.DQuery, positions, g);
         g.DMiddle.CopyTo(dx, 0);
         RmsNorm.Backward(s.Input, _inputNorm.Value, s.InputRms, g.DNormed, dx, true, _inputNorm.Gradient);
     }
@@ -90,14 +90,14 @@ internal sealed class DecoderLayer
         _rope.Apply(rotated, heads, positions, inverse: false);
     }
 
-    /// <summary>Turns dRotated back through RoPE (in place), the head norm and the projection; adds into da.</summary>
+    /// <summary>Turns dRotated back through RoPE (in place), the head norm and the projection; adds into g.DNormed (da).</summary>
     private void ProjectHeadsBackward(float[] a, Parameter w, Parameter norm, int heads, float[] raw, float[] rms, float[] dRotated,
-        ReadOnlySpan<int> positions, float[] da)
+        ReadOnlySpan<int> positions, BackwardScratch g)
     {
         _rope.Apply(dRotated, heads, positions, inverse: true);
-        var dRaw = new float[raw.Length];
+        Span<float> dRaw = g.DProjection.AsSpan(0, raw.Length);
         RmsNorm.Backward(raw, norm.Value, rms, dRotated, dRaw, false, norm.Gradient);
-        Linear.Backward(a, w.Value, dRaw, positions.Length, _dims.Hidden, heads * _dims.HeadDim, da, true, w.Gradient);
+        Linear.Backward(a, w.Value, dRaw, positions.Length, _dims.Hidden, heads * _dims.HeadDim, g.DNormed, true, w.Gradient);
     }
 
     /// <summary>output = residual + rmsnorm(branch) (the sandwich norm's second half).</summary>

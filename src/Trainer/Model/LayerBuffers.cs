@@ -64,6 +64,8 @@ internal sealed class BackwardScratch(int rows, int sequence, Dims dims)
     public float[] DHidden { get; } = new float[rows * dims.Hidden];
     public float[] DNormed { get; } = new float[rows * dims.Hidden];
     public float[] DQuery { get; } = new float[rows * dims.QueryWidth];
+    /// <summary>dL/d(raw q or k projection): the query width holds either.</summary>
+    public float[] DProjection { get; } = new float[rows * dims.QueryWidth];
     public float[] DAttended { get; } = new float[rows * dims.QueryWidth];
     public float[] DKey { get; } = new float[rows * dims.KvWidth];
     public float[] DValue { get; } = new float[rows * dims.KvWidth];

@@ -6,14 +6,16 @@ internal static class CrossEntropy
     /// <summary>
     /// Returns mean(−log softmax(logits)[target]) and, when <paramref name="dLogits"/> is not
     /// empty, writes (softmax − onehot) / rows into it (it may alias <paramref name="logits"/>).
+    /// Rows run in parallel: at 4,096 rows × 4,096 ids the exponentials alone are ~17 M per
+    /// step, which one core spent ~0.2 s on while the BLAS threads waited.
     /// </summary>
-    public static double Forward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, int vocab, Span<float> dLogits)
+    public static double Forward(float[] logits, int[] targets, int vocab, float[]? dLogits)
     {
-        double total = 0;
+        var rowLoss = new double[targets.Length];
         float inverseRows = 1f / targets.Length;
-        for (int t = 0; t < targets.Length; t++)
+        Parallel.For(0, targets.Length, t =>
         {
-            ReadOnlySpan<float> row = logits.Slice(t * vocab, vocab);
+            ReadOnlySpan<float> row = logits.AsSpan(t * vocab, vocab);
             float max = float.NegativeInfinity;
             foreach (float value in row)
             {
@@ -23,21 +25,29 @@ internal static class CrossEntropy
             double sum = 0;
             foreach (float value in row)
             {
-                sum += Math.Exp(value - max);
+                sum += MathF.Exp(value - max);
             }
 
             double logSum = max + Math.Log(sum);
-            total += logSum - row[targets[t]];
-            if (!dLogits.IsEmpty)
+            rowLoss[t] = logSum - row[targets[t]];
+            if (dLogits is not null)
             {
-                Span<float> grad = dLogits.Slice(t * vocab, vocab);
+                Span<float> grad = dLogits.AsSpan(t * vocab, vocab);
+                float scale = (float)(inverseRows / sum);
                 for (int v = 0; v < vocab; v++)
                 {
-                    grad[v] = (float)Math.Exp(row[v] - logSum) * inverseRows;
+                    grad[v] = MathF.Exp(row[v] - max) * scale;
                 }
 
                 grad[targets[t]] -= inverseRows;
             }
+        });
+
+        // Summed in row order after the parallel part, so the loss is the same on every run.
+        double total = 0;
+        foreach (double loss in rowLoss)
+        {
+            total += loss;
         }
 
         return total / targets.Length;

@@ -48,14 +48,14 @@ public sealed class Gemma3TrainingModel
     public double Loss(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch)
     {
         Buffers b = Forward(inputs, batch);
-        return CrossEntropy.Forward(b.Logits, targets, _config.VocabSize, Span<float>.Empty);
+        return CrossEntropy.Forward(b.Logits, targets.ToArray(), _config.VocabSize, null);
     }
 
     /// <summary>Like <see cref="Loss"/>, and adds dLoss/dθ to every parameter's gradient.</summary>
     public double LossAndGradients(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch)
     {
         Buffers b = Forward(inputs, batch);
-        double loss = CrossEntropy.Forward(b.Logits, targets, _config.VocabSize, b.Logits);
+        double loss = CrossEntropy.Forward(b.Logits, targets.ToArray(), _config.VocabSize, b.Logits);
         Backward(b, inputs, batch);
         return loss;
     }

@@ -25,9 +25,13 @@ public class TrainCommandTests
         Assert.Equal(8, File.ReadAllLines(temp.Sub("model/training_log.csv")).Length); // header, 6 steps, final validation
         var generated = ServingProcess.Run("generate", "--model", temp.Sub("model"), "--prompt", "In the", "--max-tokens", "3");
         Assert.True(generated.ExitCode == 0, generated.Stderr);
-        var scored = ServingProcess.Run("eval-ppl", "--model", temp.Sub("model"), "--text", temp.Sub("corpus.txt"), "--seq-len", "32", "--max-windows", "4");
+        var scored = ServingProcess.Run("eval-ppl", "--model", temp.Sub("model"), "--text", temp.Sub("corpus.txt"), "--seq-len", "32", "--max-windows", "4",
+            "--baselines-from", temp.Sub("corpus.txt"));
         Assert.True(scored.ExitCode == 0, scored.Stderr);
-        Assert.StartsWith("tokens: 128, windows: 4 x 32, loss: ", scored.Stdout);
+        string[] lines = scored.Stdout.Trim().Split('\n');
+        Assert.StartsWith("tokens: 128, windows: 4 x 32, loss: ", lines[0]);
+        Assert.StartsWith("unigram: tokens: ", lines[1]);
+        Assert.StartsWith("bigram: tokens: ", lines[2]);
     }
 
     [Theory]

@@ -84,7 +84,17 @@ internal static class TrainCommand
 
         string checkpointPath = Path.Combine(request.Output.FullName, CheckpointFile);
         var loop = new TrainingLoop(trainer, validation, checkpointPath, Path.Combine(request.Output.FullName, "training_log.csv"), request.CheckpointEvery);
-        double validationLoss = loop.Run();
+        double validationLoss;
+        try
+        {
+            validationLoss = loop.Run();
+        }
+        catch (InvalidOperationException e)
+        {
+            // A diverged run (non-finite loss): the last checkpoint, if any, predates it.
+            Console.Error.WriteLine($"error: {e.Message}");
+            return CommandLine.Failed;
+        }
 
         trainer.Export(request.Output.FullName, writeTokenizer: false);
         Console.Error.WriteLine($"Wrote {request.Output.FullName}");

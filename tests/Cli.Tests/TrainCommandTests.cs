@@ -74,6 +74,18 @@ public class TrainCommandTests
         Assert.Contains("\u2581beginning", vocabulary);
     }
 
+    [Fact]
+    public void DivergedRunExitsWithOne()
+    {
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.Path);
+
+        var result = ServingProcess.Run(Train(temp, "--steps", "20", "--lr", "1e6"));
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("lower the learning rate", result.Stderr);
+    }
+
     [Theory]
     [InlineData("--steps", "0")]
     [InlineData("--lr", "-1")]

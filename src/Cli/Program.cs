@@ -7,5 +7,8 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     GenerateCommand.Create(),
     EvalDebiasCommand.Create(),
     SparsifyCommand.Create(),
+    TrainCommand.Create(),
+    EvalPplCommand.Create(),
+    CorpusCommand.Create(),
 };
 return CommandLine.Run(root, args);

@@ -12,8 +12,12 @@ internal static class BpeTrainer
     public const char WordBoundary = '\u2581';
     private const int MaxPieceLength = 16;
 
-    /// <summary>Returns the merged pieces in the order they were learned (highest score first).</summary>
-    public static IReadOnlyList<string> Train(string text, int numMerges)
+    /// <summary>
+    /// Returns the merged pieces in the order they were learned (highest score first). A text
+    /// with fewer distinct pairs than <paramref name="numMerges"/> throws, unless
+    /// <paramref name="stopWhenExhausted"/>: then it returns the merges it found.
+    /// </summary>
+    public static IReadOnlyList<string> Train(string text, int numMerges, bool stopWhenExhausted = false)
     {
         List<Unit> units = CountUnits(text);
         var vocabulary = new HashSet<string>(StringComparer.Ordinal);
@@ -22,6 +26,11 @@ internal static class BpeTrainer
         {
             if (!TryFindBestPair(units, out string left, out string right))
             {
+                if (stopWhenExhausted)
+                {
+                    break;
+                }
+
                 throw new InvalidOperationException(
                     $"The training text yields only {merged.Count} merges; {numMerges} are needed.");
             }

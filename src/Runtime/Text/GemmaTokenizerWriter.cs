@@ -18,12 +18,16 @@ public static class GemmaTokenizerWriter
     public const string ConfigFileName = "tokenizer_config.json";
     public const string SpecialTokensMapFileName = "special_tokens_map.json";
 
-    /// <summary>Writes the four files into <paramref name="folder"/>, creating it if needed.</summary>
+    /// <summary>
+    /// Writes the four files into <paramref name="folder"/>, creating it if needed; with
+    /// <paramref name="trainingText"/>, the BPE merges are learned from that text (see
+    /// <see cref="GemmaVocabulary.Build"/>).
+    /// </summary>
     /// <exception cref="ArgumentException"><paramref name="vocabSize"/> is below <see cref="GemmaVocabulary.BaseSize"/>.</exception>
-    public static void Write(string folder, int vocabSize)
+    public static void Write(string folder, int vocabSize, string? trainingText = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        VocabularyPiece[] pieces = GemmaVocabulary.Build(vocabSize);
+        VocabularyPiece[] pieces = GemmaVocabulary.Build(vocabSize, trainingText);
         Directory.CreateDirectory(folder);
         File.WriteAllBytes(Path.Combine(folder, ModelFileName), BuildModel(pieces).ToByteArray());
         HuggingFaceTokenizerFiles.WriteTokenizerJson(Path.Combine(folder, TokenizerJsonFileName), pieces);

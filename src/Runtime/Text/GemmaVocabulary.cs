@@ -46,8 +46,14 @@ public static class GemmaVocabulary
 
     internal static int NumMerges => BaseSize - FirstTextId - Alphabet.Length;
 
-    /// <summary>Builds exactly <paramref name="vocabSize"/> pieces; the same size always gives the same pieces.</summary>
-    internal static VocabularyPiece[] Build(int vocabSize)
+    /// <summary>
+    /// Builds exactly <paramref name="vocabSize"/> pieces; the same inputs always give the same
+    /// pieces. With <paramref name="trainingText"/>, merges learned from it fill the ids after the
+    /// alphabet (a corpus-specific tokenizer; a short text that runs out of pairs leaves
+    /// <c>&lt;unusedN&gt;</c> pieces at the end); without, the built-in
+    /// corpus gives <see cref="NumMerges"/> merges and <c>&lt;unusedN&gt;</c> pads the rest.
+    /// </summary>
+    internal static VocabularyPiece[] Build(int vocabSize, string? trainingText = null)
     {
         if (vocabSize < BaseSize)
         {
@@ -70,7 +76,9 @@ public static class GemmaVocabulary
 
         // SentencePiece BPE scores: merges rank by learning order (-0, -1, ...), single
         // characters score below every merge so they are never preferred as merge results.
-        IReadOnlyList<string> merges = BpeTrainer.Train(TrainingCorpus.Text, NumMerges);
+        IReadOnlyList<string> merges = trainingText is null
+            ? BpeTrainer.Train(TrainingCorpus.Text, NumMerges)
+            : BpeTrainer.Train(trainingText, vocabSize - FirstTextId - Alphabet.Length, stopWhenExhausted: true);
         int id = FirstTextId;
         for (int i = 0; i < Alphabet.Length; i++)
         {

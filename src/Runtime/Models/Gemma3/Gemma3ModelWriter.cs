@@ -18,16 +18,21 @@ public static class Gemma3ModelWriter
     /// Writes the folder. <paramref name="weights"/> supplies each tensor in ONNX layout
     /// (see <see cref="Gemma3Weights.Specs"/>); tensors are written one at a time, so peak
     /// memory stays at the largest tensor (the embedding). <paramref name="progress"/> gets
-    /// the bytes written so far and the total.
+    /// the bytes written so far and the total. <paramref name="writeTokenizer"/> false keeps the
+    /// tokenizer files already in the folder (a trainer's corpus-specific vocabulary).
     /// </summary>
-    public static void Write(string folder, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress = null)
+    public static void Write(string folder, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress = null,
+        bool writeTokenizer = true)
     {
         config.Validate();
         Directory.CreateDirectory(Path.Combine(folder, "onnx"));
         WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress);
         WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
         WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
-        Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
+        if (writeTokenizer)
+        {
+            Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
+        }
     }
 
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>

@@ -81,6 +81,12 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
         {
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             Assert.StartsWith("data: ", await reader.ReadLineAsync());
+            // The role chunk goes out at submission; the engine admits the request at its next step.
+            for (int i = 0; i < 100 && server.Engine.Pool.UsedBytes == 0; i++)
+            {
+                await Task.Delay(20);
+            }
+
             Assert.True(server.Engine.Pool.UsedBytes > 0);
         }
 

@@ -63,12 +63,17 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
     }
 
     [Fact]
-    public async Task ModelsListsTheDemoModel()
+    public async Task ModelsListsTheDemoModelsAndTheTrainedOneWrites()
     {
         using HttpClient client = server.Client();
         JsonElement models = await client.GetFromJsonAsync<JsonElement>("v1/models");
         Assert.Equal("list", models.GetProperty("object").GetString());
-        Assert.Contains(models.GetProperty("data").EnumerateArray(), m => m.GetProperty("id").GetString() == "tiny");
+        string[] ids = models.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()!).ToArray();
+        Assert.Equal(["kjv-gemma3", "tiny", "clip-tiny"], ids);
+
+        // The committed model's greedy continuation, the same as KjvGemma3ModelTests records through the runtime.
+        JsonElement completion = await Complete(client, new { model = "kjv-gemma3", prompt = "In the beginning God created", max_tokens = 24, temperature = 0, ignore_eos = true });
+        Assert.Equal(" in the earth.\nThen the people answered and said, I am the LORD, and the earth is come", Text(completion, 0));
     }
 
     private static async Task<JsonElement> Complete(HttpClient client, object body)

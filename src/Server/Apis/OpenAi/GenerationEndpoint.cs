@@ -54,10 +54,9 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
     /// <summary>Reads every choice to its end within the deadline: the results, or the timeout / failure to answer.</summary>
     public async Task<(ChoiceResult[]? Results, IResult? Error)> CollectAsync(HttpContext context, IReadOnlyList<GenerationStream> streams)
     {
-        using CancellationTokenSource deadline = Deadline(context);
-        using var registration = deadline.Token.Register(() => CancelAll(streams));
+        using StreamGuard guard = Guard(context, streams);
         ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
-        if (deadline.IsCancellationRequested)
+        if (guard.IsExpired)
         {
             return (null, TimedOut());
         }
@@ -73,13 +72,9 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         }
     }
 
-    /// <summary>Cancelled when the client leaves or the request outlives <see cref="ServingOptions.RequestTimeoutSeconds"/>.</summary>
-    public CancellationTokenSource Deadline(HttpContext context)
-    {
-        var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        deadline.CancelAfter(TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds));
-        return deadline;
-    }
+    /// <summary>Watches <paramref name="streams"/> for the client leaving, the request timeout, and the handler exiting early.</summary>
+    public StreamGuard Guard(HttpContext context, IReadOnlyList<GenerationStream> streams) =>
+        new(context.RequestAborted, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds), streams);
 
     public IResult TimedOut() => OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable,
         $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout");
@@ -129,4 +124,34 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
     public static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     public static string NewId(string prefix) => prefix + Guid.NewGuid().ToString("N")[..24];
+}
+
+/// <summary>
+/// Cancels a request's streams when the client leaves or the deadline passes, and again when
+/// disposed: whatever way the handler exits (an exception from a dead socket included), no
+/// sequence keeps its KV memory for a reader that is gone. Cancelling a finished stream is a no-op.
+/// </summary>
+public sealed class StreamGuard : IDisposable
+{
+    private readonly CancellationTokenSource _deadline;
+    private readonly CancellationTokenRegistration _registration;
+    private readonly IReadOnlyList<GenerationStream> _streams;
+
+    public StreamGuard(CancellationToken aborted, TimeSpan timeout, IReadOnlyList<GenerationStream> streams)
+    {
+        _streams = streams;
+        _deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        _deadline.CancelAfter(timeout);
+        _registration = _deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
+    }
+
+    /// <summary>The client left or the timeout passed.</summary>
+    public bool IsExpired => _deadline.IsCancellationRequested;
+
+    public void Dispose()
+    {
+        _registration.Dispose();
+        GenerationEndpoint.CancelAll(_streams);
+        _deadline.Dispose();
+    }
 }

@@ -32,8 +32,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
 
     public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
     {
-        using CancellationTokenSource deadline = endpoint.Deadline(context);
-        using var registration = deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
+        using StreamGuard guard = endpoint.Guard(context, streams);
         HttpResponse response = context.Response;
         ServerSentEvents.Start(response);
         var results = new ChoiceResult[streams.Count];
@@ -62,7 +61,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
             }
         }
 
-        if (deadline.IsCancellationRequested)
+        if (guard.IsExpired)
         {
             await endpoint.WriteTimeoutAsync(response, context.RequestAborted);
             return Results.Empty;

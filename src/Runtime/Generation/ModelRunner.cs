@@ -16,6 +16,7 @@ public sealed class ModelRunner : IDisposable
     private readonly OrtValue[] _inputs;
     private readonly string[] _outputNames;
     private readonly OrtValue[] _outputs;
+    private readonly KvLayer[] _firstOfEachKind;
     private readonly int _firstPast;
     private readonly long[] _logitsToKeep = new long[1];
     private readonly RunOptions _runOptions = new();
@@ -31,6 +32,7 @@ public sealed class ModelRunner : IDisposable
         _inputs = new OrtValue[_inputNames.Length];
         _outputNames = [signature.Logits, .. signature.Layers.SelectMany(layer => new[] { layer.PresentKey, layer.PresentValue })];
         _outputs = new OrtValue[_outputNames.Length];
+        _firstOfEachKind = FirstOfEachKind(signature.Layers);
     }
 
     /// <summary>Empty caches <c>[B, Hkv, 0, D]</c> for a first call.</summary>
@@ -119,54 +121,57 @@ public sealed class ModelRunner : IDisposable
         }
     }
 
+    /// <summary>
+    /// Checks sizes before ONNX Runtime does, with a message instead of a shape error. Runs every
+    /// step, so each message is formatted only when its check fails.
+    /// </summary>
     private void Validate(DecoderBatch batch)
     {
         int b = batch.BatchSize, s = batch.NewTokens;
-        Check(b > 0 && s > 0, $"a batch needs at least one row and one token, got {b} × {s}");
-        Check(batch.InputIds.Length == b * s && batch.PositionIds.Length == b * s,
-            $"input ids ({batch.InputIds.Length}) and positions ({batch.PositionIds.Length}) must hold {b} × {s} values");
-        Check(batch.AttentionMask.Length % b == 0 && batch.TotalLength >= s,
-            $"the attention mask ({batch.AttentionMask.Length} values) must hold {b} rows of at least {s}");
+        if (b <= 0 || s <= 0)
+        {
+            throw Invalid($"a batch needs at least one row and one token, got {b} × {s}");
+        }
+
+        if (batch.InputIds.Length != b * s || batch.PositionIds.Length != b * s)
+        {
+            throw Invalid($"input ids ({batch.InputIds.Length}) and positions ({batch.PositionIds.Length}) must hold {b} × {s} values");
+        }
+
+        if (batch.AttentionMask.Length % b != 0 || batch.TotalLength < s)
+        {
+            throw Invalid($"the attention mask ({batch.AttentionMask.Length} values) must hold {b} rows of at least {s}");
+        }
+
         int layers = _model.Signature.Layers.Count;
-        Check(batch.PastKeys.Count == layers && batch.PastValues.Count == layers, $"the model has {layers} layers of past keys and values");
+        if (batch.PastKeys.Count != layers || batch.PastValues.Count != layers)
+        {
+            throw Invalid($"the model has {layers} layers of past keys and values");
+        }
 
         // Sliding caches are the right-aligned tail of the global layout (see Gemma3Graph).
         long pastLength = batch.TotalLength - s;
-        foreach (KvLayer layer in FirstOfEachKind())
+        foreach (KvLayer layer in _firstOfEachKind)
         {
             long length = batch.PastKeys[layer.Index].GetTensorTypeAndShape().Shape[2];
-            Check(layer.HasOwnLength ? length <= pastLength : length == pastLength || _model.Signature.AttentionMask is null,
-                $"layer {layer.Index} holds {length} past slots but the attention mask implies {pastLength}"
-                + (layer.HasOwnLength ? " or fewer (a sliding cache cannot outlive the global one)" : ""));
-        }
-    }
-
-    private IEnumerable<KvLayer> FirstOfEachKind()
-    {
-        var layers = _model.Signature.Layers;
-        KvLayer? global = null, sliding = null;
-        foreach (KvLayer layer in layers)
-        {
-            if (layer.HasOwnLength)
+            bool fits = layer.HasOwnLength ? length <= pastLength : length == pastLength || _model.Signature.AttentionMask is null;
+            if (!fits)
             {
-                sliding ??= layer;
-            }
-            else
-            {
-                global ??= layer;
+                throw Invalid($"layer {layer.Index} holds {length} past slots but the attention mask implies {pastLength}"
+                    + (layer.HasOwnLength ? " or fewer (a sliding cache cannot outlive the global one)" : ""));
             }
         }
-
-        return new[] { global, sliding }.OfType<KvLayer>();
     }
 
-    private static void Check(bool condition, string message)
+    /// <summary>The first full-attention layer and the first layer with its own (sliding) length: one of each kind to check.</summary>
+    private static KvLayer[] FirstOfEachKind(IReadOnlyList<KvLayer> layers)
     {
-        if (!condition)
-        {
-            throw new ArgumentException(message, nameof(DecoderBatch));
-        }
+        KvLayer? global = layers.FirstOrDefault(layer => !layer.HasOwnLength);
+        KvLayer? sliding = layers.FirstOrDefault(layer => layer.HasOwnLength);
+        return new[] { global, sliding }.OfType<KvLayer>().ToArray();
     }
+
+    private static ArgumentException Invalid(string message) => new(message, nameof(DecoderBatch));
 
     public void Dispose() => _runOptions.Dispose();
 }

@@ -3,22 +3,13 @@
 //   request:  {"model_dir": "...", "encode": ["text", ...], "images": ["/path/a.png", ...]}
 //   response: {"encode": [[ids]...], "text_embeds": [[...]...],
 //              "pixels": [[3·224·224 floats]...], "image_embeds": [[...]...]}
-import path from 'node:path';
+import { readRequest, offlineModel } from './offline.mjs';
 import {
     env, AutoTokenizer, AutoImageProcessor, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, RawImage,
 } from '@huggingface/transformers';
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.useFSCache = false;
-env.useBrowserCache = false;
-const modelDir = path.resolve(request.model_dir);
-env.localModelPath = path.dirname(modelDir) + '/';
-const modelId = path.basename(modelDir);
+const request = await readRequest();
+const modelId = offlineModel(env, request.model_dir);
 const options = { local_files_only: true, device: 'cpu', dtype: 'fp32' };
 
 const tokenizer = await AutoTokenizer.from_pretrained(modelId, { local_files_only: true });

@@ -5,21 +5,11 @@
 //   response: {"encode": [[ids]...], "chats": ["rendered", ...],
 //              "generate": {"prompt_token_ids": [...], "token_ids": [...generated only...]},
 //              "forward": [[logits of position 0], [position 1], ...]}
-import path from 'node:path';
+import { readRequest, offlineModel } from './offline.mjs';
 import { env, AutoTokenizer, AutoModelForCausalLM, Tensor } from '@huggingface/transformers';
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.useFSCache = false;
-env.useBrowserCache = false;
-// A bare folder name is resolved under localModelPath, the way a downloaded model is.
-const modelDir = path.resolve(request.model_dir);
-env.localModelPath = path.dirname(modelDir) + '/';
-const modelId = path.basename(modelDir);
+const request = await readRequest();
+const modelId = offlineModel(env, request.model_dir);
 
 const tokenizer = await AutoTokenizer.from_pretrained(modelId, { local_files_only: true });
 const response = {};

@@ -29,15 +29,7 @@ public sealed partial class Engine
         : _options.KvCompression with { Policy = request.KvPolicy ?? _options.KvCompression.Policy, Budget = request.KvBudget ?? _options.KvCompression.Budget };
 
     /// <summary>Why <paramref name="options"/> cannot run on this model, as (field, message), or null.</summary>
-    public (string Field, string Message)? ValidateCompression(KvCompressionOptions options)
-    {
-        if (options.Validate(_layout.NumTrimmedLayers > 0 ? _layout.SlidingSlots : 0) is { } error)
-        {
-            return error;
-        }
-
-        return _policies.Unavailable(options.Policy) is { } reason ? ("policy", reason) : null;
-    }
+    public (string Field, string Message)? ValidateCompression(KvCompressionOptions options) => _policies.Validate(options);
 
     private KvCompressor? CreateCompressor(GenerationRequest request)
     {

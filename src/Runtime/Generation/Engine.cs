@@ -46,10 +46,10 @@ public sealed partial class Engine : IDisposable
         _scheduler = new Scheduler(Pool, options.MaxQueueLength, options.MaxBatchSize);
         _runner = new ModelRunner(model);
         _eosIds = [.. model.Generation.EosTokenIds];
-        _policies = new KvPolicies(model.Config, model.KvCalibration);
+        _policies = new KvPolicies(model);
         if (ValidateCompression(options.KvCompression) is { } invalid)
         {
-            throw new ArgumentException($"KV compression {invalid.Field}: {invalid.Message}", nameof(options));
+            throw new ArgumentException($"{model.Folder}: KV compression ({invalid.Field}): {invalid.Message}", nameof(options));
         }
 
         BlockTokens = _layout.NumTrimmedLayers > 0 ? Math.Min(options.PrefixBlockTokens, _layout.SlidingSlots) : options.PrefixBlockTokens;

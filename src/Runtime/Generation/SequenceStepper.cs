@@ -38,11 +38,10 @@ public sealed class SequenceStepper : IDisposable
                 throw new ArgumentException($"{model.OnnxPath}: KV compression needs the attention_mask and position_ids inputs this graph lacks", nameof(compression));
             }
 
-            var policies = new KvPolicies(model.Config, model.KvCalibration);
-            string? error = compression.Validate(_layout.NumTrimmedLayers > 0 ? _layout.SlidingSlots : 0)?.Message ?? policies.Unavailable(compression.Policy);
-            if (error is not null)
+            var policies = new KvPolicies(model);
+            if (policies.Validate(compression) is { } invalid)
             {
-                throw new ArgumentException(error, nameof(compression));
+                throw new ArgumentException(invalid.Message, nameof(compression));
             }
 
             _compressor = new KvCompressor(_layout, policies.Get(compression.Policy), compression);

@@ -51,7 +51,7 @@ public static class KvCalibrator
     }
 
     /// <summary>Runs <paramref name="tokens"/> through the model at <paramref name="onnxPath"/> and returns the statistics.</summary>
-    public static KvCalibration Calibrate(string onnxPath, Gemma3Config config, IReadOnlyList<int> tokens, IProgress<int>? progress = null, int threads = 0)
+    public static KvCalibration Calibrate(string onnxPath, Gemma3Config config, IReadOnlyList<int> tokens, IProgress<(long Done, long Total)>? progress = null, int threads = 0)
     {
         if (tokens.Count == 0)
         {
@@ -75,7 +75,7 @@ public static class KvCalibrator
             long[] ids = tokens.Skip(start).Take(count).Select(id => (long)id).ToArray();
             decoder.Run(ids, (tap, value) => sums.Add(layerOf[tap], value, count, tap));
             start += count;
-            progress?.Report(start);
+            progress?.Report((start, tokens.Count));
         }
 
         return sums.ToCalibration();

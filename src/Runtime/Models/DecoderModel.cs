@@ -17,6 +17,9 @@ public sealed record DecoderLoadOptions
 
     /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.</summary>
     public int IntraOpThreads { get; init; }
+
+    /// <summary>Read <c>kv_calibration.json</c> when present (calibrate-kv turns this off: it replaces the file).</summary>
+    public bool ReadKvCalibration { get; init; } = true;
 }
 
 /// <summary>
@@ -65,7 +68,7 @@ public sealed class DecoderModel : IDisposable
         string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? genaiFile);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
-        KvCalibration? kvCalibration = LoadKvCalibration(folder, config);
+        KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
 
         InferenceSession session = OpenSession(onnxPath, options);
         try

@@ -40,6 +40,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             MaxBatchSize = settings.MaxBatchSize,
             MaxPrefillTokensPerStep = settings.MaxPrefillTokensPerStep,
             PrefixCacheBytes = settings.PrefixCacheBytes,
+            KvCompression = settings.KvCompression,
         };
         try
         {
@@ -53,7 +54,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
 
             _isReady = true;
         }
-        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException)
+        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException or ArgumentException)
         {
             logger.LogCritical("Cannot serve the configured models: {Reason}", e.Message);
             Environment.ExitCode = 1;

@@ -20,13 +20,14 @@ internal static class EvalKvCommand
         var budgets = new Option<string>("--budgets") { Description = "Comma-separated KV budgets in tokens, e.g. 512,1024,2048", Required = true };
         var policies = new Option<string>("--policies") { Description = "Comma-separated policies: triattention, window, knorm", DefaultValueFactory = _ => "triattention,window,knorm" };
         var gen = new Option<int>("--gen") { Description = "Tokens full attention generates per prompt, and the others are scored on", DefaultValueFactory = _ => 64 };
+        var beta = new Option<int>("--beta") { Description = "Tokens added between compressions (the paper's β)", DefaultValueFactory = _ => new KvCompressionOptions().Beta };
         var json = new Option<bool>("--json") { Description = "Print one JSON array of rows instead of the table" };
         var command = new Command("eval-kv", "Compare KV-cache eviction policies with full attention (top-1 agreement, KL, KV memory, decode speed)")
         {
-            model, prompts, budgets, policies, gen, json,
+            model, prompts, budgets, policies, gen, beta, json,
         };
         command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(prompts)!, ParseBudgets(result.GetValue(budgets)!),
-            ParsePolicies(result.GetValue(policies)!), result.GetValue(gen), result.GetValue(json)));
+            ParsePolicies(result.GetValue(policies)!), result.GetValue(gen), result.GetValue(beta), result.GetValue(json)));
         return command;
     }
 
@@ -59,7 +60,7 @@ internal static class EvalKvCommand
         return policies.Length > 0 ? policies : throw new UsageException("--policies lists no policy");
     }
 
-    private static int Run(DirectoryInfo folder, FileInfo promptFile, int[] budgets, string[] policies, int gen, bool json)
+    private static int Run(DirectoryInfo folder, FileInfo promptFile, int[] budgets, string[] policies, int gen, int beta, bool json)
     {
         if (gen < 1)
         {
@@ -79,9 +80,10 @@ internal static class EvalKvCommand
         using ILoggerFactory logging = CommandLine.StderrLogging();
         using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
         List<int[]> prompts = ReadPrompts(decoder, promptFile, gen);
-        CheckCompression(decoder, policies, budgets);
+        var template = new KvCompressionOptions { Beta = beta };
+        CheckCompression(decoder, policies, budgets, template);
         Console.Error.WriteLine($"{prompts.Count} prompts of {prompts.Min(p => p.Length)}–{prompts.Max(p => p.Length)} tokens, {gen} tokens each");
-        List<KvEvaluationRow> rows = ProgressBars.Run("runs", progress => KvEvaluation.Run(decoder, prompts, policies, budgets, gen, progress));
+        List<KvEvaluationRow> rows = ProgressBars.Run("runs", progress => KvEvaluation.Run(decoder, prompts, policies, budgets, gen, template, progress));
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(rows, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
@@ -95,7 +97,7 @@ internal static class EvalKvCommand
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {row.Policy} | {(row.Budget == 0 ? "full" : row.Budget)} | {row.Top1Agreement:P1} | {row.MeanKl:F4} | {row.KvTokensPeak} | "
-                + $"{Mib(row.KvBytesPeak)} ({(double)full.KvBytesPeak / row.KvBytesPeak:F1}x less) | {Mib(row.GlobalKvBytesPeak)} ({(double)full.GlobalKvBytesPeak / row.GlobalKvBytesPeak:F1}x less) | {row.DecodeTokensPerSecond:F1} |"));
+                + $"{Mib(row.KvBytesPeak)} ({(double)full.KvBytesPeak / row.KvBytesPeak:F1}x smaller) | {Mib(row.GlobalKvBytesPeak)} ({(double)full.GlobalKvBytesPeak / row.GlobalKvBytesPeak:F1}x smaller) | {row.DecodeTokensPerSecond:F1} |"));
         }
 
         return CommandLine.Ok;
@@ -127,14 +129,14 @@ internal static class EvalKvCommand
         return prompts.Count > 0 ? prompts : throw new UsageException($"{file.FullName} has no prompts");
     }
 
-    private static void CheckCompression(DecoderModel decoder, string[] policies, int[] budgets)
+    private static void CheckCompression(DecoderModel decoder, string[] policies, int[] budgets, KvCompressionOptions template)
     {
         var policiesOfModel = new KvPolicies(decoder);
         foreach (string policy in policies.Where(policy => policy != KvCompressionOptions.None))
         {
             foreach (int budget in budgets)
             {
-                if (policiesOfModel.Validate(new KvCompressionOptions { Policy = policy, Budget = budget }) is { } invalid)
+                if (policiesOfModel.Validate(template with { Policy = policy, Budget = budget }) is { } invalid)
                 {
                     throw new UsageException($"--policies {policy} --budgets {budget}: {invalid.Message}");
                 }

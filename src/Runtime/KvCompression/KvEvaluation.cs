@@ -18,16 +18,18 @@ public sealed record KvEvaluationRow(string Policy, int Budget, int Steps, doubl
 /// <c>serving eval-kv</c>: for each prompt, full attention generates <c>gen</c> greedy tokens;
 /// each policy and budget is then teacher-forced on that continuation (fed the same tokens), and
 /// its next-token distribution at every step is compared with full attention's.
+/// The template options of <see cref="Run"/> give the other settings (β, protection).
 /// </summary>
 public static class KvEvaluation
 {
     public static List<KvEvaluationRow> Run(DecoderModel model, IReadOnlyList<int[]> prompts, IReadOnlyList<string> policies, IReadOnlyList<int> budgets,
-        int gen, IProgress<(long Done, long Total)>? progress = null)
+        int gen, KvCompressionOptions? template = null, IProgress<(long Done, long Total)>? progress = null)
     {
+        template ??= new KvCompressionOptions();
         var cases = new List<KvCompressionOptions> { new() };
         foreach (string policy in policies.Where(policy => policy != KvCompressionOptions.None))
         {
-            cases.AddRange(budgets.Select(budget => new KvCompressionOptions { Policy = policy, Budget = budget }));
+            cases.AddRange(budgets.Select(budget => template with { Policy = policy, Budget = budget }));
         }
 
         var totals = cases.Select(_ => new Totals()).ToArray();

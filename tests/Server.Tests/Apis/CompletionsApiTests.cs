@@ -93,6 +93,18 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
         Assert.True(server.Engine.NumKvCompressions > compressionsBefore);
     }
 
+    [Fact]
+    public async Task TheTrainedModelShipsItsKvCalibrationForTriAttention()
+    {
+        using HttpClient client = server.Client();
+        JsonElement response = await Complete(client, new
+        {
+            model = "kjv-gemma3", prompt = "And it came to pass", max_tokens = 300, temperature = 0, ignore_eos = true, kv_policy = "triattention", kv_budget = 128,
+        });
+        Assert.Equal(300, response.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.False(string.IsNullOrWhiteSpace(Text(response, 0)));
+    }
+
     private static async Task<JsonElement> Complete(HttpClient client, object body)
     {
         using HttpResponseMessage response = await client.PostAsJsonAsync("v1/completions", body);

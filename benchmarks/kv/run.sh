@@ -7,15 +7,18 @@
 #     128/192/256 (its 128-token window puts the floor at 127), beta 32; every policy.
 #  2. long: the gemma3-270m preset (random weights, real shapes: 3 global + 15 sliding layers,
 #     262k vocabulary) on prompts of 4k and 8k tokens, budgets 512/1024/2048, beta 128,
-#     TriAttention against full attention: memory and decode speed at long context.
+#     TriAttention against full attention: agreement and memory at long context;
+#  3. speed: `serving generate` on the 8k-token prompt, full attention and TriAttention at
+#     budget 1024, alternating, RUNS runs each, 128 tokens: median decode tokens/s.
 # Needs the KJV text (Debian package bible-kjv: `bible`). MODEL_DIR (default /tmp/kv-bench) holds
 # the generated model (~1.1 GB).
-# usage: benchmarks/kv/run.sh [kjv|long|all] [GEN_LONG=32]
+# usage: benchmarks/kv/run.sh [kjv|long|speed|all] [GEN_LONG=32] [RUNS=3]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 what="${1:-all}"
 gen_long="${2:-32}"
+runs="${3:-3}"
 work="${MODEL_DIR:-/tmp/kv-bench}"
 mkdir -p "$work"
 
@@ -41,7 +44,7 @@ with open(out, 'w') as f:
 PY
 }
 
-if [ "$what" != long ]; then
+if [ "$what" = kjv ] || [ "$what" = all ]; then
   prompts "$work/kjv-prompts.txt" 1350 15000 17000 19000 21000 23000 25000 27000 29000
   serving eval-kv --model "$root/models/kjv-gemma3" --prompts "$work/kjv-prompts.txt" --budgets 128,192,256 --beta 32 \
     --policies triattention,window,knorm --gen 96 2>/dev/null
@@ -54,6 +57,24 @@ model="$work/gemma3-270m"
 # ~4k and ~8k tokens with this preset's tokenizer (the character counts were found by tokenizing).
 prompts "$work/long-4k.txt" "${CHARS_4K:-9400}" 20000
 prompts "$work/long-8k.txt" "${CHARS_8K:-18800}" 24000
-for prompt in "$work/long-4k.txt" "$work/long-8k.txt"; do
-  serving eval-kv --model "$model" --prompts "$prompt" --budgets 512,1024,2048 --policies triattention --gen "$gen_long" 2>&1 | grep -v "^runs"
+if [ "$what" = long ] || [ "$what" = all ]; then
+  for prompt in "$work/long-4k.txt" "$work/long-8k.txt"; do
+    serving eval-kv --model "$model" --prompts "$prompt" --budgets 512,1024,2048 --policies triattention --gen "$gen_long" 2>&1 | grep -v "^runs"
+  done
+fi
+[ "$what" = speed ] || [ "$what" = all ] || exit 0
+
+for run in $(seq "$runs"); do
+  for policy in none triattention; do
+    serving generate --model "$model" --prompt "$(cat "$work/long-8k.txt")" --max-tokens 128 --json \
+      --kv-policy "$policy" --kv-budget 1024 2>/dev/null > "$work/out.json"
+    python3 - "$policy" "$run" "$work/out.json" <<'PY'
+import json, sys
+policy, run, path = sys.argv[1:]
+r = json.load(open(path))
+t = r["timings"]
+print(f"run {run} {policy}: prompt {len(r['prompt_token_ids'])} tokens, prefill {t['prefill_ms'] / 1000:.1f} s, "
+      f"decode {t['decode_tokens_per_second']:.2f} tok/s, KV peak {r['kv_tokens_peak']} tokens / {r['kv_bytes_peak'] / 2**20:.1f} MiB")
+PY
+  done
 done

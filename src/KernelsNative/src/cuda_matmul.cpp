@@ -14,8 +14,6 @@ namespace {
 
 using namespace sparse24_launch;
 
-unsigned blocks(int64_t items, int64_t per_block) { return static_cast<unsigned>((items + per_block - 1) / per_block); }
-
 CUdeviceptr upload(const Driver& driver, const void* data, size_t bytes) {
   CUdeviceptr pointer = 0;
   driver.check(driver.api().cuMemAlloc(&pointer, bytes), "cuMemAlloc");
@@ -84,11 +82,10 @@ void DeviceMatmul<T>::run(const T* a, int64_t m, T* y) {
 
   int k = static_cast<int>(shape_.k), n = static_cast<int>(shape_.n), rows = static_cast<int>(m);
   void* params[] = {&values_, &meta_, &bias_, &a_, &y_, &k, &n, &rows};  // device addresses are 64-bit values
-  const bool tensor_cores = std::is_same_v<T, uint16_t> && m > kGemvRows;
+  const bool tensor_cores = uses_tensor_cores(std::is_same_v<T, uint16_t>, m);
   CUfunction function = tensor_cores ? driver.mma_f16() : std::is_same_v<T, float> ? driver.gemv_f32() : driver.gemv_f16();
-  const unsigned grid_x = tensor_cores ? blocks(n, kWarpsPerBlock * kMmaRows) : blocks(n, kWarpsPerBlock);
-  const unsigned grid_y = tensor_cores ? blocks(m, kMmaColumns) : blocks(m, kGemvRows);
-  driver.check(driver.api().cuLaunchKernel(function, grid_x, grid_y, 1, kWarpsPerBlock * 32, 1, 1, 0, nullptr, params, nullptr),
+  const Grid grid = grid_for(tensor_cores, n, m);
+  driver.check(driver.api().cuLaunchKernel(function, grid.x, grid.y, 1, kWarpsPerBlock * 32, 1, 1, 0, nullptr, params, nullptr),
                "cuLaunchKernel");
   // Waits for the kernel (legacy default stream) and reports its faults.
   driver.check(driver.api().cuMemcpyDtoH(y, y_, y_bytes), "cuMemcpyDtoH (Y)");

@@ -18,6 +18,20 @@ constexpr int kGemvRows = 8;       // rows of A per GEMV block: weights read onc
 constexpr int kMmaColumns = 32;    // rows of A (mma columns) per warp: 4 m16n8k32 tiles share a weight fragment
 constexpr int kMmaRows = 16;       // output features per warp (the mma M dimension)
 
+// The fp16 op uses the tensor cores above kGemvRows rows; fp32 always takes the GEMV.
+constexpr bool uses_tensor_cores(bool fp16, long long m) { return fp16 && m > kGemvRows; }
+
+struct Grid {
+  unsigned x, y;  // blocks of kWarpsPerBlock warps
+};
+
+constexpr Grid grid_for(bool tensor_cores, long long n, long long m) {
+  return tensor_cores ? Grid{static_cast<unsigned>((n + kWarpsPerBlock * kMmaRows - 1) / (kWarpsPerBlock * kMmaRows)),
+                             static_cast<unsigned>((m + kMmaColumns - 1) / kMmaColumns)}
+                      : Grid{static_cast<unsigned>((n + kWarpsPerBlock - 1) / kWarpsPerBlock),
+                             static_cast<unsigned>((m + kGemvRows - 1) / kGemvRows)};
+}
+
 constexpr const char* kGemvF32 = "sparse24_gemv_f32";
 constexpr const char* kGemvF16 = "sparse24_gemv_f16";
 constexpr const char* kMmaF16 = "sparse24_mma_f16";

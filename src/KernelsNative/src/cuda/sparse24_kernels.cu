@@ -60,16 +60,6 @@ __device__ __forceinline__ uint32_t activation_pair(const uint16_t* a, int k, in
   return pack_halves(kk < k ? ar[kk] : 0, kk + 1 < k ? ar[kk + 1] : 0);
 }
 
-// One m16n8k32 sparse tile: d += Wᵀ[16 × 32, 2:4] · Aᵀ[32 × 8], metadata from lanes 0 and 1
-// of every quad (sparsity selector 0).
-__device__ __forceinline__ void mma_sp(float (&d)[4], const uint32_t (&w)[4], const uint32_t (&x)[4], uint32_t e) {
-  asm volatile(
-      "mma.sp.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]), "r"(x[0]), "r"(x[1]), "r"(x[2]), "r"(x[3]), "r"(e));
-}
-
 // Prefill, fp16: each warp owns 16 output features × kMmaColumns rows of A and walks k in
 // steps of 32. Fragments (PTX ISA, sparse mma.m16n8k32 .f16; lane = 4·group + quad):
 //   sparse operand: registers {row group, row group + 8} × {compressed cols 2·quad, 2·quad + 8}
@@ -90,7 +80,7 @@ __device__ __forceinline__ void mma_tile(const uint16_t* values, const uint16_t*
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = rows[i % 2], col = step * 16 + 2 * quad + 8 * (i / 2);
-      w[i] = r < n ? *reinterpret_cast<const uint32_t*>(values + static_cast<int64_t>(r) * value_stride(k) + col) : 0;
+      w[i] = r < n ? device::load_pair(values + static_cast<int64_t>(r) * value_stride(k) + col) : 0;
     }
     if (quad < 2) {
       // Rows past n carry zero values; 0x4444 (indices 0, 1) keeps their metadata valid.
@@ -104,7 +94,7 @@ __device__ __forceinline__ void mma_tile(const uint16_t* values, const uint16_t*
       uint32_t x[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) x[i] = activation_pair(a, k, m, m0 + 8 * t + group, step * 32 + 2 * quad + 8 * i);
-      mma_sp(d[t], w, x, e);
+      device::mma_sp_m16n8k32(d[t], w, x, e);
     }
   }
 #pragma unroll

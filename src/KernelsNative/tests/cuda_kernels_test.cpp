@@ -3,6 +3,8 @@
 // as DeviceMatmul, everything but the driver and the real tensor cores.
 #include <gtest/gtest.h>
 
+#include <type_traits>
+
 #include "warp_emulator.h"
 
 #include "cuda/launch_shape.h"
@@ -24,6 +26,13 @@ std::vector<uint16_t> to(const std::vector<float>& x) {
   return out;
 }
 
+template <class T>
+const T* values_of(const Packed& p);
+template <>
+const float* values_of(const Packed& p) { return p.values.data(); }
+template <>
+const uint16_t* values_of(const Packed& p) { return p.values16.data(); }
+
 float widen(float x) { return x; }
 float widen(uint16_t x) { return sparse24::half_to_float(x); }
 
@@ -32,8 +41,7 @@ float widen(uint16_t x) { return sparse24::half_to_float(x); }
 template <class T>
 std::vector<float> run_emulated(const Packed& p, std::vector<float>& a, int64_t m, const float* bias) {
   const sparse24::Shape& shape = p.shape;
-  const std::vector<T> values = sparse24::cuda::pad_values(shape, std::is_same_v<T, float> ? reinterpret_cast<const T*>(p.values.data())
-                                                                                        : reinterpret_cast<const T*>(p.values16.data()));
+  const std::vector<T> values = sparse24::cuda::pad_values(shape, values_of<T>(p));
   const std::vector<uint16_t> meta = sparse24::cuda::to_nvidia_metadata(shape, p.masks.data());
   std::vector<T> a_t = to<T>(a), y(static_cast<size_t>(m * shape.n));
   for (size_t i = 0; i < a.size(); ++i) a[i] = widen(a_t[i]);

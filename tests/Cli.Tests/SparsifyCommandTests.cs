@@ -48,6 +48,38 @@ public sealed class SparsifyCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheCudaOptInFallsBackToTheCpuKernelsWithoutADriver()
+    {
+        // SERVING_SPARSE24_DEVICE=cuda on a machine without a GPU: one line on stderr, the CPU
+        // kernels, the same tokens. With a GPU (sm_80+) the CUDA kernels must agree instead.
+        string output = _temp.Sub("cuda");
+        Assert.Equal(0, ServingProcess.Run("sparsify", "--model", _model, "--out", output).ExitCode);
+        ServingProcess.Result Generate(string device) => ServingProcess.Run(new Dictionary<string, string> { ["SERVING_SPARSE24_DEVICE"] = device },
+            "generate", "--model", output, "--prompt", "In the beginning", "--max-tokens", "12", "--json");
+
+        var cpu = Generate("cpu");
+        var cuda = Generate("cuda");
+        Assert.Equal(0, cuda.ExitCode);
+        Assert.Equal(JsonNode.Parse(cpu.Stdout)!["token_ids"]!.ToJsonString(), JsonNode.Parse(cuda.Stdout)!["token_ids"]!.ToJsonString());
+        if (!File.Exists("/proc/driver/nvidia/version"))
+        {
+            Assert.Contains("SERVING_SPARSE24_DEVICE=cuda, but no CUDA driver: cannot open libcuda.so.1", cuda.Stderr);
+            Assert.Contains("using the CPU kernels", cuda.Stderr);
+        }
+    }
+
+    [Fact]
+    public void AnUnknownDeviceFailsWithAClearMessage()
+    {
+        string output = _temp.Sub("bad-device");
+        Assert.Equal(0, ServingProcess.Run("sparsify", "--model", _model, "--out", output).ExitCode);
+        var result = ServingProcess.Run(new Dictionary<string, string> { ["SERVING_SPARSE24_DEVICE"] = "tpu" },
+            "generate", "--model", output, "--prompt", "In", "--max-tokens", "2");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("SERVING_SPARSE24_DEVICE='tpu' is not cpu or cuda", result.Stderr);
+    }
+
+    [Fact]
     public void AnUnknownForcedKernelFailsWithAClearMessage()
     {
         string output = _temp.Sub("bad-isa");

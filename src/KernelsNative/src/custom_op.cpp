@@ -3,7 +3,8 @@
 // [N, ceil(K4/8)], optional bias T [N]; attribute K; output Y T [..., N]; T = float or float16
 // (registered as two ops of the same name). values, masks and bias must be initializers:
 // the kernel keeps pointers to ONNX Runtime's copy (custom ops have no PrePack, and a
-// repacked copy would double the weight memory). fp16 is computed in fp32.
+// repacked copy would double the weight memory). fp16 is computed in fp32. With
+// SERVING_SPARSE24_DEVICE=cuda and a GPU, the CUDA kernels run instead (sparse24_cuda.h).
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
@@ -61,6 +62,7 @@ class Kernel {
     }
     std::string bad = sparse24::validate_masks(weights_.shape, weights_.masks);
     if (!bad.empty()) fail("masks are not 2:4: " + bad);
+    device_ = choose_device(weights_);
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
@@ -92,6 +94,10 @@ class Kernel {
     shape.back() = weights_.shape.n;
     Ort::UnownedValue output = context.GetOutput(0, shape);
     if (m == 0) return;
+    if (device_) {
+      device_->run(static_cast<const T*>(input.GetTensorRawData()), m, static_cast<T*>(output.GetTensorMutableRawData()));
+      return;
+    }
     Fp32View<T> view(static_cast<const T*>(input.GetTensorRawData()), m * weights_.shape.k,
                      static_cast<T*>(output.GetTensorMutableRawData()), m * weights_.shape.n);
     if (m <= sparse24::kGemvMaxRows) {
@@ -170,6 +176,7 @@ class Kernel {
   sparse24::WeightsOf<T> weights_;
   std::vector<float> bias_;
   std::string name_;
+  std::unique_ptr<sparse24::cuda::DeviceMatmul<T>> device_;  // null: the CPU kernels
 };
 
 template <class T>

@@ -77,9 +77,15 @@ void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lane
   const int64_t k4 = (k + 3) / 4 * 4;
   std::fill(at, at + k4 * lanes, 0.0f);
   const int64_t rows = std::min(lanes, m - m0);
-  for (int64_t j = 0; j < rows; ++j) {
-    const float* src = a + (m0 + j) * k;
-    for (int64_t kk = 0; kk < k; ++kk) at[kk * lanes + j] = src[kk];
+  // 64 features at a time: the 64 × lanes tile being written (16 KB at 64 lanes) stays in L1;
+  // whole rows at once scattered K · lanes floats through L2 (K = 6912, M = 512: 5.7 ms a call).
+  constexpr int64_t kFeatureTile = 64;
+  for (int64_t k0 = 0; k0 < k; k0 += kFeatureTile) {
+    const int64_t k1 = std::min(k0 + kFeatureTile, k);
+    for (int64_t j = 0; j < rows; ++j) {
+      const float* src = a + (m0 + j) * k;
+      for (int64_t kk = k0; kk < k1; ++kk) at[kk * lanes + j] = src[kk];
+    }
   }
 }
 

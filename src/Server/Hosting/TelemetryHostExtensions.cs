@@ -48,7 +48,7 @@ public static class TelemetryHostExtensions
                 .AddMeter(TelemetryNames.Source)
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
-                .AddPrometheusExporter())
+                .AddPrometheusExporter(prometheus => prometheus.ScrapeResponseCacheDurationMilliseconds = 0))
             .WithTracing(tracing => tracing
                 .AddSource(TelemetryNames.Source)
                 .AddAspNetCoreInstrumentation(aspNet => aspNet.Filter = context => !IsHousekeeping(context.Request.Path))

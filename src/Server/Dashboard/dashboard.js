@@ -1,11 +1,13 @@
 // The status page: polls the Prometheus endpoint (/metrics), keeps the last few minutes in
 // memory and draws four uPlot charts. Counters become rates between two samples; latency is
-// the mean of the histogram observations made between two samples.
+// the mean of the histogram observations of the last `window` samples (one interval alone
+// often holds no finished request).
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const intervalMs = Number(params.get("interval") ?? 1000);
 const keep = 300;
+const windowSamples = Number(params.get("window") ?? 10);
 
 // Series colours; the test of this page looks for these exact colours in a screenshot.
 const charts = {
@@ -52,7 +54,7 @@ for (const [id, series] of Object.entries(charts)) {
   plots[id] = new uPlot({
     width: 600, height: 240, legend: { show: false },
     scales: { x: { time: true } },
-    series: [{}, ...series.map(([label, colour]) => ({ label, stroke: colour, width: 2, points: { show: false } }))],
+    series: [{}, ...series.map(([label, colour]) => ({ label, stroke: colour, width: 2, spanGaps: true, points: { show: false } }))],
     axes: [{}, { size: 60 }],
   }, data[id], element);
   element.parentElement.querySelector(".key").innerHTML = series
@@ -67,8 +69,7 @@ function push(id, time, values) {
   plots[id].setData(columns);
 }
 
-let previous = null;
-let previousTime = 0;
+const history = [];
 
 async function sample() {
   let text;
@@ -84,15 +85,19 @@ async function sample() {
 
   const now = parse(text);
   const time = Date.now() / 1000;
-  if (previous) {
+  history.push([time, now]);
+  if (history.length > windowSamples + 1) history.shift();
+  if (history.length > 1) {
+    const [previousTime, previous] = history[history.length - 2];
+    const oldest = history[0][1];
     const seconds = Math.max(time - previousTime, 1e-3);
     push("throughput", time, [
       rate(now, previous, "serving_generation_tokens_total", seconds),
       rate(now, previous, "serving_prompt_tokens_total", seconds),
     ]);
     push("latency", time, [
-      meanDelta(now, previous, "gen_ai_server_time_to_first_token_seconds"),
-      meanDelta(now, previous, "gen_ai_server_time_per_output_token_seconds"),
+      meanDelta(now, oldest, "gen_ai_server_time_to_first_token_seconds"),
+      meanDelta(now, oldest, "gen_ai_server_time_per_output_token_seconds"),
     ]);
   }
 
@@ -102,8 +107,6 @@ async function sample() {
   document.getElementById("summary").textContent =
     `${get(now, "serving_generation_tokens_total")} tokens generated, ` +
     `${get(now, "gen_ai_server_request_duration_seconds_count")} requests; sparse kernels: ${isa}; sampled every ${intervalMs} ms`;
-  previous = now;
-  previousTime = time;
 }
 
 sample();

@@ -9,6 +9,7 @@ namespace Serving.Server.Tests.Telemetry;
 /// colour, and the throughput line must rise above the zero line. Charts without data draw
 /// only grey axes, so an empty page fails.
 /// </summary>
+[Collection(TelemetryCollection.Name)]
 public sealed class DashboardPageTests
 {
     private const string ChromiumBinary = "/usr/bin/chromium";

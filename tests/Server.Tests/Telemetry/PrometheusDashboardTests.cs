@@ -13,6 +13,7 @@ namespace Serving.Server.Tests.Telemetry;
 /// running Serving every second; after traffic, every PromQL expression of
 /// deploy/grafana/serving.json must return at least one series with a finite value.
 /// </summary>
+[Collection(TelemetryCollection.Name)]
 public sealed class PrometheusDashboardTests
 {
     private const string PrometheusBinary = "/usr/bin/prometheus";
@@ -88,9 +89,9 @@ public sealed class PrometheusDashboardTests
             await WaitForAsync(async () => await QueryAsync(api, "up{job=\"serving\"} == 1") is { Count: > 0 }, "Prometheus scraping Serving", log);
 
             // Twice, with scrapes between: every counter and histogram then grows between two samples, so rate() has data.
-            await TelemetryTraffic.DriveAsync(client, "prometheus-test");
+            await TelemetryTraffic.DriveAsync(client, "prometheus-test", round: 1);
             await Task.Delay(TimeSpan.FromSeconds(3));
-            await TelemetryTraffic.DriveAsync(client, "prometheus-test");
+            await TelemetryTraffic.DriveAsync(client, "prometheus-test", round: 2);
             await Task.Delay(TimeSpan.FromSeconds(3));
 
             var empty = new List<string>();

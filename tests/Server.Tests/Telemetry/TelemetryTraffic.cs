@@ -8,10 +8,11 @@ namespace Serving.Server.Tests.Telemetry;
 /// <summary>
 /// One of every kind of request the dashboards chart: completions (whole and streamed), chat,
 /// a refused request (400), text and image embeddings, and a collection upload and search.
+/// Texts differ by <c>round</c>, so the embedder's text cache does not skip the second round.
 /// </summary>
 public static class TelemetryTraffic
 {
-    public static async Task DriveAsync(HttpClient client, string collection)
+    public static async Task DriveAsync(HttpClient client, string collection, int round)
     {
         await Expect(client, "v1/completions", new JsonObject { ["model"] = "tiny", ["prompt"] = "In the beginning", ["max_tokens"] = 12 }, 200);
         await Expect(client, "v1/completions", new JsonObject { ["model"] = "tiny", ["prompt"] = "And God said", ["max_tokens"] = 12, ["stream"] = true, ["n"] = 2 }, 200);
@@ -23,7 +24,7 @@ public static class TelemetryTraffic
         await Expect(client, "v1/embeddings", new JsonObject
         {
             ["model"] = "clip-tiny",
-            ["input"] = new JsonArray("a red car", new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = InMemoryServer.ImageUrl(SKColors.Red) } }),
+            ["input"] = new JsonArray($"a red car, round {round}", new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = InMemoryServer.ImageUrl(SKColors.Red) } }),
         }, 200);
 
         using HttpResponseMessage exists = await client.GetAsync($"v1/collections/{collection}");
@@ -36,7 +37,7 @@ public static class TelemetryTraffic
         {
             ["items"] = new JsonArray(new JsonObject { ["image"] = InMemoryServer.ImageUrl(SKColors.Blue) }),
         }, 200);
-        await Expect(client, $"v1/collections/{collection}/search", new JsonObject { ["text"] = "a blue square", ["top_k"] = 1 }, 200);
+        await Expect(client, $"v1/collections/{collection}/search", new JsonObject { ["text"] = $"a blue square, round {round}", ["top_k"] = 1 }, 200);
     }
 
     private static async Task Expect(HttpClient client, string path, JsonObject body, int status)

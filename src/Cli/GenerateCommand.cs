@@ -3,12 +3,16 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Serving.Runtime.Generation;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
 using Serving.Runtime.Text;
 
 namespace Serving.Cli;
 
-/// <summary><c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]</c>.</summary>
+/// <summary>
+/// <c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
+/// [--kv-policy triattention|window|knorm|none] [--kv-budget N]</c>.
+/// </summary>
 internal static class GenerateCommand
 {
     public static Command Create()
@@ -20,9 +24,16 @@ internal static class GenerateCommand
         var seed = new Option<int?>("--seed") { Description = "Seed for sampling (same seed, same output)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with ids, text and timings, nothing else on stdout" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user turn through the model's chat template" };
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json, chat };
+        var kvPolicy = new Option<string>("--kv-policy")
+        {
+            Description = "KV-cache eviction: " + string.Join(", ", KvCompressionOptions.PolicyNames) + " (triattention needs serving calibrate-kv first)",
+            DefaultValueFactory = _ => KvCompressionOptions.None,
+        };
+        var kvBudget = new Option<int>("--kv-budget") { Description = "Tokens each global layer keeps after a compression", DefaultValueFactory = _ => new KvCompressionOptions().Budget };
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget };
         command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(prompt)!, result.GetValue(chat),
-            new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed)), result.GetValue(json)));
+            new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
+                KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) }), result.GetValue(json)));
         return command;
     }
 
@@ -36,6 +47,11 @@ internal static class GenerateCommand
         if (!Sampler.IsValidTemperature(options.Temperature))
         {
             throw new UsageException($"--temperature must be a finite number ≥ 0, got {options.Temperature}");
+        }
+
+        if (options.KvCompression?.Validate(slidingSlots: 0) is { } invalid)
+        {
+            throw new UsageException($"--kv-{invalid.Field.Replace('_', '-')}: {invalid.Message}");
         }
 
         if (!folder.Exists)
@@ -63,8 +79,17 @@ internal static class GenerateCommand
         }
 
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
-        GenerationResult result = new Generator(decoder).Generate(promptIds, options,
-            json ? null : token => Console.Write(detokenizer.Add(token)));
+        GenerationResult result;
+        try
+        {
+            result = new Generator(decoder).Generate(promptIds, options, json ? null : token => Console.Write(detokenizer.Add(token)));
+        }
+        catch (ArgumentException e) when (e.ParamName == "compression")
+        {
+            // The options are valid in general but not for this model (a budget under its window, no calibration).
+            throw new UsageException($"--kv-policy {options.KvCompression!.Policy} --kv-budget {options.KvCompression.Budget}: {e.Message}");
+        }
+
 
         if (json)
         {
@@ -74,7 +99,8 @@ internal static class GenerateCommand
         {
             Console.WriteLine(detokenizer.Flush());
             Console.Error.WriteLine(
-                $"[{promptIds.Length} prompt tokens, {result.TokenIds.Count} generated ({result.FinishReason}); load {loadMs:F0} ms, prefill {result.PrefillMs:F1} ms, decode {result.DecodeTokensPerSecond:F1} tokens/s]");
+                $"[{promptIds.Length} prompt tokens, {result.TokenIds.Count} generated ({result.FinishReason}); load {loadMs:F0} ms, prefill {result.PrefillMs:F1} ms, decode {result.DecodeTokensPerSecond:F1} tokens/s; "
+                + $"KV peak {result.KvTokensPeak} tokens, {result.KvBytesPeak} bytes, {result.EvictedTokens} evicted]");
         }
 
         return CommandLine.Ok;
@@ -116,6 +142,9 @@ internal static class GenerateCommand
         writer.WriteEndArray();
         writer.WriteString("text", text);
         writer.WriteString("finish_reason", result.FinishReason);
+        writer.WriteNumber("kv_tokens_peak", result.KvTokensPeak);
+        writer.WriteNumber("kv_bytes_peak", result.KvBytesPeak);
+        writer.WriteNumber("kv_evicted_tokens", result.EvictedTokens);
         writer.WriteStartObject("timings");
         writer.WriteNumber("load_ms", Math.Round(loadMs, 3));
         writer.WriteNumber("prefill_ms", Math.Round(result.PrefillMs, 3));

@@ -10,5 +10,7 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     TrainCommand.Create(),
     EvalPplCommand.Create(),
     CorpusCommand.Create(),
+    CalibrateKvCommand.Create(),
+    EvalKvCommand.Create(),
 };
 return CommandLine.Run(root, args);

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Serving.Runtime.Sparsity;
-using Spectre.Console;
 
 namespace Serving.Cli;
 
@@ -55,7 +54,7 @@ internal static class SparsifyCommand
         SparsifyReport report;
         try
         {
-            report = WithProgress(options);
+            report = ProgressBars.Run("tensors", progress => Sparsifier.Run(options, progress));
         }
         catch (InvalidDataException e)
         {
@@ -91,21 +90,6 @@ internal static class SparsifyCommand
         {
             throw new UsageException($"calibration file not found: {text}");
         }
-    }
-
-    private static SparsifyReport WithProgress(SparsifyOptions options)
-    {
-        SparsifyReport? report = null;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        console.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(context =>
-            {
-                ProgressTask task = context.AddTask("tensors", maxValue: 1);
-                report = Sparsifier.Run(options, new SynchronousProgress(p => (task.MaxValue, task.Value) = (p.Total, p.Done)));
-                task.Value = task.MaxValue;
-            });
-        return report!;
     }
 
     private static string Percent(long part, long whole) => whole == 0 ? "n/a" : $"{100.0 * part / whole:F1}%";

@@ -52,7 +52,10 @@ public sealed partial class Engine
         }
     }
 
-    /// <summary>One call for every decoding sequence: each feeds its last token at its true position.</summary>
+    /// <summary>
+    /// One call for every decoding sequence: each feeds its last token at its true position
+    /// (its cache may hold fewer slots once compressed; the mask marks those slots).
+    /// </summary>
     private void Decode()
     {
         List<Sequence> rows = _scheduler.Decoding;
@@ -66,6 +69,7 @@ public sealed partial class Engine
             return;
         }
 
+        CompressFullRows(rows);
         if (_decode.RowsChanged)
         {
             GatherRows(rows);
@@ -79,7 +83,7 @@ public sealed partial class Engine
         _telemetry.DecodeStep(rows.Count);
         for (int r = rows.Count - 1; r >= 0; r--)
         {
-            rows[r].Length++;
+            rows[r].Advance(1);
         }
 
         // Back to front: a finished row leaves the list without moving the rows not yet sampled.
@@ -95,9 +99,7 @@ public sealed partial class Engine
         _decode.Sources.Clear();
         foreach (Sequence sequence in rows)
         {
-            _decode.Sources.Add(sequence.Prefill is { } prefill
-                ? new KvRowSource(prefill.Outputs.PresentKeys, prefill.Outputs.PresentValues, sequence.PrefillRow, sequence.Length)
-                : _decode.Kv.Row(sequence.BatchRow, sequence.Length));
+            _decode.Sources.Add(CacheOf(sequence));
         }
 
         _decode.Kv.Gather(_decode.Sources);
@@ -121,8 +123,8 @@ public sealed partial class Engine
             _decode.Tokens[r] = sequence.LastToken;
             _decode.Positions[r] = sequence.Length;
             Span<long> row = mask.Slice(r * width, width);
-            row[..(past - sequence.Length)].Clear();
-            row[(past - sequence.Length)..].Fill(1L);
+            row[..(past - sequence.CacheLength)].Clear();
+            row[(past - sequence.CacheLength)..].Fill(1L);
         }
 
         return new DecoderBatch(rows.Count, 1, _decode.Tokens.AsMemory(0, rows.Count), _decode.Mask.AsMemory(0, rows.Count * width),

@@ -59,6 +59,8 @@ public sealed partial class Engine
                 count = budget >= BlockTokens ? budget / BlockTokens * BlockTokens : budget;
             }
 
+            count = Math.Min(count, RoomFor(sequence));
+
             RunChunk(sequence, count);
             budget -= count;
             if (sequence.Length < sequence.PromptLength)
@@ -84,7 +86,7 @@ public sealed partial class Engine
             }
 
             int length = sequence.PromptLength;
-            if (sequence.Length == 0 && sequence.Prefill is null && length <= ChunkTokens
+            if (sequence.Length == 0 && sequence.Prefill is null && length <= ChunkTokens && length <= sequence.CacheCap
                 && (_group.Count + 1) * Math.Max(longest, length) <= budget)
             {
                 _group.Add(sequence);
@@ -145,7 +147,7 @@ public sealed partial class Engine
             Sequence sequence = group[r];
             _prefixCache?.Store(sequence.BlockKeys, 0, sequence.PromptLength, outputs.PresentKeys, outputs.PresentValues, r);
             sequence.SetPrefill(shared, r);
-            sequence.Length = sequence.PromptLength;
+            sequence.Advance(sequence.PromptLength);
         }
 
         foreach (Sequence sequence in group)
@@ -168,7 +170,7 @@ public sealed partial class Engine
     private void RunChunk(Sequence sequence, int count)
     {
         NumPrefillCalls++;
-        int start = sequence.Length;
+        int start = sequence.Length, cached = sequence.CacheLength;
         for (int t = 0; t < count; t++)
         {
             _prefill.Tokens[t] = sequence.Request.PromptIds[start + t];
@@ -179,12 +181,12 @@ public sealed partial class Engine
         IReadOnlyList<OrtValue> pastValues = sequence.Prefill?.Outputs.PresentValues ?? empty![_layout.Layers..];
         try
         {
-            var batch = new DecoderBatch(1, count, _prefill.Tokens.AsMemory(0, count), _prefill.Ones.AsMemory(0, start + count),
+            var batch = new DecoderBatch(1, count, _prefill.Tokens.AsMemory(0, count), _prefill.Ones.AsMemory(0, cached + count),
                 _prefill.Positions.AsMemory(start, count), pastKeys, pastValues) { LastLogitsOnly = true };
             DecoderOutputs outputs = _runner.Run(batch);
             _prefixCache?.Store(sequence.BlockKeys, start, start + count, outputs.PresentKeys, outputs.PresentValues, 0);
             sequence.SetPrefill(new PrefillCache(outputs, 1), 0);
-            sequence.Length = start + count;
+            sequence.Advance(count);
         }
         finally
         {
@@ -217,7 +219,9 @@ public sealed partial class Engine
 
         ReadOnlySpan<int> prompt = (int[])sequence.Request.PromptIds;
         sequence.BlockKeys = _prefixCache.BlockKeys(prompt);
-        List<byte[]> blocks = _prefixCache.Lookup(sequence.BlockKeys, (prompt.Length - 1) / BlockTokens);
+        // A compressed sequence resumes from at most its cache's cap, so its cache never exceeds it.
+        int maxBlocks = Math.Min(prompt.Length - 1, sequence.CacheCap) / BlockTokens;
+        List<byte[]> blocks = _prefixCache.Lookup(sequence.BlockKeys, maxBlocks);
         if (blocks.Count == 0)
         {
             return;
@@ -233,7 +237,8 @@ public sealed partial class Engine
         }
 
         sequence.SetPrefill(new PrefillCache(DecoderOutputs.FromCaches(values[.._layout.Layers], values[_layout.Layers..]), 1), 0);
-        sequence.Length = sequence.CachedTokens = length;
+        sequence.Advance(length);
+        sequence.CachedTokens = length;
     }
 
     private OrtValue Restored(List<byte[]> blocks, int layer, int slots, bool isKey)

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Serving.Runtime.Generation.Kv;
 using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
 using Serving.Runtime.Telemetry;
 
@@ -48,6 +49,12 @@ public sealed partial class Engine : IDisposable
         _scheduler = new Scheduler(Pool, options.MaxQueueLength, options.MaxBatchSize);
         _runner = new ModelRunner(model);
         _eosIds = [.. model.Generation.EosTokenIds];
+        _policies = new KvPolicies(model);
+        if (ValidateCompression(options.KvCompression) is { } invalid)
+        {
+            throw new ArgumentException($"{model.Folder}: KV compression ({invalid.Field}): {invalid.Message}", nameof(options));
+        }
+
         BlockTokens = _layout.NumTrimmedLayers > 0 ? Math.Min(options.PrefixBlockTokens, _layout.SlidingSlots) : options.PrefixBlockTokens;
         ChunkTokens = PrefillChunk(options.MaxPrefillTokensPerStep);
         _prefixCache = options.PrefixCacheBytes > 0 ? new PrefixCache(_layout, BlockTokens, options.PrefixCacheBytes) : null;
@@ -84,7 +91,12 @@ public sealed partial class Engine : IDisposable
     public int ContextLength => _model.Config.MaxPositionEmbeddings;
 
     /// <summary>KV bytes a request reserves: its longest possible sequence.</summary>
-    public long ReservationBytes(GenerationRequest request) => _layout.SequenceBytes(request.PromptIds.Count + request.MaxTokens);
+    public long ReservationBytes(GenerationRequest request)
+    {
+        int length = request.PromptIds.Count + request.MaxTokens;
+        KvCompressionOptions compression = CompressionOf(request);
+        return _layout.SequenceBytes(length, compression.IsEnabled ? Math.Min(length, compression.CapTokens(request.PromptIds.Count)) : length);
+    }
 
     /// <summary>Why <paramref name="request"/> cannot run, as (OpenAI param, message), or null.</summary>
     public (string Param, string Message)? Validate(GenerationRequest request)
@@ -111,6 +123,11 @@ public sealed partial class Engine : IDisposable
             {
                 return ("prompt", $"Token id {id} is outside the vocabulary (0 to {_model.Config.VocabSize - 1}).");
             }
+        }
+
+        if (ValidateCompression(CompressionOf(request)) is { } compression)
+        {
+            return (compression.Field == "policy" ? "kv_policy" : "kv_budget", compression.Message);
         }
 
         if (!Pool.CanEverFit(ReservationBytes(request)))
@@ -153,7 +170,7 @@ public sealed partial class Engine : IDisposable
         int[] prompt = request.PromptIds as int[] ?? [.. request.PromptIds];
         var sampler = new SequenceSampler(request.Sampling, _model.Config.VocabSize, prompt, request.DefaultSeed);
         return new Sequence(Interlocked.Increment(ref _nextId), request with { PromptIds = prompt }, sampler,
-            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), ReservationBytes(request));
+            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), ReservationBytes(request), CreateCompressor(request));
     }
 
     private void Wake() => _wake.Release();

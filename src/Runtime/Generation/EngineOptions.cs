@@ -1,3 +1,5 @@
+using Serving.Runtime.KvCompression;
+
 namespace Serving.Runtime.Generation;
 
 /// <summary>Limits of one model's engine; immutable once the engine starts.</summary>
@@ -20,4 +22,7 @@ public sealed record EngineOptions
 
     /// <summary>Tokens per prefix-cache block (vLLM's default is 16).</summary>
     public int PrefixBlockTokens { get; init; } = 16;
+
+    /// <summary>KV-cache compression for requests that do not choose their own policy and budget.</summary>
+    public KvCompressionOptions KvCompression { get; init; } = new();
 }

@@ -28,6 +28,12 @@ public sealed record GenerationRequest
 
     /// <summary>The seed when <see cref="SamplingParams.Seed"/> is unset (per choice, so n choices differ).</summary>
     public long DefaultSeed { get; init; }
+
+    /// <summary>The KV eviction policy for this sequence (null: the engine's default), as vLLM takes extra sampling fields.</summary>
+    public string? KvPolicy { get; init; }
+
+    /// <summary>Tokens each compressed layer keeps (null: the engine's default budget).</summary>
+    public int? KvBudget { get; init; }
 }
 
 /// <summary>Why a sequence ended, as OpenAI names it (plus <c>cancelled</c> and <c>error</c>, which are never sent as such).</summary>
@@ -39,8 +45,12 @@ public enum FinishReason
     Error,
 }
 
-/// <summary>Token counts of a finished sequence; <see cref="CachedTokens"/> came from the prefix cache.</summary>
-public readonly record struct GenerationUsage(int PromptTokens, int CompletionTokens, int CachedTokens);
+/// <summary>
+/// Token counts of a finished sequence; <see cref="CachedTokens"/> came from the prefix cache,
+/// <see cref="KvTokensPeak"/> is the most tokens a global layer's cache held (fewer than the
+/// sequence's length once KV compression evicts).
+/// </summary>
+public readonly record struct GenerationUsage(int PromptTokens, int CompletionTokens, int CachedTokens, int KvTokensPeak = 0, int EvictedTokens = 0);
 
 /// <summary>
 /// One event of a sequence's stream: a token with the text it completed (possibly empty while

@@ -1,18 +1,21 @@
 using System.Diagnostics;
-using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
 
 namespace Serving.Runtime.Generation;
 
-public sealed record GenerateOptions(int MaxTokens, double Temperature = 0, int? Seed = null, bool StopAtEos = true);
+/// <param name="KvCompression">How the cache is compressed (null or <c>none</c>: every token is kept).</param>
+public sealed record GenerateOptions(int MaxTokens, double Temperature = 0, int? Seed = null, bool StopAtEos = true, KvCompressionOptions? KvCompression = null);
 
 /// <param name="FinishReason"><c>stop</c> (an EOS id) or <c>length</c> (max tokens).</param>
-public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string FinishReason, double PrefillMs, double DecodeTokensPerSecond);
+/// <param name="KvTokensPeak">The most tokens any global-attention layer's cache held.</param>
+/// <param name="KvBytesPeak">The most bytes the caches of every layer held together.</param>
+public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string FinishReason, double PrefillMs, double DecodeTokensPerSecond,
+    int KvTokensPeak = 0, long KvBytesPeak = 0, int EvictedTokens = 0);
 
 /// <summary>
-/// Generates one sequence: a prefill call for the prompt, then one call per token with the
-/// previous call's present caches as past. Positions are true positions from 0. Buffers for
-/// the whole generation are made up front; each step passes slices of them.
+/// Generates one sequence with a <see cref="SequenceStepper"/>: the prompt, then one call per
+/// token, sampling from each call's logits.
 /// </summary>
 public sealed class Generator(DecoderModel model)
 {
@@ -31,102 +34,34 @@ public sealed class Generator(DecoderModel model)
         }
 
         var sampler = new Sampler(options.Temperature, options.Seed);
-        using var runner = new ModelRunner(model);
-        var buffers = new StepBuffers(promptIds, options.MaxTokens);
+        using var stepper = new SequenceStepper(model, options.KvCompression);
         var generated = new List<int>(options.MaxTokens);
         var clock = Stopwatch.StartNew();
-        DecoderOutputs outputs = Prefill(runner, buffers, promptIds.Count);
+        stepper.Prefill(promptIds);
         double prefillMs = clock.Elapsed.TotalMilliseconds;
         string finish = "length";
         clock.Restart();
-        try
+        while (true)
         {
-            while (true)
+            int token = sampler.Sample(stepper.Logits);
+            generated.Add(token);
+            onToken?.Invoke(token);
+            if (options.StopAtEos && model.Generation.EosTokenIds.Contains(token))
             {
-                int token = sampler.Sample(outputs.Logits(0, outputs.LogitPositions - 1));
-                generated.Add(token);
-                onToken?.Invoke(token);
-                if (options.StopAtEos && model.Generation.EosTokenIds.Contains(token))
-                {
-                    finish = "stop";
-                    break;
-                }
-
-                if (generated.Count == options.MaxTokens)
-                {
-                    break;
-                }
-
-                DecoderOutputs next = Step(runner, buffers, outputs, token, promptIds.Count + generated.Count - 1);
-                outputs.Dispose();
-                outputs = next;
+                finish = "stop";
+                break;
             }
-        }
-        finally
-        {
-            outputs.Dispose();
+
+            if (generated.Count == options.MaxTokens)
+            {
+                break;
+            }
+
+            stepper.Step(token);
         }
 
         double decodeSeconds = clock.Elapsed.TotalSeconds;
         double tokensPerSecond = generated.Count > 1 && decodeSeconds > 0 ? (generated.Count - 1) / decodeSeconds : 0;
-        return new GenerationResult(generated, finish, prefillMs, tokensPerSecond);
-    }
-
-    private DecoderOutputs Prefill(ModelRunner runner, StepBuffers buffers, int count)
-    {
-        int layers = model.Signature.Layers.Count;
-        var empty = new OrtValue[2 * layers];
-        for (int i = 0; i < empty.Length; i++)
-        {
-            empty[i] = runner.EmptyPast(1);
-        }
-
-        try
-        {
-            return runner.Run(new DecoderBatch(1, count, buffers.Tokens[..count], buffers.Ones[..count], buffers.Positions[..count],
-                empty[..layers], empty[layers..]) { LastLogitsOnly = true });
-        }
-        finally
-        {
-            foreach (OrtValue value in empty)
-            {
-                value.Dispose();
-            }
-        }
-    }
-
-    /// <summary>One token at <paramref name="position"/>; the global cache holds every earlier token.</summary>
-    private static DecoderOutputs Step(ModelRunner runner, StepBuffers buffers, DecoderOutputs previous, int token, int position)
-    {
-        buffers.Tokens.Span[0] = token;
-        return runner.Run(new DecoderBatch(1, 1, buffers.Tokens[..1], buffers.Ones[..(position + 1)], buffers.Positions.Slice(position, 1),
-            previous.PresentKeys, previous.PresentValues) { LastLogitsOnly = true });
-    }
-
-    /// <summary>Token ids, an all-ones mask and 0, 1, 2, … positions, sized for the longest step.</summary>
-    private sealed class StepBuffers
-    {
-        public StepBuffers(IReadOnlyList<int> promptIds, int maxTokens)
-        {
-            int length = promptIds.Count + maxTokens;
-            Tokens = new long[promptIds.Count];
-            for (int i = 0; i < promptIds.Count; i++)
-            {
-                Tokens.Span[i] = promptIds[i];
-            }
-
-            long[] ones = new long[length], positions = new long[length];
-            Array.Fill(ones, 1L);
-            for (int i = 0; i < length; i++)
-            {
-                positions[i] = i;
-            }
-
-            (Ones, Positions) = (ones, positions);
-        }
-
-        public Memory<long> Tokens { get; }
-        public Memory<long> Ones { get; }
-        public Memory<long> Positions { get; }
+        return new GenerationResult(generated, finish, prefillMs, tokensPerSecond, stepper.KvTokensPeak, stepper.KvBytesPeak, stepper.NumEvictedTokens);
     }
 }

@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Text;
 
 namespace Serving.Runtime.Generation;
@@ -22,8 +23,12 @@ internal sealed class Sequence
     private readonly int[] _generated;
     private volatile bool _isCancelled;
 
-    public Sequence(long id, GenerationRequest request, SequenceSampler sampler, IncrementalDetokenizer detokenizer, long reservedBytes)
+    public Sequence(long id, GenerationRequest request, SequenceSampler sampler, IncrementalDetokenizer detokenizer, long reservedBytes,
+        KvCompressor? compressor = null)
     {
+        Compressor = compressor;
+        SlotMap = compressor?.CreateSlotMap();
+        CacheCap = compressor?.Options.CapTokens(request.PromptIds.Count) ?? int.MaxValue;
         Id = id;
         Request = request;
         Sampler = sampler;
@@ -48,8 +53,36 @@ internal sealed class Sequence
     /// <summary>Queue, admission and first-token times, and the request span (src/Runtime/Telemetry).</summary>
     public Telemetry.SequenceTrace Trace { get; } = new();
 
-    /// <summary>Tokens whose keys and values are in the cache.</summary>
+    /// <summary>Tokens processed (prompt and generated): the next token's true position.</summary>
     public int Length { get; set; }
+
+    /// <summary>Slots of each global layer's cache: <see cref="Length"/> until KV compression evicts tokens.</summary>
+    public int CacheLength { get; set; }
+
+    /// <summary>This sequence's KV compression, or null when its cache keeps every token.</summary>
+    public KvCompressor? Compressor { get; }
+
+    /// <summary>The true positions of the compressed layers' slots.</summary>
+    public KvSlotMap? SlotMap { get; }
+
+    /// <summary>The most slots a global layer may hold: it is compressed before it would exceed this.</summary>
+    public int CacheCap { get; }
+
+    /// <summary>Room left before the cache must be compressed.</summary>
+    public int CacheRoom => CacheCap - CacheLength;
+
+    /// <summary>The most tokens any global layer's cache held.</summary>
+    public int KvTokensPeak { get; private set; }
+
+    public int NumEvictedTokens { get; set; }
+
+    /// <summary>Adds <paramref name="count"/> tokens to the sequence and to its cache.</summary>
+    public void Advance(int count)
+    {
+        Length += count;
+        CacheLength += count;
+        KvTokensPeak = Math.Max(KvTokensPeak, CacheLength);
+    }
 
     /// <summary>Prompt tokens whose cache came from the prefix cache.</summary>
     public int CachedTokens { get; set; }
@@ -82,7 +115,7 @@ internal sealed class Sequence
 
     public void Append(int token) => _generated[NumGenerated++] = token;
 
-    public GenerationUsage Usage => new(PromptLength, NumGenerated, CachedTokens);
+    public GenerationUsage Usage => new(PromptLength, NumGenerated, CachedTokens, KvTokensPeak, NumEvictedTokens);
 
     /// <summary>Drops the prefill cache once the batch holds it (or the sequence ends).</summary>
     public void ReleasePrefill()

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models.Gemma3;
 using Serving.Runtime.Text;
 
@@ -16,6 +17,9 @@ public sealed record DecoderLoadOptions
 
     /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.</summary>
     public int IntraOpThreads { get; init; }
+
+    /// <summary>Read <c>kv_calibration.json</c> when present (calibrate-kv turns this off: it replaces the file).</summary>
+    public bool ReadKvCalibration { get; init; } = true;
 }
 
 /// <summary>
@@ -25,8 +29,9 @@ public sealed record DecoderLoadOptions
 public sealed class DecoderModel : IDisposable
 {
     private DecoderModel(string folder, string onnxPath, Gemma3Config config, GenerationDefaults generation, GemmaTokenizer tokenizer,
-        InferenceSession session, DecoderSignature signature)
+        InferenceSession session, DecoderSignature signature, KvCalibration? kvCalibration)
     {
+        KvCalibration = kvCalibration;
         Folder = folder;
         Tokenizer = tokenizer;
         OnnxPath = onnxPath;
@@ -44,6 +49,9 @@ public sealed class DecoderModel : IDisposable
     public InferenceSession Session { get; }
     public DecoderSignature Signature { get; }
 
+    /// <summary>TriAttention's query statistics from <c>kv_calibration.json</c>, or null when the folder has none.</summary>
+    public KvCalibration? KvCalibration { get; }
+
     /// <summary>Opens <paramref name="folder"/>; throws <see cref="ModelLoadException"/> naming the file at fault.</summary>
     public static DecoderModel Load(string folder, DecoderLoadOptions? options = null, ILogger? logger = null)
     {
@@ -60,6 +68,7 @@ public sealed class DecoderModel : IDisposable
         string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? genaiFile);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
+        KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
 
         InferenceSession session = OpenSession(onnxPath, options);
         try
@@ -71,7 +80,7 @@ public sealed class DecoderModel : IDisposable
                     onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
             }
 
-            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session, signature);
+            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session, signature, kvCalibration);
         }
         catch
         {
@@ -103,6 +112,18 @@ public sealed class DecoderModel : IDisposable
         }
 
         return tokenizer;
+    }
+
+    private static KvCalibration? LoadKvCalibration(string folder, Gemma3Config config)
+    {
+        try
+        {
+            return KvCalibration.TryLoad(folder, config);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelLoadException(Path.Combine(folder, KvCalibration.FileName), e.Message, e);
+        }
     }
 
     private static Gemma3Config ReadConfig(string path)

@@ -1,6 +1,4 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 
@@ -24,51 +22,15 @@ public static class WandaCalibration
             throw new ArgumentException("the calibration text has no tokens", nameof(tokens));
         }
 
-        string[] taps = [.. inputs.Distinct()];
-        ModelProto tapped = model.Clone();
-        foreach (string tap in taps)
-        {
-            GraphEdits.AddOutput(tapped.Graph, tap, TensorProto.Types.DataType.Float);
-        }
-
-        using var options = new SessionOptions { IntraOpNumThreads = threads };
-        options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
-        using var session = new InferenceSession(tapped.ToByteArray(), options);
+        using var decoder = new TappedDecoder(onnxPath, model, inputs, threads);
         var sums = new Dictionary<string, double[]>();
         for (int start = 0; start < tokens.Count; start += ChunkTokens)
         {
             int count = Math.Min(ChunkTokens, tokens.Count - start);
-            Accumulate(session, taps, tokens.Skip(start).Take(count).Select(id => (long)id).ToArray(), sums);
+            decoder.Run(tokens.Skip(start).Take(count).Select(id => (long)id).ToArray(), (tap, value) => AddSquares(value, sums, tap));
         }
 
         return sums.ToDictionary(pair => pair.Key, pair => pair.Value.Select(sum => (float)Math.Sqrt(sum)).ToArray());
-    }
-
-    private static void Accumulate(InferenceSession session, string[] taps, long[] ids, Dictionary<string, double[]> sums)
-    {
-        var names = new List<string>();
-        var values = new List<OrtValue>();
-        try
-        {
-            foreach (var (name, meta) in session.InputMetadata)
-            {
-                names.Add(name);
-                values.Add(Feed(name, meta, ids));
-            }
-
-            using var outputs = session.Run(new RunOptions(), names, values, taps);
-            for (int i = 0; i < taps.Length; i++)
-            {
-                AddSquares(outputs[i], sums, taps[i]);
-            }
-        }
-        finally
-        {
-            foreach (OrtValue value in values)
-            {
-                value.Dispose();
-            }
-        }
     }
 
     private static void AddSquares(OrtValue output, Dictionary<string, double[]> sums, string name)
@@ -89,34 +51,5 @@ public static class WandaCalibration
                 sum[j] += (double)x[j] * x[j];
             }
         }
-    }
-
-    /// <summary>One prompt of <paramref name="ids"/> at positions 0…S−1 with empty caches, for the decoder signature of docs/models.md.</summary>
-    private static OrtValue Feed(string name, NodeMetadata meta, long[] ids)
-    {
-        long length = ids.Length;
-        switch (name)
-        {
-            case "input_ids":
-                return OrtValue.CreateTensorValueFromMemory(ids, [1, length]);
-            case "attention_mask":
-                return OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, ids.Length).ToArray(), [1, length]);
-            case "position_ids":
-                return OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, ids.Length).Select(p => (long)p).ToArray(), [1, length]);
-        }
-
-        if (meta.Dimensions.Length == 0 && meta.ElementDataType == TensorElementType.Int64)
-        {
-            return OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);  // num_logits_to_keep
-        }
-
-        if (meta.Dimensions.Length == 4)
-        {
-            // past_key_values.*: batch 1, no past tokens; heads and head size as declared.
-            long[] shape = [1, meta.Dimensions[1], 0, meta.Dimensions[3]];
-            return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, meta.ElementDataType, shape);
-        }
-
-        throw new InvalidOperationException($"calibration cannot feed the model input '{name}'; it expects a Hugging Face decoder (input_ids, attention_mask, position_ids, past_key_values.*)");
     }
 }

@@ -42,6 +42,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             MaxBatchSize = settings.MaxBatchSize,
             MaxPrefillTokensPerStep = settings.MaxPrefillTokensPerStep,
             PrefixCacheBytes = settings.PrefixCacheBytes,
+            KvCompression = settings.KvCompression,
         };
         try
         {
@@ -55,7 +56,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
 
             _isReady = true;
         }
-        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException)
+        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException or ArgumentException)
         {
             logger.LogCritical("Cannot serve the configured models: {Reason}", e.Message);
             Environment.ExitCode = 1;
@@ -66,7 +67,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
     private Engine NewEngine(string id, DecoderModel model, EngineOptions engineOptions)
     {
         bool isTelemetryOn = telemetryOptions.Value.Enabled;
-        var engine = new Engine(model, engineOptions, logger, isTelemetryOn ? telemetry.ForEngine(id) : EngineTelemetry.None);
+        var engine = new Engine(model, engineOptions, logger, isTelemetryOn ? telemetry.ForEngine(id, engineOptions.KvCompression.Policy) : EngineTelemetry.None);
         if (isTelemetryOn)
         {
             telemetry.Track(id, engine);

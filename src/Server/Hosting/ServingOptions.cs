@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Serving.Runtime.KvCompression;
 
 namespace Serving.Server.Hosting;
 
@@ -49,6 +50,13 @@ public sealed class ServingOptions
     /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
     [Range(0, 1024)]
     public int IntraOpThreads { get; init; }
+
+    /// <summary>
+    /// KV-cache compression for requests that do not choose their own (<c>kv_policy</c>,
+    /// <c>kv_budget</c>): policy none (default), triattention, window or knorm, budget, beta,
+    /// protect_recent, protect_prompt, per_layer.
+    /// </summary>
+    public KvCompressionOptions KvCompression { get; init; } = new();
 }
 
 /// <summary>One served model: the id clients send in <c>model</c> and its Hugging Face-style folder.</summary>

@@ -36,6 +36,12 @@ public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
             }
         }
 
+        if (options.KvCompression.Validate(slidingSlots: 0) is { } compression)
+        {
+            string key = string.Concat(compression.Field.Split('_').Select(word => char.ToUpperInvariant(word[0]) + word[1..]));
+            failures.Add($"Serving:KvCompression:{key}: {compression.Message}");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

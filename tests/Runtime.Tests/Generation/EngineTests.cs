@@ -23,7 +23,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
         var result = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 20)])![0]);
         Assert.Equal(Expected(prompt, 20), result.Tokens);
         Assert.Equal(FinishReason.Length, result.Finish);
-        Assert.Equal(new GenerationUsage(12, 20, 0), result.Usage);
+        Assert.Equal(new GenerationUsage(12, 20, 0, KvTokensPeak: 31), result.Usage);
     }
 
     [Fact]

@@ -54,6 +54,10 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
     [InlineData("""{"model":"tiny","prompt":"hi","logprobs":21}""", "logprobs")]
     [InlineData("""{"model":"tiny","prompt":"hi","stop":""}""", "stop")]
     [InlineData("""{"model":"tiny","prompt":"hi","stop":["a","b","c","d","e"]}""", "stop")]
+    [InlineData("""{"model":"tiny","prompt":"hi","kv_policy":"fifo"}""", "kv_policy")]
+    [InlineData("""{"model":"tiny","prompt":"hi","kv_policy":"window","kv_budget":4}""", "kv_budget")]
+    [InlineData("""{"model":"tiny","prompt":"hi","kv_policy":"triattention"}""", "kv_policy")]
+    [InlineData("""{"model":"tiny","prompt":"hi","kv_budget":"many"}""", "kv_budget")]
     public async Task BadRequestsAre400NamingTheParameter(string body, string param)
     {
         using HttpClient client = server.Client();
@@ -74,6 +78,31 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
         // The committed model's greedy continuation, the same as KjvGemma3ModelTests records through the runtime.
         JsonElement completion = await Complete(client, new { model = "kjv-gemma3", prompt = "In the beginning God created", max_tokens = 24, temperature = 0, ignore_eos = true });
         Assert.Equal(" in the earth.\nThen the people answered and said, I am the LORD, and the earth is come", Text(completion, 0));
+    }
+
+    [Theory]
+    [InlineData("window")]
+    [InlineData("knorm")]
+    public async Task ARequestChoosesItsKvPolicyAndBudget(string policy)
+    {
+        // 200 tokens pass the cap of 16 + 128 (the default beta), so the cache is compressed.
+        using HttpClient client = server.Client();
+        long compressionsBefore = server.Engine.NumKvCompressions;
+        JsonElement response = await Complete(client, new { model = "tiny", prompt = "In the beginning", max_tokens = 200, temperature = 0, ignore_eos = true, kv_policy = policy, kv_budget = 16 });
+        Assert.Equal(200, response.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.True(server.Engine.NumKvCompressions > compressionsBefore);
+    }
+
+    [Fact]
+    public async Task TheTrainedModelShipsItsKvCalibrationForTriAttention()
+    {
+        using HttpClient client = server.Client();
+        JsonElement response = await Complete(client, new
+        {
+            model = "kjv-gemma3", prompt = "And it came to pass", max_tokens = 300, temperature = 0, ignore_eos = true, kv_policy = "triattention", kv_budget = 128,
+        });
+        Assert.Equal(300, response.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.False(string.IsNullOrWhiteSpace(Text(response, 0)));
     }
 
     private static async Task<JsonElement> Complete(HttpClient client, object body)

@@ -26,6 +26,16 @@ public class ServingOptionsTests
     }
 
     [Fact]
+    public void KvCompressionIsCheckedWithItsConfigurationKeys()
+    {
+        var options = new ServingOptions { KvCompression = new() { Policy = "fifo" } };
+        ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, options);
+        Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:KvCompression:Policy: Unknown KV policy 'fifo'", StringComparison.Ordinal));
+        result = new ServingOptionsValidator().Validate(null, new ServingOptions { KvCompression = new() { Policy = "window", Budget = 64, ProtectRecent = 64 } });
+        Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:KvCompression:ProtectRecent:", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void TheDefaultsAreValid() => Assert.True(new ServingOptionsValidator().Validate(null, new ServingOptions()).Succeeded);
 }
 

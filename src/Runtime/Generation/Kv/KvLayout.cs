@@ -55,10 +55,16 @@ public sealed class KvLayout
     /// Keys and values of every layer for <paramref name="length"/> tokens. For Gemma 3 270M
     /// (3 global + 15 sliding layers, 512 window) 8k tokens take 166 MB instead of 302 MB.
     /// </summary>
-    public long SequenceBytes(int length)
+    public long SequenceBytes(int length) => SequenceBytes(length, length);
+
+    /// <summary>
+    /// Keys and values of every layer when the global layers hold <paramref name="globalSlots"/>
+    /// tokens (fewer than <paramref name="length"/> once KV compression evicted some).
+    /// </summary>
+    public long SequenceBytes(int length, int globalSlots)
     {
-        long globalSlots = (long)(Layers - NumTrimmedLayers) * length;
+        long global = (long)(Layers - NumTrimmedLayers) * globalSlots;
         long slidingSlots = (long)NumTrimmedLayers * Math.Min(length, SlidingSlots);
-        return 2 * SlotBytes * (globalSlots + slidingSlots);
+        return 2 * SlotBytes * (global + slidingSlots);
     }
 }

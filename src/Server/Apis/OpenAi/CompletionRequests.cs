@@ -41,6 +41,12 @@ public abstract class SamplingRequest
     public List<int>? StopTokenIds { get; set; }
 
     public string? User { get; set; }
+
+    /// <summary>Serving extension: the KV-cache eviction policy (none, triattention, window, knorm); the server's default when absent.</summary>
+    public string? KvPolicy { get; set; }
+
+    /// <summary>Serving extension: tokens each global layer's cache keeps after a compression.</summary>
+    public int? KvBudget { get; set; }
 }
 
 public sealed class StreamOptions

@@ -49,6 +49,8 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
                     StopTokenIds = body.StopTokenIds ?? [],
                     IgnoreEos = body.IgnoreEos ?? false,
                     DefaultSeed = baseSeed + i,
+                    KvPolicy = body.KvPolicy,
+                    KvBudget = body.KvBudget,
                 };
                 if (engine.Validate(request) is { } error)
                 {

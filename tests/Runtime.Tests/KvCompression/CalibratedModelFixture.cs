@@ -1,0 +1,37 @@
+using Serving.Runtime.KvCompression;
+using Serving.Runtime.Models;
+using Serving.Runtime.Models.Gemma3;
+
+namespace Serving.Runtime.Tests.KvCompression;
+
+/// <summary>
+/// The tiny preset (2 KV heads of 2 query heads each, 16-token window, alternating local and
+/// global layers) with a KV calibration made by <see cref="KvCalibrator"/> on pseudo-text.
+/// </summary>
+public sealed class CalibratedModelFixture : IDisposable
+{
+    private readonly TempFolder _folder = new();
+
+    public CalibratedModelFixture()
+    {
+        Config = Gemma3Presets.Tiny;
+        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 11);
+        Calibration = KvCalibrator.Calibrate(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile), Config, Text(600, 3));
+        Calibration.Save(Path.Combine(_folder.Path, KvCalibration.FileName));
+        Model = DecoderModel.Load(_folder.Path);
+    }
+
+    public Gemma3Config Config { get; }
+    public KvCalibration Calibration { get; }
+    public DecoderModel Model { get; }
+    public string Folder => _folder.Path;
+
+    /// <summary>Deterministic token ids in the model's vocabulary.</summary>
+    public static int[] Text(int length, int salt) => Enumerable.Range(0, length).Select(i => 7 + (i * 37 + salt * 101 + i * i % 13) % 1000).ToArray();
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        _folder.Dispose();
+    }
+}

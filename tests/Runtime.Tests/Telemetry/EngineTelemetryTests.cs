@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.KvCompression;
 using Serving.Runtime.Telemetry;
 using Serving.Runtime.Tests.Models.Gemma3;
 
@@ -85,6 +87,50 @@ public sealed class EngineTelemetryTests(TinyModelFixture fixture) : IClassFixtu
         Assert.Equal(0, recorder.Sums[$"{TelemetryNames.KvEvictedTokens}|none"]);
         Assert.Equal(options.KvCacheBytes, recorder.Sums[TelemetryNames.KvCapacityBytes]);
         Assert.Equal(0, recorder.Sums[TelemetryNames.RequestsRunning]);
+    }
+
+    [Fact]
+    public async Task EngineCompressionsAreCountedAndBecomeEventsOnTheDecodeSpan()
+    {
+        string model = "compression-" + Guid.NewGuid().ToString("N");
+        using var recorder = new Recorder(model);
+        var decodes = new ConcurrentBag<Activity>();
+        using var spans = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name is TelemetryNames.Source or "EngineTelemetryTests",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.DisplayName == TelemetryNames.DecodeSpan && (string?)activity.GetTagItem(TelemetryNames.RequestModel) == model)
+                {
+                    decodes.Add(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(spans);
+        using var source = new ActivitySource("EngineTelemetryTests");
+        using var telemetry = new ServingTelemetry();
+        var compression = new KvCompressionOptions { Policy = "window", Budget = 20, Beta = 6 };
+        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0, KvCompression = compression },
+            telemetry: telemetry.ForEngine(model, "window"));
+
+        var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 60, Sampling = SamplingParams.Greedy, IgnoreEos = true };
+        GenerationStream stream;
+        using (source.StartActivity("request"))
+        {
+            stream = engine.TrySubmit([request])![0];
+        }
+
+        await foreach (GenerationEvent e in stream.Events.ReadAllAsync())
+        {
+            Assert.Null(e.Error);
+        }
+
+        Assert.True(engine.NumKvCompressions > 3);
+        Assert.Equal(engine.NumEvictedTokens, recorder.Sums[$"{TelemetryNames.KvEvictedTokens}|window"]);
+        Assert.Equal(engine.NumKvCompressions, recorder.Sums[$"{TelemetryNames.KvCompressions}|window"]);
+        Activity decode = Assert.Single(decodes);
+        Assert.Equal(engine.NumKvCompressions, decode.Events.Count(e => e.Name == TelemetryNames.EvictionEvent));
     }
 
     [Fact]

@@ -20,8 +20,10 @@ WORKDIR /app
 COPY --from=build /app ./
 # Demo models and collections live in /data; mount a volume to keep them across restarts.
 RUN mkdir -p /data && chown "$APP_UID" /data
+# Container logs are read by collectors: JSON lines carrying the trace id.
 ENV ASPNETCORE_HTTP_PORTS=8080 \
-    Serving__DataDirectory=/data
+    Serving__DataDirectory=/data \
+    Serving__Telemetry__JsonLogs=true
 USER $APP_UID
 EXPOSE 8080
 VOLUME ["/data"]

@@ -3,10 +3,12 @@ using Serving.Server.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServing();
+builder.AddServingTelemetry();
 builder.AddRetrieval();
 
 var app = builder.Build();
 app.UseServing();
+app.UseServingTelemetry();
 app.MapHealthApi();
 app.MapModelsApi();
 app.MapChatApi();
@@ -14,6 +16,7 @@ app.MapCompletionsApi();
 app.MapTokenizeApi();
 app.MapEmbeddingsApi();
 app.MapRetrievalApi();
+app.MapDashboardApi();
 app.Run();
 
 /// <summary>Visible to the test host (WebApplicationFactory).</summary>

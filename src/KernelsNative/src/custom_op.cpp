@@ -219,3 +219,13 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   (void)added;
   return guarded([&] { Ort::UnownedSessionOptions(options).Add(domain); });
 }
+
+// The ISA the op's kernels use in this process (SERVING_SPARSE24_ISA and the CPU), for the
+// server's metrics; "invalid" when SERVING_SPARSE24_ISA names none (sessions then fail to load).
+extern "C" __attribute__((visibility("default"))) const char* ServingSparse24Isa() {
+  try {
+    return sparse24::isa_name(choose_kernels().isa);
+  } catch (const std::exception&) {
+    return "invalid";
+  }
+}

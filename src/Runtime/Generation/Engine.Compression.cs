@@ -78,5 +78,6 @@ public sealed partial class Engine
         NumKvCompressions++;
         NumEvictedTokens += evicted;
         KvCompressed?.Invoke(compressor.Policy.Name, evicted);
+        _telemetry.KvEvicted(sequence.Trace, compressor.Policy.Name, evicted);
     }
 }

@@ -80,6 +80,7 @@ public sealed partial class Engine
         using OrtValue logits = LogitsValue(rows.Count);
         _runner.RunInto(batch with { PastKeys = pastKeys, PastValues = pastValues }, logits, presentKeys, presentValues);
         _decode.Kv.Advance();
+        _telemetry.DecodeStep(rows.Count);
         for (int r = rows.Count - 1; r >= 0; r--)
         {
             rows[r].Advance(1);

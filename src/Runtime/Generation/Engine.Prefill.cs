@@ -162,6 +162,7 @@ public sealed partial class Engine
         sequence.Status = SequenceStatus.Decoding;
         _scheduler.Decoding.Add(sequence);
         _decode.RowsChanged = true;
+        _telemetry.PrefillDone(sequence);
         Accept(sequence, logits);
     }
 

@@ -4,6 +4,7 @@ using Serving.Runtime.Generation.Kv;
 using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
+using Serving.Runtime.Telemetry;
 
 namespace Serving.Runtime.Generation;
 
@@ -27,10 +28,11 @@ public sealed partial class Engine : IDisposable
     private readonly Thread _thread;
     private readonly HashSet<int> _eosIds;
     private readonly List<Sequence> _scratch = [];
+    private readonly EngineTelemetry _telemetry;
     private long _nextId;
     private volatile bool _stopping;
 
-    public Engine(DecoderModel model, EngineOptions options, ILogger? logger = null)
+    public Engine(DecoderModel model, EngineOptions options, ILogger? logger = null, EngineTelemetry? telemetry = null)
     {
         if (!model.Signature.SupportsKvCompression)
         {
@@ -41,6 +43,7 @@ public sealed partial class Engine : IDisposable
         _model = model;
         _options = options;
         _logger = logger ?? NullLogger.Instance;
+        _telemetry = telemetry ?? EngineTelemetry.None;
         _layout = new KvLayout(model.Signature, model.Config.SlidingWindow);
         Pool = new KvCachePool(options.KvCacheBytes);
         _scheduler = new Scheduler(Pool, options.MaxQueueLength, options.MaxBatchSize);
@@ -62,6 +65,9 @@ public sealed partial class Engine : IDisposable
     }
 
     public DecoderModel Model => _model;
+
+    /// <summary>Where the engine's metrics and phase spans go (KV eviction reports through it too).</summary>
+    public EngineTelemetry Telemetry => _telemetry;
 
     /// <summary>The KV byte budget; its used bytes return to 0 when no sequence runs.</summary>
     public KvCachePool Pool { get; }
@@ -223,6 +229,7 @@ public sealed partial class Engine : IDisposable
         foreach (Sequence sequence in _scratch)
         {
             sequence.Status = SequenceStatus.Finished;
+            _telemetry.Finished(sequence, FinishReason.Cancelled);
             sequence.Events.Writer.TryComplete();
         }
 
@@ -267,6 +274,7 @@ public sealed partial class Engine : IDisposable
         sequence.Status = SequenceStatus.Finished;
         sequence.ReleasePrefill();
         Pool.Release(sequence.ReservedBytes);
+        _telemetry.Finished(sequence, reason);
         sequence.Events.Writer.TryWrite(new GenerationEvent(token, text, logprob.Logprob, logprob.Top, reason, sequence.Usage, error));
         sequence.Events.Writer.TryComplete();
     }

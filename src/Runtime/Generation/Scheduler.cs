@@ -62,6 +62,7 @@ internal sealed class Scheduler(KvCachePool pool, int maxQueueLength, int maxBat
             {
                 _waiting.RemoveFirst();
                 head.Value.Status = SequenceStatus.Prefilling;
+                head.Value.Trace.Admitted();
                 Prefilling.Add(head.Value);
             }
         }

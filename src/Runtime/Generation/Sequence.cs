@@ -50,6 +50,9 @@ internal sealed class Sequence
     public TokenLogprob[] TopLogprobs { get; }
     public SequenceStatus Status { get; set; }
 
+    /// <summary>Queue, admission and first-token times, and the request span (src/Runtime/Telemetry).</summary>
+    public Telemetry.SequenceTrace Trace { get; } = new();
+
     /// <summary>Tokens processed (prompt and generated): the next token's true position.</summary>
     public int Length { get; set; }
 

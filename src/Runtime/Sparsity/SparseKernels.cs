@@ -59,6 +59,27 @@ public static class SparseKernels
         return false;
     }
 
+    /// <summary>
+    /// The ISA the library's kernels pick in this process (<c>portable</c>, <c>avx2</c>, <c>avx512</c>;
+    /// <c>invalid</c> when SERVING_SPARSE24_ISA names none), asked from the library itself, or
+    /// null when the library is not there.
+    /// </summary>
+    public static unsafe string? KernelIsa()
+    {
+        if (!File.Exists(LibraryPath) || !System.Runtime.InteropServices.NativeLibrary.TryLoad(LibraryPath, out nint library))
+        {
+            return null;
+        }
+
+        // The library stays loaded: ONNX Runtime loads the same file for sparse models.
+        if (!System.Runtime.InteropServices.NativeLibrary.TryGetExport(library, "ServingSparse24Isa", out nint export))
+        {
+            return null;
+        }
+
+        return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((delegate* unmanaged<nint>)export)());
+    }
+
     /// <summary>Registers the library on <paramref name="options"/> when the model needs it; returns whether it did.</summary>
     /// <exception cref="FileNotFoundException">The model needs the library and it is missing.</exception>
     public static bool RegisterIfUsed(SessionOptions options, string onnxPath)

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Telemetry;
 using Serving.Runtime.Text;
 using Serving.Server.Apis.OpenAi;
 using Serving.Server.Http;
@@ -15,7 +16,8 @@ public static class ChatApi
         app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI")
             .Produces<ChatCompletion>(contentType: "application/json")
             .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503);
+            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .AddEndpointFilter(new GenAiTelemetryFilter("chat"));
         return app;
     }
 
@@ -72,6 +74,7 @@ public static class ChatApi
             return rejected!;
         }
 
+        context.Features.Get<GenAiOperation>()?.Submitted(prompt.Length, plan.NumChoices, plan.Requests[0].MaxTokens, body.Temperature, body.TopP);
         var chat = new ChatResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs == true);
         return plan.Stream
             ? await chat.StreamAsync(context, streams!, plan)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Telemetry;
 using Serving.Server.Apis.OpenAi;
 using Serving.Server.Http;
 
@@ -13,7 +14,8 @@ public static class CompletionsApi
         app.MapPost("/v1/completions", CreateCompletion).WithTags("OpenAI")
             .Produces<TextCompletion>(contentType: "application/json")
             .Produces<TextCompletion>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503);
+            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .AddEndpointFilter(new GenAiTelemetryFilter("text_completion"));
         return app;
     }
 
@@ -42,6 +44,7 @@ public static class CompletionsApi
             return rejected!;
         }
 
+        context.Features.Get<GenAiOperation>()?.Submitted(prompts.Sum(ids => ids.Length), plan.NumChoices, plan.Requests[0].MaxTokens, body.Temperature, body.TopP);
         var echo = body.Echo == true ? prompts.Select(prompt => engine.Model.Tokenizer.Decode(prompt, skipSpecialTokens: true)).ToArray() : null;
         var responder = new TextResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs is not null, echo);
         return plan.Stream

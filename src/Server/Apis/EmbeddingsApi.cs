@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Serving.Runtime.Telemetry;
+using Serving.Server.Http;
 using Serving.Server.Retrieval;
 
 namespace Serving.Server.Apis;
@@ -15,7 +17,9 @@ public static class EmbeddingsApi
 {
     public static IEndpointRouteBuilder MapEmbeddingsApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/embeddings", CreateEmbeddings).AddEndpointFilter<ApiExceptionFilter>();
+        app.MapPost("/v1/embeddings", CreateEmbeddings)
+            .AddEndpointFilter(new GenAiTelemetryFilter("embeddings"))
+            .AddEndpointFilter<ApiExceptionFilter>();
         return app;
     }
 
@@ -26,6 +30,8 @@ public static class EmbeddingsApi
     {
         JsonObject body = await RequestJson.ReadObjectAsync(request);
         string model = RequestJson.RequiredString(body, "model");
+        GenAiOperation? genAi = request.HttpContext.Features.Get<GenAiOperation>();
+        genAi?.SetModel(GenAiTelemetryFilter.ModelLabel(request.HttpContext.RequestServices, model));
         string format = RequestJson.OptionalString(body, "encoding_format") ?? "float";
         if (format is not ("float" or "base64"))
         {
@@ -41,6 +47,7 @@ public static class EmbeddingsApi
         float[][] imageVectors = images.Count > 0 ? embedder.EmbedImages(model, images) : [];
         var clip = embedder.Model(model);
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
+        genAi?.Embedded(tokens);
 
         JsonArray data = Data(inputs, textVectors, imageVectors, format);
         return TypedResults.Json(new JsonObject

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Models;
 using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Telemetry;
 
 namespace Serving.Server.Hosting;
 
@@ -10,7 +11,8 @@ namespace Serving.Server.Hosting;
 /// answers while weights load) and owns one <see cref="Engine"/> per model. Readiness turns
 /// true when all are loaded; a model that fails to load stops the server with its reason.
 /// </summary>
-public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> options, IHostApplicationLifetime lifetime, ILogger<DecoderHost> logger)
+public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> options, IHostApplicationLifetime lifetime, ILogger<DecoderHost> logger,
+    ServingTelemetry telemetry, IOptions<TelemetryOptions> telemetryOptions)
     : IHostedService, IDisposable
 {
     private readonly Dictionary<string, Engine> _engines = new(StringComparer.Ordinal);
@@ -47,7 +49,7 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
                 var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile }, logger);
-                _engines[entry.Id] = new Engine(model, engineOptions, logger);
+                _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
                     entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);
             }
@@ -60,6 +62,18 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             Environment.ExitCode = 1;
             lifetime.StopApplication();
         }
+    }
+
+    private Engine NewEngine(string id, DecoderModel model, EngineOptions engineOptions)
+    {
+        bool isTelemetryOn = telemetryOptions.Value.Enabled;
+        var engine = new Engine(model, engineOptions, logger, isTelemetryOn ? telemetry.ForEngine(id, engineOptions.KvCompression.Policy) : EngineTelemetry.None);
+        if (isTelemetryOn)
+        {
+            telemetry.Track(id, engine);
+        }
+
+        return engine;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

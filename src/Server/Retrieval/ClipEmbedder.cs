@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Models.Clip;
+using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
 
@@ -19,10 +20,12 @@ public sealed partial class ClipEmbedder : IDisposable
     private readonly ConcurrentDictionary<string, Lazy<ClipModel>> _models = new(StringComparer.Ordinal);
     private readonly MemoryCache _textCache;
     private readonly RetrievalOptions _options;
+    private readonly ServingTelemetry _telemetry;
 
-    public ClipEmbedder(ModelCatalog catalog, IOptions<RetrievalOptions> options)
+    public ClipEmbedder(ModelCatalog catalog, IOptions<RetrievalOptions> options, ServingTelemetry telemetry)
     {
         _options = options.Value;
+        _telemetry = telemetry;
         _textCache = new MemoryCache(new MemoryCacheOptions { SizeLimit = _options.TextCacheEntries });
         foreach (ModelEntry entry in catalog.OfType(ClipConfig.ModelType))
         {
@@ -66,6 +69,7 @@ public sealed partial class ClipEmbedder : IDisposable
 
         if (missing.Count > 0)
         {
+            using ServingTelemetry.Timing timing = _telemetry.TimeEmbedding(modelId, "text");
             float[][] computed = model.EmbedTexts([.. missing.Select(i => texts[i])]);
             for (int k = 0; k < missing.Count; k++)
             {
@@ -80,6 +84,7 @@ public sealed partial class ClipEmbedder : IDisposable
     public float[][] EmbedImages(string modelId, IReadOnlyList<RgbImage> images)
     {
         ClipModel model = Model(modelId);
+        using ServingTelemetry.Timing timing = _telemetry.TimeEmbedding(modelId, "image");
         var result = new List<float[]>(images.Count);
         for (int start = 0; start < images.Count; start += _options.ImageBatchSize)
         {

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Retrieval;
+using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
 
@@ -29,10 +30,14 @@ public sealed partial class RetrievalService
     private readonly ConcurrentDictionary<string, CollectionState> _collections = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _catalogLock = new(1, 1);
 
-    public RetrievalService(IOptions<ServingOptions> serving, IOptions<RetrievalOptions> options, ClipEmbedder embedder)
+    private readonly ServingTelemetry _telemetry;
+
+    public RetrievalService(IOptions<ServingOptions> serving, IOptions<RetrievalOptions> options, ClipEmbedder embedder, ServingTelemetry telemetry)
     {
         _options = options.Value;
         _embedder = embedder;
+        _telemetry = telemetry;
+        telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
         _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
         foreach (CollectionRecord record in _store.ListCollections())
         {
@@ -184,6 +189,7 @@ public sealed partial class RetrievalService
             throw ApiException.Invalid("top_k", $"top_k must be between 1 and {_options.MaxTopK}");
         }
 
+        using ServingTelemetry.Timing timing = _telemetry.TimeSearch(name, state.Record.Model);
         bool debias = query.Debias ?? state.Transform is not null;
         if (debias && state.Transform is null)
         {

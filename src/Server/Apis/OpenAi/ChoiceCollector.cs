@@ -2,6 +2,7 @@ using System.Text;
 using System.Threading.Channels;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.Telemetry;
 
 namespace Serving.Server.Apis.OpenAi;
 
@@ -33,7 +34,7 @@ public sealed class ChoiceResult(int index)
 /// <summary>Reads the streams of one API call: all to the end, or merged as they come.</summary>
 public static class ChoiceCollector
 {
-    public static async Task<ChoiceResult[]> CollectAsync(IReadOnlyList<GenerationStream> streams, CancellationToken cancellation)
+    public static async Task<ChoiceResult[]> CollectAsync(IReadOnlyList<GenerationStream> streams, GenAiOperation? genAi, CancellationToken cancellation)
     {
         var results = new ChoiceResult[streams.Count];
         for (int i = 0; i < streams.Count; i++)
@@ -41,6 +42,7 @@ public static class ChoiceCollector
             results[i] = new ChoiceResult(i);
             await foreach (GenerationEvent e in streams[i].Events.ReadAllAsync(cancellation))
             {
+                genAi?.OnEvent(e);
                 results[i].Add(e);
             }
         }

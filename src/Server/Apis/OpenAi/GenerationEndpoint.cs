@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Telemetry;
 using Serving.Server.Hosting;
 using Serving.Server.Http;
 
@@ -55,7 +56,7 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
     public async Task<(ChoiceResult[]? Results, IResult? Error)> CollectAsync(HttpContext context, IReadOnlyList<GenerationStream> streams)
     {
         using StreamGuard guard = Guard(context, streams);
-        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, CancellationToken.None);
+        ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, context.Features.Get<GenAiOperation>(), CancellationToken.None);
         if (guard.IsExpired)
         {
             return (null, TimedOut());

@@ -1,4 +1,5 @@
 using Serving.Runtime.Generation;
+using Serving.Runtime.Telemetry;
 using Serving.Runtime.Text;
 using Serving.Server.Http;
 
@@ -35,6 +36,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
         using StreamGuard guard = endpoint.Guard(context, streams);
         HttpResponse response = context.Response;
         ServerSentEvents.Start(response);
+        GenAiOperation? genAi = context.Features.Get<GenAiOperation>();
         var results = new ChoiceResult[streams.Count];
         for (int i = 0; i < results.Length; i++)
         {
@@ -47,6 +49,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
 
         await foreach (var (index, e) in ChoiceCollector.Merge(streams, CancellationToken.None))
         {
+            genAi?.OnEvent(e);
             results[index].Add(e);
             if (e.Finish == FinishReason.Error)
             {
@@ -63,6 +66,7 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
 
         if (guard.IsExpired)
         {
+            genAi?.Fail(context.RequestAborted.IsCancellationRequested ? "cancelled" : "timeout");
             await endpoint.WriteTimeoutAsync(response, context.RequestAborted);
             return Results.Empty;
         }

@@ -30,12 +30,12 @@ internal static class TrainClipCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (5% linear warm-up, cosine to 10%)", DefaultValueFactory = _ => 2e-3 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the initial weights and the pairs", DefaultValueFactory = _ => 0 };
         var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints, exports and validation", DefaultValueFactory = _ => 100 };
-        var resume = new Option<FileInfo?>("--resume") { Description = "Checkpoint to continue (its architecture and options win)" };
+        var resume = new Option<FileInfo?>("--resume") { Description = "Checkpoint to continue (its architecture and options win, except --steps, which re-plans the cosine schedule to a new end)" };
         var command = new Command("train-clip", "Train a CLIP dual encoder on the synthetic shapes world (CPU, OpenBLAS)")
         {
             output, config, steps, batch, lr, seed, every, resume,
         };
-        Option[] fixedByCheckpoint = [config, steps, batch, lr, seed];
+        Option[] fixedByCheckpoint = [config, batch, lr, seed];
         command.SetAction(result =>
         {
             FileInfo? checkpoint = result.GetValue(resume);
@@ -50,15 +50,16 @@ internal static class TrainClipCommand
                 Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), LearningRate = result.GetValue(lr),
                 Seed = result.GetValue(seed), SequenceLength = architecture.MaxPositionEmbeddings, AdamW = new() { WeightDecay = 0.1 },
             };
-            return Run(result.GetValue(output)!, architecture, options, result.GetValue(every), checkpoint);
+            int? newEnd = checkpoint is not null && result.GetResult(steps) is { Implicit: false } ? options.Steps : null;
+            return Run(result.GetValue(output)!, architecture, options, result.GetValue(every), checkpoint, newEnd);
         });
         return command;
     }
 
-    private static int Run(DirectoryInfo output, ClipConfig config, TrainingOptions options, int checkpointEvery, FileInfo? resume)
+    private static int Run(DirectoryInfo output, ClipConfig config, TrainingOptions options, int checkpointEvery, FileInfo? resume, int? newEnd)
     {
         Validate(output, options, checkpointEvery, resume);
-        ClipTrainer trainer = resume is null ? ClipTrainer.Start(config, options) : ClipTrainer.Resume(LoadCheckpoint(resume));
+        ClipTrainer trainer = resume is null ? ClipTrainer.Start(config, options) : ClipTrainer.Resume(Replanned(LoadCheckpoint(resume), newEnd));
         Console.Error.WriteLine($"{trainer.Parameters.Count:N0} parameters; {trainer.Options.Steps} steps of {trainer.Options.BatchSize} pairs");
         output.Create();
         string checkpointPath = Path.Combine(output.FullName, CheckpointFile);
@@ -141,6 +142,26 @@ internal static class TrainClipCommand
         {
             throw new UsageException(e.Message);
         }
+    }
+
+    /// <summary>
+    /// A resumed run with a new last step: the warm-up is kept as it was (steps / 20 of the old
+    /// plan) and the cosine decay is stretched or squeezed to end at <paramref name="newEnd"/>.
+    /// </summary>
+    private static ClipCheckpoint.Contents Replanned(ClipCheckpoint.Contents saved, int? newEnd)
+    {
+        if (newEnd is not { } end)
+        {
+            return saved;
+        }
+
+        if (end <= saved.CompletedSteps)
+        {
+            throw new UsageException($"--steps {end} is not past the checkpoint's {saved.CompletedSteps} completed steps");
+        }
+
+        int warmup = saved.Options.WarmupSteps ?? Math.Max(1, saved.Options.Steps / 20);
+        return saved with { Options = saved.Options with { Steps = end, WarmupSteps = warmup } };
     }
 
     private static ClipCheckpoint.Contents LoadCheckpoint(FileInfo checkpoint)

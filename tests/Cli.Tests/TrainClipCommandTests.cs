@@ -23,6 +23,24 @@ public class TrainClipCommandTests
         Assert.All(rows, r => Assert.InRange(r!["shape_accuracy"]!.GetValue<double>(), 0, 1));
     }
 
+    [Fact]
+    public void ResumeWithStepsExtendsTheRun()
+    {
+        using var temp = new TempFolder();
+        string[] first = ["train-clip", "--config", "tiny", "--out", temp.Sub("clip"), "--steps", "2", "--batch", "4", "--checkpoint-every", "1"];
+        Assert.Equal(0, ServingProcess.Run(first).ExitCode);
+        string checkpoint = temp.Sub("clip/checkpoint.bin");
+
+        var tooShort = ServingProcess.Run("train-clip", "--out", temp.Sub("clip"), "--resume", checkpoint, "--steps", "2");
+        var clash = ServingProcess.Run("train-clip", "--out", temp.Sub("clip"), "--resume", checkpoint, "--batch", "8");
+        var extended = ServingProcess.Run("train-clip", "--out", temp.Sub("clip"), "--resume", checkpoint, "--steps", "3", "--checkpoint-every", "1");
+
+        Assert.Equal(2, tooShort.ExitCode);
+        Assert.Equal(2, clash.ExitCode);
+        Assert.True(extended.ExitCode == 0, extended.Stderr);
+        Assert.Equal(["1", "2", "3"], File.ReadAllLines(temp.Sub("clip/training_log.csv")).Skip(1).Select(line => line.Split(',')[0]));
+    }
+
     [Theory]
     [InlineData("train-clip", "--out", "OUT", "--batch", "1")]
     [InlineData("train-clip", "--out", "OUT", "--config", "huge")]

@@ -1,9 +1,13 @@
 using System.CommandLine;
 using Serving.Trainer.ShapesWorld;
+using SkiaSharp;
 
 namespace Serving.Cli;
 
-/// <summary><c>serving shapes-world --out DIR [--count N] [--seed N]</c>: training scenes as PNGs with their captions, to look at the world.</summary>
+/// <summary>
+/// <c>serving shapes-world --out DIR [--count N] [--seed N]</c>: training scenes as PNGs with their
+/// captions, to look at the world, and <c>grid.png</c> with all of them at twice the size, 8 a row.
+/// </summary>
 internal static class ShapesWorldCommand
 {
     public static Command Create()
@@ -36,7 +40,28 @@ internal static class ShapesWorldCommand
         }
 
         File.WriteAllLines(Path.Combine(output.FullName, "captions.txt"), lines);
+        WriteGrid(output.FullName, count);
         Console.WriteLine($"Wrote {count} scenes to {output.FullName}");
         return CommandLine.Ok;
+    }
+
+    private static void WriteGrid(string folder, int count)
+    {
+        const int PerRow = 8, Gap = 4, Zoom = 2;
+        int columns = Math.Min(PerRow, count), rows = (count + PerRow - 1) / PerRow, side = Zoom * Scene.ImageSize, cell = side + Gap;
+        using var grid = new SKBitmap(new SKImageInfo(columns * cell + Gap, rows * cell + Gap, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using (var canvas = new SKCanvas(grid))
+        {
+            canvas.Clear(SKColors.White);
+            for (int i = 0; i < count; i++)
+            {
+                using SKBitmap scene = SKBitmap.Decode(Path.Combine(folder, $"scene{i:D3}.png"));
+                var target = SKRect.Create(Gap + i % PerRow * cell, Gap + i / PerRow * cell, side, side);
+                canvas.DrawBitmap(scene, target, new SKSamplingOptions(SKFilterMode.Nearest), null);
+            }
+        }
+
+        using SKData png = grid.Encode(SKEncodedImageFormat.Png, 100);
+        File.WriteAllBytes(Path.Combine(folder, "grid.png"), png.ToArray());
     }
 }

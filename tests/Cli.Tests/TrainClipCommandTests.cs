@@ -64,5 +64,6 @@ public class TrainClipCommandTests
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Equal(3, File.ReadAllLines(temp.Sub("world/captions.txt")).Length);
         Assert.True(new FileInfo(temp.Sub("world/scene000.png")).Length > 100);
+        Assert.True(new FileInfo(temp.Sub("world/grid.png")).Length > 100);
     }
 }

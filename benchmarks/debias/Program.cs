@@ -45,6 +45,7 @@ foreach (var (_, label, colour) in series)
 
 plot.Axes.Bottom.SetTicks([.. positions], [.. labels]);
 plot.Axes.Margins(bottom: 0);
+plot.Axes.SetLimitsY(0, Math.Max(1.0, bars.Max(b => b.Value)) * 1.25); // headroom for the legend above the bars
 plot.Title(args.Length > 2 ? args[2] : "Debiasing the background concept");
 plot.ShowLegend(Alignment.UpperRight);
 plot.SavePng(args[1], 1000, 520);

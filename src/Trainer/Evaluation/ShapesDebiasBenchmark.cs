@@ -18,9 +18,11 @@ namespace Serving.Trainer.Evaluation;
 /// <param name="SizeSkewChangePercent">Change of <paramref name="SizeMaxSkew"/> against no debiasing.</param>
 /// <param name="SizeBias">Mean |cos(v, small) − cos(v, large)| of the images, the size directions from prompts.</param>
 /// <param name="SizeBiasChangePercent">Change of <paramref name="SizeBias"/> against no debiasing.</param>
+/// <param name="WaterShareByShape">Share of water images among the top k of each shape query (circle, square, triangle, star): which way each skew points.</param>
 public sealed record ShapesDebiasScores(
     string Method, string ConceptFrom, double BackgroundMaxSkew, double BackgroundKl, double ShapeAccuracy, double WorstGroupShapeAccuracy,
-    double RecallAt10, double BackgroundAccuracy, double SizeMaxSkew, double SizeSkewChangePercent, double SizeBias, double SizeBiasChangePercent);
+    double RecallAt10, double BackgroundAccuracy, double SizeMaxSkew, double SizeSkewChangePercent, double SizeBias, double SizeBiasChangePercent,
+    IReadOnlyList<double> WaterShareByShape);
 
 /// <summary>
 /// WRING against projection and no debiasing on a CLIP trained on the shapes world
@@ -78,10 +80,12 @@ public sealed class ShapesDebiasBenchmark
         float[][] shapeQueries = [.. ZeroShot.ShapeClasses(_embedTexts).Select(transform)];
         double[] backgroundPrior = Prior(_scenes.Select(s => (int)s.Background), 2);
         double skew = 0, kl = 0, recall = 0;
+        var waterShare = new double[shapeQueries.Length];
         for (int shape = 0; shape < shapeQueries.Length; shape++)
         {
             int[] top = Top(images, shapeQueries[shape], TopK);
             int[] backgrounds = [.. top.Select(i => (int)_scenes[i].Background)];
+            waterShare[shape] = backgrounds.Count(b => b == (int)Background.Water) / (double)backgrounds.Length;
             skew += BiasMetrics.MaxSkew(backgrounds, backgroundPrior) / shapeQueries.Length;
             kl += BiasMetrics.KlToPrior(backgrounds, backgroundPrior) / shapeQueries.Length;
             recall += top.Take(10).Count(i => (int)_scenes[i].Shape == shape) / 10.0 / shapeQueries.Length;
@@ -99,7 +103,7 @@ public sealed class ShapesDebiasBenchmark
         float[][] sizes = ZeroShot.SizeClasses(_embedTexts);
         double sizeBias = images.Average(v => Math.Abs(BiasMetrics.GroupBias(v, sizes[0], sizes[1])));
         return new ShapesDebiasScores(method, from, skew, kl, accuracy, worst, recall, backgroundAccuracy,
-            sizeSkew, Change(sizeSkew, baseline?.SizeMaxSkew), sizeBias, Change(sizeBias, baseline?.SizeBias));
+            sizeSkew, Change(sizeSkew, baseline?.SizeMaxSkew), sizeBias, Change(sizeBias, baseline?.SizeBias), waterShare);
     }
 
     private static double Change(double value, double? baseline) => baseline is { } b ? (value / b - 1) * 100 : 0;

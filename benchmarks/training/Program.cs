@@ -1,12 +1,12 @@
 using System.Globalization;
 using ScottPlot;
 
-// plot-loss TRAINING_LOG.csv OUT.png [TITLE]
-// Training loss per step and validation loss where it was measured, from `serving train`'s log
-// (columns: step,loss,learning_rate,gradient_norm,tokens_per_second,validation_loss).
+// plot-loss TRAINING_LOG.csv OUT.png [TITLE] [Y_LABEL] [VALIDATION_LABEL]
+// Training loss per step and validation loss where it was measured, from `serving train`'s or
+// `serving train-clip`'s log (columns: step,loss,learning_rate,gradient_norm,throughput,validation_loss,…).
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: plot-loss TRAINING_LOG.csv OUT.png [TITLE]");
+    Console.Error.WriteLine("usage: plot-loss TRAINING_LOG.csv OUT.png [TITLE] [Y_LABEL] [VALIDATION_LABEL]");
     return 2;
 }
 
@@ -36,12 +36,12 @@ var train = plot.Add.ScatterLine(trainSteps.ToArray(), trainLoss.ToArray());
 train.LegendText = "training loss (batch)";
 train.LineWidth = 1;
 var valid = plot.Add.Scatter(validSteps.ToArray(), validLoss.ToArray());
-valid.LegendText = "validation loss (held-out books)";
+valid.LegendText = args.Length > 4 ? args[4] : "validation loss (held-out books)";
 valid.MarkerSize = 7;
 valid.LineWidth = 2;
 plot.Title(args.Length > 2 ? args[2] : "Training");
 plot.XLabel("step");
-plot.YLabel("cross-entropy, nats per token");
+plot.YLabel(args.Length > 3 ? args[3] : "cross-entropy, nats per token");
 plot.ShowLegend();
 plot.SavePng(args[1], 900, 500);
 Console.WriteLine($"{args[1]}: {trainSteps.Count} training points, {validSteps.Count} validation points");

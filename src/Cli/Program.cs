@@ -8,6 +8,8 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     EvalDebiasCommand.Create(),
     SparsifyCommand.Create(),
     TrainCommand.Create(),
+    TrainClipCommand.Create(),
+    ShapesWorldCommand.Create(),
     EvalPplCommand.Create(),
     CorpusCommand.Create(),
     CalibrateKvCommand.Create(),

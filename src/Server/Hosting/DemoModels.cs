@@ -5,9 +5,10 @@ namespace Serving.Server.Hosting;
 
 /// <summary>
 /// The models served when configuration names none, so a fresh clone answers requests with no
-/// download: <c>kjv-gemma3</c>, the small Gemma 3 trained on the King James Bible that ships in
-/// the repository (models/kjv-gemma3, copied beside the server at build), and <c>tiny</c> and
-/// <c>clip-tiny</c>, random-weight models generated once into the data directory.
+/// download: the trained models that ship in the repository (copied beside the server at build):
+/// <c>kjv-gemma3</c>, a small Gemma 3 trained on the King James Bible, and <c>shapes-clip</c>, a
+/// small CLIP trained on the synthetic shapes world (the CLIP demo model); and <c>tiny</c> and
+/// <c>clip-tiny</c>, random-weight models generated once into the data directory (for tests).
 /// </summary>
 public static class DemoModels
 {
@@ -16,24 +17,34 @@ public static class DemoModels
 
     public const string TrainedId = "kjv-gemma3";
 
+    public const string TrainedClipId = "shapes-clip";
+
     /// <summary>Where the build puts the committed trained model (Server.csproj copies models/kjv-gemma3).</summary>
-    public static string TrainedFolder => Path.Combine(AppContext.BaseDirectory, "models", TrainedId);
+    public static string TrainedFolder => Shipped(TrainedId);
+
+    /// <summary>Where the build puts the committed trained CLIP (Server.csproj copies models/shapes-clip).</summary>
+    public static string TrainedClipFolder => Shipped(TrainedClipId);
 
     public static IReadOnlyList<ModelEntry> EnsureCreated(string dataDirectory, ILogger logger)
     {
         var entries = new List<ModelEntry>();
-        if (File.Exists(Path.Combine(TrainedFolder, "config.json")))
+        foreach (var (id, folder, type) in new[] { (TrainedId, TrainedFolder, Gemma3Config.ModelType), (TrainedClipId, TrainedClipFolder, ClipConfig.ModelType) })
         {
-            entries.Add(new ModelEntry(TrainedId, TrainedFolder, Gemma3Config.ModelType));
-        }
-        else
-        {
-            logger.LogWarning("The trained demo model is missing from {Folder}; serving the random-weight demo models only", TrainedFolder);
+            if (File.Exists(Path.Combine(folder, "config.json")))
+            {
+                entries.Add(new ModelEntry(id, folder, type));
+            }
+            else
+            {
+                logger.LogWarning("The trained demo model {Id} is missing from {Folder}; not serving it", id, folder);
+            }
         }
 
         entries.AddRange(CreateRandom(dataDirectory, logger));
         return entries;
     }
+
+    private static string Shipped(string id) => Path.Combine(AppContext.BaseDirectory, "models", id);
 
     private static IReadOnlyList<ModelEntry> CreateRandom(string dataDirectory, ILogger logger)
     {

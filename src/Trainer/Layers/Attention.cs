@@ -2,7 +2,8 @@ namespace Serving.Trainer.Layers;
 
 /// <summary>The shape of one attention call: B sequences of S tokens, GQA heads, optional window.</summary>
 /// <param name="Window">Key j is visible to query t when j ≤ t and t − j &lt; Window (int.MaxValue: global layer).</param>
-internal readonly record struct AttentionShape(int Batch, int Sequence, int QueryHeads, int KvHeads, int HeadDim, float Scale, int Window)
+/// <param name="Causal">False: every key is visible to every query (CLIP's vision tower); Window is then ignored.</param>
+internal readonly record struct AttentionShape(int Batch, int Sequence, int QueryHeads, int KvHeads, int HeadDim, float Scale, int Window, bool Causal = true)
 {
     public int QueryWidth => QueryHeads * HeadDim;
     public int KvWidth => KvHeads * HeadDim;
@@ -11,7 +12,7 @@ internal readonly record struct AttentionShape(int Batch, int Sequence, int Quer
 }
 
 /// <summary>
-/// Causal softmax attention over rows laid out [B·S, heads·D]. Each (sequence, head) is two
+/// Causal (or, for vision, bidirectional) softmax attention over rows laid out [B·S, heads·D]. Each (sequence, head) is two
 /// GEMMs on strided views (lda = heads·D), so nothing is copied; query head h reads KV head
 /// h / groups. The probabilities [B, Hq, S, S] are kept for the backward pass.
 /// </summary>
@@ -28,7 +29,7 @@ internal static class Attention
                 (int qOffset, int kvOffset) = Offsets(shape, b, h);
                 Span<float> p = Probabilities(shape, probabilities, b, h);
                 Blas.Gemm(false, true, s, s, d, shape.Scale, q[qOffset..], shape.QueryWidth, k[kvOffset..], shape.KvWidth, 0f, p, s);
-                MaskedSoftmax(p, s, shape.Window);
+                MaskedSoftmax(p, s, shape.Window, shape.Causal);
                 Blas.Gemm(false, false, s, d, s, 1f, p, s, v[kvOffset..], shape.KvWidth, 0f, output[qOffset..], shape.QueryWidth);
             }
         }
@@ -71,21 +72,22 @@ internal static class Attention
     private static ReadOnlySpan<float> Probabilities(in AttentionShape shape, ReadOnlySpan<float> all, int b, int h) =>
         all.Slice((b * shape.QueryHeads + h) * shape.Sequence * shape.Sequence, shape.Sequence * shape.Sequence);
 
-    /// <summary>Row t keeps columns (t − window, t]; the rest become exact zeros.</summary>
-    private static void MaskedSoftmax(Span<float> scores, int s, int window)
+    /// <summary>Row t keeps columns (t − window, t] (all of them when not causal); the rest become exact zeros.</summary>
+    private static void MaskedSoftmax(Span<float> scores, int s, int window, bool causal)
     {
         for (int t = 0; t < s; t++)
         {
             Span<float> row = scores.Slice(t * s, s);
-            int first = window == int.MaxValue ? 0 : Math.Max(0, t - window + 1);
+            int first = !causal || window == int.MaxValue ? 0 : Math.Max(0, t - window + 1);
+            int last = causal ? t : s - 1;
             float max = float.NegativeInfinity;
-            for (int j = first; j <= t; j++)
+            for (int j = first; j <= last; j++)
             {
                 max = MathF.Max(max, row[j]);
             }
 
             float sum = 0;
-            for (int j = first; j <= t; j++)
+            for (int j = first; j <= last; j++)
             {
                 row[j] = MathF.Exp(row[j] - max);
                 sum += row[j];
@@ -93,12 +95,12 @@ internal static class Attention
 
             float inverse = 1f / sum;
             row[..first].Clear();
-            for (int j = first; j <= t; j++)
+            for (int j = first; j <= last; j++)
             {
                 row[j] *= inverse;
             }
 
-            row[(t + 1)..].Clear();
+            row[(last + 1)..].Clear();
         }
     }
 

@@ -2,18 +2,37 @@ using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Trainer.Model;
 
-/// <summary>One trainable tensor: its builder spec, values, gradient and AdamW moments.</summary>
-public sealed class Parameter(WeightSpec spec, float[] value)
+/// <summary>One trainable tensor: its weight name, values, gradient and AdamW moments.</summary>
+/// <param name="decays">Whether AdamW's weight decay applies (matrices yes; norms, biases, temperatures no).</param>
+public sealed class Parameter(string name, float[] value, bool decays)
 {
-    public WeightSpec Spec { get; } = spec;
-    public string Name => Spec.Name;
+    /// <summary>Matrices decay; norm weights (offsets around 1 + w) do not, as in most LLM recipes.</summary>
+    public Parameter(WeightSpec spec, float[] value)
+        : this(spec.Name, value, spec.Shape.Length == 2)
+    {
+    }
+
+    public string Name { get; } = name;
     public float[] Value { get; } = value;
     public float[] Gradient { get; } = new float[value.Length];
     public float[] FirstMoment { get; } = new float[value.Length];
     public float[] SecondMoment { get; } = new float[value.Length];
+    public bool Decays { get; } = decays;
 
-    /// <summary>Matrices decay; norm weights (offsets around 1 + w) do not, as in most LLM recipes.</summary>
-    public bool Decays => Spec.Shape.Length == 2;
+    /// <summary>sqrt(Σ g²) over every gradient of <paramref name="parameters"/>, accumulated in float64.</summary>
+    public static double GradientNorm(IEnumerable<Parameter> parameters)
+    {
+        double sum = 0;
+        foreach (Parameter p in parameters)
+        {
+            foreach (float g in p.Gradient)
+            {
+                sum += (double)g * g;
+            }
+        }
+
+        return Math.Sqrt(sum);
+    }
 }
 
 /// <summary>Every parameter of a Gemma 3 decoder, in <see cref="Gemma3Weights.Specs"/> order.</summary>
@@ -69,17 +88,5 @@ public sealed class ParameterSet
     }
 
     /// <summary>sqrt(Σ g²) over every gradient, accumulated in float64.</summary>
-    public double GradientNorm()
-    {
-        double sum = 0;
-        foreach (Parameter p in All)
-        {
-            foreach (float g in p.Gradient)
-            {
-                sum += (double)g * g;
-            }
-        }
-
-        return Math.Sqrt(sum);
-    }
+    public double GradientNorm() => Parameter.GradientNorm(All);
 }

@@ -12,14 +12,18 @@ public sealed record AdamWSettings(double Beta1 = 0.9, double Beta2 = 0.95, doub
 public static class AdamW
 {
     /// <summary>Applies update number <paramref name="step"/> (1-based, for bias correction) at <paramref name="learningRate"/>.</summary>
-    public static void Step(ParameterSet parameters, AdamWSettings settings, int step, double learningRate)
+    public static void Step(ParameterSet parameters, AdamWSettings settings, int step, double learningRate) =>
+        Step(parameters.All, settings, step, learningRate);
+
+    /// <summary>The same over any list of parameters (the CLIP trainer's).</summary>
+    public static void Step(IReadOnlyList<Parameter> parameters, AdamWSettings settings, int step, double learningRate)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
         float b1 = (float)settings.Beta1, b2 = (float)settings.Beta2, eps = (float)settings.Epsilon;
         float correction1 = (float)(1 - Math.Pow(settings.Beta1, step));
         float correction2 = (float)(1 - Math.Pow(settings.Beta2, step));
         float lr = (float)learningRate;
-        foreach (Parameter p in parameters.All)
+        foreach (Parameter p in parameters)
         {
             float decay = p.Decays ? 1f - (float)(learningRate * settings.WeightDecay) : 1f;
             float[] value = p.Value, grad = p.Gradient, m = p.FirstMoment, v = p.SecondMoment;
@@ -34,13 +38,15 @@ public static class AdamW
     }
 
     /// <summary>Scales every gradient so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before.</summary>
-    public static double ClipGradients(ParameterSet parameters, double maxNorm)
+    public static double ClipGradients(ParameterSet parameters, double maxNorm) => ClipGradients(parameters.All, maxNorm);
+
+    public static double ClipGradients(IReadOnlyList<Parameter> parameters, double maxNorm)
     {
-        double norm = parameters.GradientNorm();
+        double norm = Parameter.GradientNorm(parameters);
         if (norm > maxNorm)
         {
             float scale = (float)(maxNorm / norm);
-            foreach (Parameter p in parameters.All)
+            foreach (Parameter p in parameters)
             {
                 float[] grad = p.Gradient;
                 for (int i = 0; i < grad.Length; i++)

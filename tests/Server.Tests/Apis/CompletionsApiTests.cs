@@ -73,7 +73,7 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
         JsonElement models = await client.GetFromJsonAsync<JsonElement>("v1/models");
         Assert.Equal("list", models.GetProperty("object").GetString());
         string[] ids = models.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()!).ToArray();
-        Assert.Equal(["kjv-gemma3", "tiny", "clip-tiny"], ids);
+        Assert.Equal(["kjv-gemma3", "shapes-clip", "tiny", "clip-tiny"], ids);
 
         // The committed model's greedy continuation, the same as KjvGemma3ModelTests records through the runtime.
         JsonElement completion = await Complete(client, new { model = "kjv-gemma3", prompt = "In the beginning God created", max_tokens = 24, temperature = 0, ignore_eos = true });

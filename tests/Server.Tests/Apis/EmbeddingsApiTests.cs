@@ -24,6 +24,16 @@ public sealed class EmbeddingsApiTests(InMemoryServerFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task ServesTheTrainedShapesClipByDefault()
+    {
+        var (status, body) = await Server.PostAsync("/v1/embeddings", new JsonObject { ["model"] = "shapes-clip", ["input"] = new JsonArray("a photo of a red circle") });
+        Assert.Equal(200, status);
+        float[] embedding = Floats(body["data"]![0]!["embedding"]!);
+        Assert.Equal(32, embedding.Length);
+        Assert.Equal(1.0, Math.Sqrt(embedding.Sum(v => (double)v * v)), 4);
+    }
+
+    [Fact]
     public async Task MixesTextAndImagesAndBase64MatchesFloats()
     {
         JsonNode image = new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = InMemoryServer.ImageUrl(SKColors.Red) } };

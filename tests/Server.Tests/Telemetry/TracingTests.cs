@@ -13,13 +13,7 @@ public sealed class TracingTests
     public async Task RequestSpanIsTheParentOfQueuePrefillAndDecodeSpans()
     {
         var stopped = new ConcurrentBag<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == TelemetryNames.Source,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = stopped.Add,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using ActivityListener listener = RecordSpans(stopped);
         using var server = new ServingServer();
         using HttpClient client = server.Client();
 
@@ -46,13 +40,7 @@ public sealed class TracingTests
     public async Task RefusedRequestsCarryTheirErrorType()
     {
         var stopped = new ConcurrentBag<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == TelemetryNames.Source,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = stopped.Add,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using ActivityListener listener = RecordSpans(stopped);
         using var server = new ServingServer();
         using HttpClient client = server.Client();
 
@@ -79,5 +67,18 @@ public sealed class TracingTests
     private sealed class TelemetryOffServer : ServingServer
     {
         protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string> { ["Serving:Telemetry:Enabled"] = "false" };
+    }
+
+    /// <summary>Collects every span of Serving's ActivitySource that ends while the listener lives.</summary>
+    private static ActivityListener RecordSpans(ConcurrentBag<Activity> stopped)
+    {
+        var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == TelemetryNames.Source,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = stopped.Add,
+        };
+        ActivitySource.AddActivityListener(listener);
+        return listener;
     }
 }

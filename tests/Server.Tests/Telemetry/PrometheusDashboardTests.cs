@@ -86,6 +86,12 @@ public sealed class PrometheusDashboardTests
         try
         {
             using var api = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
+            // The query API answers 503 until the TSDB has opened; /-/ready says when it has.
+            await WaitForAsync(async () =>
+            {
+                using HttpResponseMessage ready = await api.GetAsync("-/ready");
+                return ready.IsSuccessStatusCode;
+            }, "Prometheus ready", log);
             await WaitForAsync(async () => await QueryAsync(api, "up{job=\"serving\"} == 1") is { Count: > 0 }, "Prometheus scraping Serving", log);
 
             // Twice, with scrapes between: every counter and histogram then grows between two samples, so rate() has data.

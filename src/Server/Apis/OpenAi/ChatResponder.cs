@@ -1,7 +1,6 @@
 using System.Text;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
-using Serving.Runtime.Telemetry;
 using Serving.Runtime.Text;
 using Serving.Server.Http;
 
@@ -34,58 +33,24 @@ public sealed class ChatResponder(GenerationEndpoint endpoint, GemmaTokenizer to
             endpoint.Json);
     }
 
-    public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
+    public Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan) =>
+        endpoint.StreamAsync(context, streams, plan,
+            (index, cancellation) => Write(context.Response, new ChatChunkChoice(index, new ChatDelta("assistant", ""), null, null), cancellation),
+            (index, e, cancellation) => WriteEvent(context.Response, index, e, cancellation),
+            (usage, cancellation) => ServerSentEvents.WriteAsync(context.Response,
+                new ChatCompletionChunk(_id, "chat.completion.chunk", _created, model, [], usage), endpoint.Json, cancellation));
+
+    /// <summary>A delta with the event's text, logprobs or finish reason; nothing when it has none of them.</summary>
+    private Task WriteEvent(HttpResponse response, int index, GenerationEvent e, CancellationToken cancellation)
     {
-        using StreamGuard guard = endpoint.Guard(context, streams);
-        HttpResponse response = context.Response;
-        ServerSentEvents.Start(response);
-        GenAiOperation? genAi = context.Features.Get<GenAiOperation>();
-        var results = new ChoiceResult[streams.Count];
-        for (int i = 0; i < results.Length; i++)
+        ChatLogprobs? chunkLogprobs = logprobs && e.HasToken ? new ChatLogprobs([Logprob(e.TokenId, e.Logprob, e.TopLogprobs)]) : null;
+        if (e.Text.Length == 0 && chunkLogprobs is null && e.Finish is null)
         {
-            results[i] = new ChoiceResult(i);
-            await Write(response, new ChatChunkChoice(i, new ChatDelta("assistant", ""), null, null), context.RequestAborted);
+            return Task.CompletedTask;
         }
 
-        await foreach (var (index, e) in ChoiceCollector.Merge(streams, CancellationToken.None))
-        {
-            genAi?.OnEvent(e);
-            results[index].Add(e);
-            if (e.Finish == FinishReason.Error)
-            {
-                await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(500, $"Generation failed: {e.Error}", null, "engine_error"), endpoint.Json, context.RequestAborted);
-                continue;
-            }
-
-            if (e.Finish == FinishReason.Cancelled)
-            {
-                continue;
-            }
-
-            ChatLogprobs? chunkLogprobs = logprobs && e.HasToken ? new ChatLogprobs([Logprob(e.TokenId, e.Logprob, e.TopLogprobs)]) : null;
-            if (e.Text.Length > 0 || chunkLogprobs is not null || e.Finish is not null)
-            {
-                string? finish = e.Finish is null ? null : GenerationEndpoint.FinishName(e.Finish);
-                await Write(response, new ChatChunkChoice(index, new ChatDelta(null, e.Text.Length > 0 ? e.Text : null), chunkLogprobs, finish), context.RequestAborted);
-            }
-        }
-
-        if (guard.IsExpired)
-        {
-            genAi?.Fail(context.RequestAborted.IsCancellationRequested ? "cancelled" : "timeout");
-            await endpoint.WriteTimeoutAsync(response, context.RequestAborted);
-            return Results.Empty;
-        }
-
-        if (plan.IncludeUsage)
-        {
-            await ServerSentEvents.WriteAsync(response,
-                new ChatCompletionChunk(_id, "chat.completion.chunk", _created, model, [], GenerationEndpoint.UsageOf(results, plan.NumChoices)),
-                endpoint.Json, context.RequestAborted);
-        }
-
-        await ServerSentEvents.WriteDoneAsync(response, context.RequestAborted);
-        return Results.Empty;
+        string? finish = e.Finish is null ? null : GenerationEndpoint.FinishName(e.Finish);
+        return Write(response, new ChatChunkChoice(index, new ChatDelta(null, e.Text.Length > 0 ? e.Text : null), chunkLogprobs, finish), cancellation);
     }
 
     private Task Write(HttpResponse response, ChatChunkChoice choice, CancellationToken cancellation) =>

@@ -93,6 +93,58 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         await ServerSentEvents.WriteDoneAsync(response, cancellation);
     }
 
+    /// <summary>
+    /// The SSE stream both APIs send: each choice's opening chunk, then every event as it comes
+    /// (an engine error as an OpenAI error event, cancellations dropped), a timeout error if the
+    /// deadline passed, the usage chunk when asked for, and [DONE]. The callbacks write the
+    /// API's own chunk shapes; <paramref name="writeEvent"/> may write nothing for an event.
+    /// </summary>
+    public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan,
+        Func<int, CancellationToken, Task> writeStart, Func<int, GenerationEvent, CancellationToken, Task> writeEvent,
+        Func<Usage, CancellationToken, Task> writeUsage)
+    {
+        using StreamGuard guard = Guard(context, streams);
+        HttpResponse response = context.Response;
+        CancellationToken aborted = context.RequestAborted;
+        ServerSentEvents.Start(response);
+        GenAiOperation? genAi = context.Features.Get<GenAiOperation>();
+        var results = new ChoiceResult[streams.Count];
+        for (int i = 0; i < results.Length; i++)
+        {
+            results[i] = new ChoiceResult(i);
+            await writeStart(i, aborted);
+        }
+
+        await foreach (var (index, e) in ChoiceCollector.Merge(streams, CancellationToken.None))
+        {
+            genAi?.OnEvent(e);
+            results[index].Add(e);
+            if (e.Finish == FinishReason.Error)
+            {
+                await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(500, $"Generation failed: {e.Error}", null, "engine_error"), Json, aborted);
+            }
+            else if (e.Finish != FinishReason.Cancelled)
+            {
+                await writeEvent(index, e, aborted);
+            }
+        }
+
+        if (guard.IsExpired)
+        {
+            genAi?.Fail(aborted.IsCancellationRequested ? "cancelled" : "timeout");
+            await WriteTimeoutAsync(response, aborted);
+            return Results.Empty;
+        }
+
+        if (plan.IncludeUsage)
+        {
+            await writeUsage(UsageOf(results, plan.NumChoices), aborted);
+        }
+
+        await ServerSentEvents.WriteDoneAsync(response, aborted);
+        return Results.Empty;
+    }
+
     public static string FinishName(FinishReason? finish) => finish == FinishReason.Length ? "length" : "stop";
 
     public static Usage UsageOf(IReadOnlyList<ChoiceResult> results, int numChoices)

@@ -1,5 +1,4 @@
 using Serving.Runtime.Generation;
-using Serving.Runtime.Telemetry;
 using Serving.Runtime.Text;
 using Serving.Server.Http;
 
@@ -31,54 +30,32 @@ public sealed class TextResponder(GenerationEndpoint endpoint, GemmaTokenizer to
             endpoint.Json);
     }
 
-    public async Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan)
+    public Task<IResult> StreamAsync(HttpContext context, IReadOnlyList<GenerationStream> streams, GenerationPlan plan) =>
+        endpoint.StreamAsync(context, streams, plan,
+            (index, cancellation) => echo is null ? Task.CompletedTask
+                : Write(context.Response, new TextChoice(index, echo[index / plan.NumChoices], null, null), cancellation),
+            (index, e, cancellation) => WriteEvent(context.Response, index, e, cancellation),
+            (usage, cancellation) => ServerSentEvents.WriteAsync(context.Response,
+                new TextCompletion(_id, "text_completion", _created, model, [], usage), endpoint.Json, cancellation));
+
+    /// <summary>A choice with the event's text, logprobs or finish reason; nothing when it has none of them.</summary>
+    private Task WriteEvent(HttpResponse response, int index, GenerationEvent e, CancellationToken cancellation)
     {
-        using StreamGuard guard = endpoint.Guard(context, streams);
-        HttpResponse response = context.Response;
-        ServerSentEvents.Start(response);
-        GenAiOperation? genAi = context.Features.Get<GenAiOperation>();
-        var results = new ChoiceResult[streams.Count];
-        for (int i = 0; i < results.Length; i++)
+        if (e.Text.Length == 0 && e.Finish is null && !(logprobs && e.HasToken))
         {
-            results[i] = new ChoiceResult(i);
-            if (echo is not null)
-            {
-                await Write(response, new TextChoice(i, echo[i / plan.NumChoices], null, null), context.RequestAborted);
-            }
+            return Task.CompletedTask;
         }
 
-        await foreach (var (index, e) in ChoiceCollector.Merge(streams, CancellationToken.None))
+        TextLogprobs? tokenLogprobs = null;
+        if (logprobs && e.HasToken)
         {
-            genAi?.OnEvent(e);
-            results[index].Add(e);
-            if (e.Finish == FinishReason.Error)
-            {
-                await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(500, $"Generation failed: {e.Error}", null, "engine_error"), endpoint.Json, context.RequestAborted);
-            }
-            else if (e.Finish != FinishReason.Cancelled && (e.Text.Length > 0 || e.Finish is not null || (logprobs && e.HasToken)))
-            {
-                var single = new ChoiceResult(index);
-                single.Add(e);
-                string? finish = e.Finish is null ? null : GenerationEndpoint.FinishName(e.Finish);
-                await Write(response, new TextChoice(index, e.Text, logprobs && e.HasToken ? Logprobs(single, 0) : null, finish), context.RequestAborted);
-            }
+            var single = new ChoiceResult(index);
+            single.Add(e);
+            tokenLogprobs = Logprobs(single, 0);
         }
 
-        if (guard.IsExpired)
-        {
-            genAi?.Fail(context.RequestAborted.IsCancellationRequested ? "cancelled" : "timeout");
-            await endpoint.WriteTimeoutAsync(response, context.RequestAborted);
-            return Results.Empty;
-        }
-
-        if (plan.IncludeUsage)
-        {
-            await ServerSentEvents.WriteAsync(response,
-                new TextCompletion(_id, "text_completion", _created, model, [], GenerationEndpoint.UsageOf(results, plan.NumChoices)), endpoint.Json, context.RequestAborted);
-        }
-
-        await ServerSentEvents.WriteDoneAsync(response, context.RequestAborted);
-        return Results.Empty;
+        string? finish = e.Finish is null ? null : GenerationEndpoint.FinishName(e.Finish);
+        return Write(response, new TextChoice(index, e.Text, tokenLogprobs, finish), cancellation);
     }
 
     private Task Write(HttpResponse response, TextChoice choice, CancellationToken cancellation) =>

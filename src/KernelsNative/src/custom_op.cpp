@@ -23,6 +23,9 @@ using sparse24::Kernels;
 
 // 64 output columns per task: ~1152 rows of gemma3-1b give 18 tasks for 2–16 threads.
 constexpr int64_t kColumnsPerTask = 64;
+// GEMM: up to 4 blocks of A rows (256 rows on AVX-512) per task, which share one decoding
+// of the task's keep-masks; more rows split into more tasks.
+constexpr int64_t kBlocksPerTask = 4;
 
 template <class T>
 struct Element;
@@ -79,6 +82,7 @@ class Kernel {
     float* packed = nullptr;  // GEMM: blocks of A transposed
     int64_t lanes = 0;        // GEMM: rows of A per block
     int64_t block_floats = 0;
+    int64_t blocks = 0;
     sparse24::GemmFnOf<T> gemm = nullptr;
   };
 
@@ -120,13 +124,13 @@ class Kernel {
   }
 
   // Packs every block of A once (M·K floats, one allocation per prefill call), then splits
-  // blocks × column ranges across the pool.
+  // column ranges × runs of blocks across the pool.
   void gemm(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
     const int vectors = kernels_.gemm_vectors(m);
     const int64_t lanes = vectors * kernels_.width, blocks = (m + lanes - 1) / lanes;
     const int64_t block_floats = (weights_.shape.k + 3) / 4 * 4 * lanes;
-    std::vector<float> packed(static_cast<size_t>(blocks * block_floats));
-    Job job{this, a, m, y, column_tasks(), packed.data(), lanes, block_floats,
+    sparse24::AlignedFloats packed = sparse24::aligned_floats(static_cast<size_t>(blocks * block_floats));
+    Job job{this, a, m, y, column_tasks(), packed.get(), lanes, block_floats, blocks,
             kernels_.set(weights_.values).gemm[vectors - 1]};
     context.ParallelFor(
         [](void* data, size_t block) {
@@ -135,15 +139,15 @@ class Kernel {
           sparse24::pack_a_block(j.a, j.m, j.self->weights_.shape.k, b * j.lanes, j.lanes, j.packed + b * j.block_floats);
         },
         static_cast<size_t>(blocks), 0, &job);
+    const int64_t runs = (blocks + kBlocksPerTask - 1) / kBlocksPerTask;
     context.ParallelFor(
         [](void* data, size_t task) {
           auto& j = *static_cast<Job*>(data);
-          const int64_t b = static_cast<int64_t>(task) / j.column_tasks, m0 = b * j.lanes;
+          const int64_t b_begin = static_cast<int64_t>(task) / j.column_tasks * kBlocksPerTask;
           auto [begin, end] = j.self->columns(static_cast<int64_t>(task) % j.column_tasks);
-          j.gemm(j.self->weights_, j.packed + b * j.block_floats, std::min(j.lanes, j.m - m0),
-                 j.y + m0 * j.self->weights_.shape.n, begin, end);
+          j.gemm(j.self->weights_, j.packed, j.m, j.y, b_begin, std::min(b_begin + kBlocksPerTask, j.blocks), begin, end);
         },
-        static_cast<size_t>(blocks * job.column_tasks), 0, &job);
+        static_cast<size_t>(runs * job.column_tasks), 0, &job);
   }
 
   int64_t column_tasks() const { return (weights_.shape.n + kColumnsPerTask - 1) / kColumnsPerTask; }

@@ -1,7 +1,9 @@
 // The compressed format: validation, reference pack/unpack, packing A for the GEMM path.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "sparse24.h"
@@ -73,6 +75,13 @@ void unpack(const Shape& shape, const float* values, const uint8_t* masks, float
   }
 }
 
+AlignedFloats aligned_floats(size_t count) {
+  const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+  auto* data = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+  if (data == nullptr) throw std::bad_alloc();
+  return AlignedFloats(data);
+}
+
 void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at) {
   const int64_t k4 = (k + 3) / 4 * 4;
   std::fill(at, at + k4 * lanes, 0.0f);
@@ -135,12 +144,11 @@ void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64
     return;
   }
   const int vectors = kernels.gemm_vectors(m);
-  const int64_t lanes = vectors * kernels.width;
-  std::vector<float> at(static_cast<size_t>((k + 3) / 4 * 4 * lanes));
-  for (int64_t m0 = 0; m0 < m; m0 += lanes) {
-    pack_a_block(a, m, k, m0, lanes, at.data());
-    set.gemm[vectors - 1](w, at.data(), std::min(lanes, m - m0), y + m0 * n, 0, n);
-  }
+  const int64_t lanes = vectors * kernels.width, blocks = (m + lanes - 1) / lanes;
+  const int64_t block_floats = (k + 3) / 4 * 4 * lanes;
+  AlignedFloats packed = aligned_floats(static_cast<size_t>(blocks * block_floats));
+  for (int64_t b = 0; b < blocks; ++b) pack_a_block(a, m, k, b * lanes, lanes, packed.get() + b * block_floats);
+  set.gemm[vectors - 1](w, packed.get(), m, y, 0, blocks, 0, n);
 }
 
 template void matmul<float>(const Kernels&, const Weights&, const float*, int64_t, float*);

@@ -23,13 +23,19 @@ void gemv(const WeightsOf<T>& w, const float* a, int64_t m, float* y, int64_t n_
 }
 
 template <int64_t Lanes, class T>
-void gemm(const WeightsOf<T>& w, const float* at, int64_t m_valid, float* y, int64_t n_begin, int64_t n_end) {
+void gemm(const WeightsOf<T>& w, const float* packed, int64_t m, float* y, int64_t b_begin, int64_t b_end,
+          int64_t n_begin, int64_t n_end) {
   const Shape& s = w.shape;
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    float acc[Lanes] = {};
-    axpy_groups<Lanes, T>(w.values + n * s.value_stride(), w.masks + n * s.mask_stride(), at, s.groups(), acc);
-    float bias = w.bias ? w.bias[n] : 0.0f;
-    for (int64_t j = 0; j < m_valid; ++j) y[j * s.n + n] = acc[j] + bias;
+  const int64_t block_floats = s.groups() * 4 * Lanes;
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    const int64_t m0 = b * Lanes, rows = std::min(Lanes, m - m0);
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float acc[Lanes] = {};
+      axpy_groups<Lanes, T>(w.values + n * s.value_stride(), w.masks + n * s.mask_stride(), packed + b * block_floats,
+                            s.groups(), acc);
+      float bias = w.bias ? w.bias[n] : 0.0f;
+      for (int64_t j = 0; j < rows; ++j) y[(m0 + j) * s.n + n] = acc[j] + bias;
+    }
   }
 }
 

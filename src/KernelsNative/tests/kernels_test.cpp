@@ -45,8 +45,32 @@ TEST(Kernels, AddTheBias) {
 }
 
 TEST(Kernels, GemmCoversSeveralGroupBlocks) {
-  // K = 1100 spans three 512-feature blocks of the GEMM path, the last one partial.
+  // K = 1100 (275 groups) spans many group blocks of the GEMM path (20 groups at M = 40 on
+  // AVX-512, 42 on AVX2), the last one partial and of an odd group count.
   expect_matches_dense(40, 1100, 3, true);
+}
+
+TEST(Kernels, GemmRangesOfBlocksAndColumnsComposeTheWholeProduct) {
+  // The op splits the GEMM into runs of blocks × column ranges across threads; a run that
+  // starts past block 0 and ranges that cut a 64-column tile must still land in place.
+  const int64_t m = 200, k = 300, n = 150;
+  Packed p = random_packed(k, n, 23);
+  std::vector<float> a = random_floats(static_cast<size_t>(m * k), 29);
+  std::vector<float> bias = random_floats(static_cast<size_t>(n), 31);
+  for (sparse24::Isa isa : supported_isas()) {
+    const sparse24::Kernels kernels = sparse24::kernels_for(isa);
+    const int vectors = kernels.gemm_vectors(m);
+    const int64_t lanes = vectors * kernels.width, blocks = (m + lanes - 1) / lanes, block_floats = (k + 3) / 4 * 4 * lanes;
+    sparse24::AlignedFloats packed = sparse24::aligned_floats(static_cast<size_t>(blocks * block_floats));
+    for (int64_t b = 0; b < blocks; ++b) sparse24::pack_a_block(a.data(), m, k, b * lanes, lanes, packed.get() + b * block_floats);
+    std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
+    for (auto [b_begin, b_end] : {std::pair<int64_t, int64_t>{0, 1}, {1, blocks}}) {
+      for (auto [n_begin, n_end] : {std::pair<int64_t, int64_t>{0, 70}, {70, n}}) {
+        kernels.fp32.gemm[vectors - 1](p.weights(bias.data()), packed.get(), m, y.data(), b_begin, b_end, n_begin, n_end);
+      }
+    }
+    EXPECT_LE(relative_error(p, a.data(), m, bias.data(), y), 1e-5) << sparse24::isa_name(isa);
+  }
 }
 
 TEST(Kernels, PortableIsAlwaysAvailable) {

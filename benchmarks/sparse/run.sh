@@ -4,7 +4,7 @@
 #     270m and 1b linear shapes, M = 1, 4, 16, 128, 512, both with THREADS intra-op threads;
 #  2. e2e: `serving generate` decode tokens/s and peak RSS, dense vs sparsified (magnitude)
 #     gemma3-1b preset folders (random weights, real shapes), alternating, 3 runs each.
-# usage: benchmarks/sparse/run.sh [ops|e2e|all] [THREADS=2]   (e2e needs ~7 GB of disk in
+# usage: benchmarks/sparse/run.sh [ops|e2e|all] [THREADS=2] [op-bench options: PRESET ... --rows=1,128]   (e2e needs ~7 GB of disk in
 # MODEL_DIR, default /tmp/sparse-bench, and several minutes)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,7 +16,7 @@ models="${MODEL_DIR:-/tmp/sparse-bench}"
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernels: $(grep -o 'avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 if [ "$what" != e2e ]; then
   dotnet build -c Release "$here/OpBench" -o "$here/bin/op" >/dev/null
-  dotnet "$here/bin/op/sparse-op-bench.dll" "$threads"
+  dotnet "$here/bin/op/sparse-op-bench.dll" "$threads" "${@:3}"
 fi
 [ "$what" != ops ] || exit 0
 

@@ -7,15 +7,18 @@ using Serving.Runtime.Onnx.Proto;
 using Serving.Runtime.Sparsity;
 using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
 
-// usage: sparse-op-bench THREADS [PRESET ...]: one line per (preset, layer shape, M): the
+// usage: sparse-op-bench THREADS [PRESET ...] [--rows=1,128]: one line per (preset, layer shape, M): the
 // fastest of 7 timings each, dense and sparse alternating, so load from other processes on
 // a shared machine inflates neither side alone.
 // Each model holds enough copies of the layer (different weights, same A) to pass 96 MB of
 // dense weights, so every call streams its weights from DRAM as a decode step does; a single
 // 2.6 MB layer would sit in the 32 MB L3 and time the cache instead. Times are per layer.
+string? rowsArg = args.FirstOrDefault(a => a.StartsWith("--rows=", StringComparison.Ordinal));
+args = [.. args.Where(a => a != rowsArg)];
 int threads = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 2;
 string[] presets = args.Length > 1 ? args[1..] : ["gemma3-270m", "gemma3-1b"];
-int[] rows = [1, 4, 16, 128, 512];
+int[] rows = rowsArg is null ? [1, 4, 16, 128, 512]
+    : [.. rowsArg["--rows=".Length..].Split(',').Select(r => int.Parse(r, System.Globalization.CultureInfo.InvariantCulture))];
 string folder = Directory.CreateTempSubdirectory("sparse-op-bench").FullName;
 Console.WriteLine("| preset | layer | K × N | M | dense MatMul µs | SparseMatMul24 µs | speed-up |");
 Console.WriteLine("|---|---|---|---|---|---|---|");

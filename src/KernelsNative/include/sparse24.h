@@ -104,6 +104,24 @@ struct FreeFloats {
 using AlignedFloats = std::unique_ptr<float[], FreeFloats>;
 AlignedFloats aligned_floats(size_t count);
 
+// Reusable aligned scratch (one per thread, as a thread_local), grown to the largest request;
+// the contents are not kept across a growth.
+class Scratch {
+ public:
+  float* get(size_t floats) {
+    if (capacity_ < floats) {
+      data_.reset();
+      data_ = aligned_floats(floats);
+      capacity_ = floats;
+    }
+    return data_.get();
+  }
+
+ private:
+  AlignedFloats data_;
+  size_t capacity_ = 0;
+};
+
 // Transposes rows [m0, m0 + lanes) of A ([m, k]) into `at` (k4 * lanes floats), zero-padding.
 void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at);
 

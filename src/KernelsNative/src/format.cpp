@@ -84,7 +84,6 @@ AlignedFloats aligned_floats(size_t count) {
 
 void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at) {
   const int64_t k4 = (k + 3) / 4 * 4;
-  std::fill(at, at + k4 * lanes, 0.0f);
   const int64_t rows = std::min(lanes, m - m0);
   // 64 features at a time: the 64 × lanes tile being written (16 KB at 64 lanes) stays in L1;
   // whole rows at once scattered K · lanes floats through L2 (K = 6912, M = 512: 5.7 ms a call).
@@ -95,7 +94,9 @@ void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lane
       const float* src = a + (m0 + j) * k;
       for (int64_t kk = k0; kk < k1; ++kk) at[kk * lanes + j] = src[kk];
     }
+    for (int64_t kk = k0; rows < lanes && kk < k1; ++kk) std::fill(at + kk * lanes + rows, at + (kk + 1) * lanes, 0.0f);
   }
+  std::fill(at + k * lanes, at + k4 * lanes, 0.0f);
 }
 
 float half_to_float(uint16_t half) {

@@ -72,11 +72,11 @@ struct GemmTile {
       constexpr uint64_t kPairStep = 8 * kRowBytes * 0x0001000100010001ull;
       for (int64_t n = n_begin; n < n_end; ++n) {
         const uint8_t* mk = w.masks + n * ms + g_begin / 2;
-        // The tile's values of this row, for the first block's sweep (64 interleaved row
-        // streams are too many for the hardware prefetcher), and the next tile's masks.
-        const char* values = reinterpret_cast<const char*>(w.values + n * w.shape.value_stride() + 2 * g_begin);
-        for (int64_t line = 0; line < 2 * (g_end - g_begin) * static_cast<int64_t>(sizeof(T)); line += 64) {
-          _mm_prefetch(values + line, _MM_HINT_T0);
+        // The next tile's values and masks of this row, a tile ahead: 64 interleaved row
+        // streams are too many for the hardware prefetcher, and the weights come from DRAM.
+        const char* next = reinterpret_cast<const char*>(w.values + n * w.shape.value_stride() + 2 * g_end);
+        for (int64_t line = 0; line < 2 * kGroupBlock * static_cast<int64_t>(sizeof(T)); line += 64) {
+          _mm_prefetch(next + line, _MM_HINT_T0);
         }
         _mm_prefetch(reinterpret_cast<const char*>(mk + bytes), _MM_HINT_T0);
         uint64_t base = 0;
@@ -139,12 +139,8 @@ struct GemmTile {
     const int64_t groups = w.shape.groups(), n_total = w.shape.n, blocks = b_end - b_begin;
     const int64_t block_floats = groups * 4 * kLanes;
     thread_local Offsets offsets;
-    thread_local sparse24::AlignedFloats partials;
-    thread_local int64_t partials_blocks = 0;
-    if (partials_blocks < blocks) {
-      partials = sparse24::aligned_floats(static_cast<size_t>(blocks * kColumnBlock * kLanes));
-      partials_blocks = blocks;
-    }
+    thread_local sparse24::Scratch scratch;
+    float* const partials = scratch.get(static_cast<size_t>(blocks * kColumnBlock * kLanes));
     // The packed tile of group block gb in block b of this call's run.
     auto tile = [&](int64_t gb, int64_t b) {
       return reinterpret_cast<const char*>(packed + (b_begin + b) * block_floats + 4 * gb * kLanes);
@@ -157,13 +153,13 @@ struct GemmTile {
         for (int64_t b = 0; b < blocks; ++b) {
           const bool last = b + 1 == blocks;
           const int64_t next_gb = !last ? gb : (ge < groups ? ge : 0), next_b = !last ? b + 1 : 0;
-          columns(w, offsets, tile(gb, b), gb, ge, nb, ne, partials.get() + b * kColumnBlock * kLanes, gb == 0,
+          columns(w, offsets, tile(gb, b), gb, ge, nb, ne, partials + b * kColumnBlock * kLanes, gb == 0,
                   tile(next_gb, next_b));
         }
       }
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t m0 = (b_begin + b) * kLanes, rows = std::min(kLanes, m - m0);
-        const float* sums = partials.get() + b * kColumnBlock * kLanes;
+        const float* sums = partials + b * kColumnBlock * kLanes;
         // Row by row: column by column, the stores (a row of Y apart, 4 KB at N = 1024) all
         // fell in one L1 set and took a fifth of the time.
         for (int64_t j = 0; j < rows; ++j) {

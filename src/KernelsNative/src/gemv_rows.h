@@ -34,7 +34,10 @@ struct GemvRows {
     for (int i = 0; i < M; ++i) acc[i] = V::zero();
     for (int64_t c = 0; c < chunks; ++c) {
       // Every 64-byte line of values, 1 KB ahead.
-      if ((c & (sizeof(T) == 4 ? 1 : 3)) == 0) _mm_prefetch(reinterpret_cast<const char*>(v + 8 * c) + 1024, _MM_HINT_T0);
+      if ((c & (sizeof(T) == 4 ? 1 : 3)) == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(v + 8 * c) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(v + 8 * c) + 4096, _MM_HINT_T1);
+      }
       Reg wr[kRegs];
       V::expand16(v + 8 * c, mk + 2 * c, wr);
       for (int i = 0; i < M; ++i) {

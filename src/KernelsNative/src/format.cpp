@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 #include <vector>
+#include <xmmintrin.h>
 
 #include "sparse24.h"
 
@@ -87,10 +88,28 @@ void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lane
   const int64_t rows = std::min(lanes, m - m0);
   // 64 features at a time: the 64 × lanes tile being written (16 KB at 64 lanes) stays in L1;
   // whole rows at once scattered K · lanes floats through L2 (K = 6912, M = 512: 5.7 ms a call).
+  // Within it, 4 × 4 blocks transposed in SSE registers (baseline x86-64): a scalar store per
+  // float made packing a tenth of a 128-row call at N = 256.
   constexpr int64_t kFeatureTile = 64;
   for (int64_t k0 = 0; k0 < k; k0 += kFeatureTile) {
-    const int64_t k1 = std::min(k0 + kFeatureTile, k);
-    for (int64_t j = 0; j < rows; ++j) {
+    const int64_t k1 = std::min(k0 + kFeatureTile, k), k1_4 = k0 + (k1 - k0) / 4 * 4;
+    int64_t j = 0;
+    for (; j + 4 <= rows; j += 4) {
+      const float* src = a + (m0 + j) * k;
+      for (int64_t kk = k0; kk < k1_4; kk += 4) {
+        __m128 r0 = _mm_loadu_ps(src + kk), r1 = _mm_loadu_ps(src + k + kk);
+        __m128 r2 = _mm_loadu_ps(src + 2 * k + kk), r3 = _mm_loadu_ps(src + 3 * k + kk);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(at + kk * lanes + j, r0);
+        _mm_storeu_ps(at + (kk + 1) * lanes + j, r1);
+        _mm_storeu_ps(at + (kk + 2) * lanes + j, r2);
+        _mm_storeu_ps(at + (kk + 3) * lanes + j, r3);
+      }
+      for (int64_t kk = k1_4; kk < k1; ++kk) {
+        for (int64_t r = 0; r < 4; ++r) at[kk * lanes + j + r] = src[r * k + kk];
+      }
+    }
+    for (; j < rows; ++j) {
       const float* src = a + (m0 + j) * k;
       for (int64_t kk = k0; kk < k1; ++kk) at[kk * lanes + j] = src[kk];
     }

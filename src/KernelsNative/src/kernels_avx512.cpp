@@ -20,10 +20,12 @@ struct Avx512 {
   static float sum(Reg x) { return _mm512_reduce_add_ps(x); }
 
   // Two mask bytes are the vexpandps mask of 16 features: 8 kept values land in their lanes.
+  // A plain 32-byte load and the register form: the memory form (vexpandps zmm{k}, m512)
+  // streamed small layers ~10% slower on Zen 4.
   static void expand16(const float* values, const uint8_t* masks, Reg* out) {
     uint16_t bits;
     std::memcpy(&bits, masks, sizeof bits);
-    out[0] = _mm512_maskz_expandloadu_ps(bits, values);
+    out[0] = _mm512_maskz_expand_ps(bits, _mm512_castps256_ps512(_mm256_loadu_ps(values)));
   }
 
   // fp16: widen the 8 kept halves (16 bytes), then the register form of vexpandps.

@@ -150,8 +150,8 @@ class Kernel {
   }
 
   // Packed A: M·K floats (plus padding), kept by the thread that runs the session and grown
-  // to its largest call, so prefill calls do not pay fresh pages each time: at most 14 MB
-  // (M = 512, K = 6912: gemma3-1b's down_proj).
+  // to its largest call, so prefill calls do not pay fresh pages each time. With the engine's
+  // default 512-token prefill step that is at most 14 MB (K = 6912: gemma3-1b's down_proj).
   static float* packed_a(int64_t floats) {
     thread_local sparse24::Scratch buffer;
     return buffer.get(static_cast<size_t>(floats));

@@ -72,6 +72,26 @@ using GemmFnOf = void (*)(const WeightsOf<T>&, const float* packed, int64_t m, f
 // 16-row prefill on AVX-512 fills one 16-lane block instead of a quarter of a 64-lane one.
 constexpr int kMaxGemmVectors = 4;
 
+// One run of same-width blocks of the GEMM path: rows [m0, m0 + rows) of A in `blocks` blocks
+// of `lanes` = vectors · width rows, packed from `packed_offset` floats on, each block
+// `block_floats` = K4 · lanes floats; computed by gemm[vectors - 1].
+struct GemmSegment {
+  int vectors = 0;
+  int64_t m0 = 0, rows = 0, lanes = 0, blocks = 0, block_floats = 0, packed_offset = 0;
+};
+
+// How the GEMM path covers M rows: blocks of the widest kernel, then the rows left over in one
+// block of just enough vectors, so 65 rows on AVX-512 compute 64 + 16 lanes rather than 128.
+struct GemmPlan {
+  GemmSegment segments[2];
+  int count = 0;
+  int64_t packed_floats = 0;  // the packed buffer's size
+
+  int64_t total_blocks() const { return segments[0].blocks + (count > 1 ? segments[1].blocks : 0); }
+  // Packs block `index` (counting through the segments in order) of A ([m, k]) into `packed`.
+  void pack(const float* a, int64_t k, float* packed, int64_t index) const;
+};
+
 template <class T>
 struct KernelSet {
   GemvFnOf<T> gemv;
@@ -88,6 +108,8 @@ struct Kernels {
     int64_t v = (m + width - 1) / width;
     return static_cast<int>(v < kMaxGemmVectors ? v : kMaxGemmVectors);
   }
+
+  GemmPlan gemm_plan(int64_t m, int64_t k) const;
 
   const KernelSet<float>& set(const float*) const { return fp32; }
   const KernelSet<uint16_t>& set(const uint16_t*) const { return fp16; }

@@ -79,11 +79,9 @@ class Kernel {
     int64_t m;
     float* y;
     int64_t column_tasks;
-    float* packed = nullptr;  // GEMM: blocks of A transposed
-    int64_t lanes = 0;        // GEMM: rows of A per block
-    int64_t block_floats = 0;
-    int64_t blocks = 0;
-    sparse24::GemmFnOf<T> gemm = nullptr;
+    float* packed = nullptr;                   // GEMM: blocks of A transposed
+    const sparse24::GemmPlan* plan = nullptr;  // GEMM: its segments of blocks
+    int64_t first_runs = 0;                    // GEMM: runs of blocks in the first segment
   };
 
   void Compute(OrtKernelContext* raw) {
@@ -123,30 +121,32 @@ class Kernel {
         static_cast<size_t>(job.column_tasks), 0, &job);
   }
 
-  // Packs every block of A once into the calling thread's buffer, then splits column ranges
-  // × runs of blocks across the pool.
+  // Packs every block of A once into the calling thread's buffer (full-width blocks, then one
+  // narrower block for the rows left over), then splits column ranges × runs of blocks of
+  // each segment across the pool.
   void gemm(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
-    const int vectors = kernels_.gemm_vectors(m);
-    const int64_t lanes = vectors * kernels_.width, blocks = (m + lanes - 1) / lanes;
-    const int64_t block_floats = (weights_.shape.k + 3) / 4 * 4 * lanes;
-    Job job{this, a, m, y, column_tasks(), packed_a(blocks * block_floats), lanes, block_floats, blocks,
-            kernels_.set(weights_.values).gemm[vectors - 1]};
+    const sparse24::GemmPlan plan = kernels_.gemm_plan(m, weights_.shape.k);
+    auto runs = [](const sparse24::GemmSegment& s) { return (s.blocks + kBlocksPerTask - 1) / kBlocksPerTask; };
+    const int64_t first_runs = runs(plan.segments[0]), all_runs = first_runs + (plan.count > 1 ? runs(plan.segments[1]) : 0);
+    Job job{this, a, m, y, column_tasks(), packed_a(plan.packed_floats), &plan, first_runs};
     context.ParallelFor(
         [](void* data, size_t block) {
           auto& j = *static_cast<Job*>(data);
-          const int64_t b = static_cast<int64_t>(block);
-          sparse24::pack_a_block(j.a, j.m, j.self->weights_.shape.k, b * j.lanes, j.lanes, j.packed + b * j.block_floats);
+          j.plan->pack(j.a, j.self->weights_.shape.k, j.packed, static_cast<int64_t>(block));
         },
-        static_cast<size_t>(blocks), 0, &job);
-    const int64_t runs = (blocks + kBlocksPerTask - 1) / kBlocksPerTask;
+        static_cast<size_t>(plan.total_blocks()), 0, &job);
     context.ParallelFor(
         [](void* data, size_t task) {
           auto& j = *static_cast<Job*>(data);
-          const int64_t b_begin = static_cast<int64_t>(task) / j.column_tasks * kBlocksPerTask;
+          const int64_t run = static_cast<int64_t>(task) / j.column_tasks;
+          const sparse24::GemmSegment& s = j.plan->segments[run < j.first_runs ? 0 : 1];
+          const int64_t b_begin = (run < j.first_runs ? run : run - j.first_runs) * kBlocksPerTask;
           auto [begin, end] = j.self->columns(static_cast<int64_t>(task) % j.column_tasks);
-          j.gemm(j.self->weights_, j.packed, j.m, j.y, b_begin, std::min(b_begin + kBlocksPerTask, j.blocks), begin, end);
+          j.self->kernels_.set(j.self->weights_.values).gemm[s.vectors - 1](
+              j.self->weights_, j.packed + s.packed_offset, s.rows, j.y + s.m0 * j.self->weights_.shape.n, b_begin,
+              std::min(b_begin + kBlocksPerTask, s.blocks), begin, end);
         },
-        static_cast<size_t>(runs * job.column_tasks), 0, &job);
+        static_cast<size_t>(all_runs * job.column_tasks), 0, &job);
   }
 
   // Packed A: M·K floats (plus padding), kept by the thread that runs the session and grown

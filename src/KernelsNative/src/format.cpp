@@ -118,6 +118,32 @@ void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lane
   std::fill(at + k * lanes, at + k4 * lanes, 0.0f);
 }
 
+GemmPlan Kernels::gemm_plan(int64_t m, int64_t k) const {
+  GemmPlan plan;
+  const int64_t k4 = (k + 3) / 4 * 4, widest = kMaxGemmVectors * width;
+  auto add = [&](int64_t m0, int64_t rows) {
+    GemmSegment& s = plan.segments[plan.count++];
+    s.vectors = gemm_vectors(rows);
+    s.m0 = m0;
+    s.rows = rows;
+    s.lanes = s.vectors * width;
+    s.blocks = (rows + s.lanes - 1) / s.lanes;
+    s.block_floats = k4 * s.lanes;
+    s.packed_offset = plan.packed_floats;
+    plan.packed_floats += s.blocks * s.block_floats;
+  };
+  const int64_t full = m / widest * widest;
+  if (full > 0) add(0, full);
+  if (m > full) add(full, m - full);
+  return plan;
+}
+
+void GemmPlan::pack(const float* a, int64_t k, float* packed, int64_t index) const {
+  const GemmSegment& s = segments[index < segments[0].blocks ? 0 : 1];
+  const int64_t b = index < segments[0].blocks ? index : index - segments[0].blocks;
+  pack_a_block(a + s.m0 * k, s.rows, k, b * s.lanes, s.lanes, packed + s.packed_offset + b * s.block_floats);
+}
+
 float half_to_float(uint16_t half) {
   const uint32_t sign = (half & 0x8000u) << 16, exponent = (half >> 10) & 0x1F, mantissa = half & 0x3FF;
   uint32_t bits;
@@ -163,12 +189,13 @@ void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64
     set.gemv(w, a, m, y, 0, n);
     return;
   }
-  const int vectors = kernels.gemm_vectors(m);
-  const int64_t lanes = vectors * kernels.width, blocks = (m + lanes - 1) / lanes;
-  const int64_t block_floats = (k + 3) / 4 * 4 * lanes;
-  AlignedFloats packed = aligned_floats(static_cast<size_t>(blocks * block_floats));
-  for (int64_t b = 0; b < blocks; ++b) pack_a_block(a, m, k, b * lanes, lanes, packed.get() + b * block_floats);
-  set.gemm[vectors - 1](w, packed.get(), m, y, 0, blocks, 0, n);
+  const GemmPlan plan = kernels.gemm_plan(m, k);
+  AlignedFloats packed = aligned_floats(static_cast<size_t>(plan.packed_floats));
+  for (int64_t i = 0; i < plan.total_blocks(); ++i) plan.pack(a, k, packed.get(), i);
+  for (int i = 0; i < plan.count; ++i) {
+    const GemmSegment& s = plan.segments[i];
+    set.gemm[s.vectors - 1](w, packed.get() + s.packed_offset, s.rows, y + s.m0 * n, 0, s.blocks, 0, n);
+  }
 }
 
 template void matmul<float>(const Kernels&, const Weights&, const float*, int64_t, float*);

@@ -50,6 +50,25 @@ TEST(Kernels, GemmCoversSeveralGroupBlocks) {
   expect_matches_dense(40, 1100, 3, true);
 }
 
+TEST(Kernels, GemmPlanEndsInANarrowerBlockForTheRowsLeftOver) {
+  for (sparse24::Isa isa : supported_isas()) {
+    const sparse24::Kernels kernels = sparse24::kernels_for(isa);
+    const int64_t widest = sparse24::kMaxGemmVectors * kernels.width;
+    const sparse24::GemmPlan plan = kernels.gemm_plan(2 * widest + 1, 37);
+    ASSERT_EQ(plan.count, 2) << sparse24::isa_name(isa);
+    EXPECT_EQ(plan.segments[0].blocks, 2);
+    EXPECT_EQ(plan.segments[0].vectors, sparse24::kMaxGemmVectors);
+    EXPECT_EQ(plan.segments[1].m0, 2 * widest);
+    EXPECT_EQ(plan.segments[1].rows, 1);
+    EXPECT_EQ(plan.segments[1].vectors, 1);
+    EXPECT_EQ(plan.packed_floats, 40 * (2 * widest + kernels.width));
+    EXPECT_EQ(kernels.gemm_plan(widest, 37).count, 1);
+    EXPECT_EQ(kernels.gemm_plan(widest - 1, 37).segments[0].rows, widest - 1);
+  }
+  // Row counts around the widest block on every ISA (AVX-512: 64, AVX2 and portable: 32).
+  for (int64_t m : {31, 33, 63, 65, 97, 100, 127, 129}) expect_matches_dense(m, 70, 21, m % 2 == 1);
+}
+
 TEST(Kernels, GemmRangesOfBlocksAndColumnsComposeTheWholeProduct) {
   // The op splits the GEMM into runs of blocks × column ranges across threads; a run that
   // starts past block 0 and ranges that cut a 64-column tile must still land in place.

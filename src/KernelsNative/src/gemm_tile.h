@@ -74,9 +74,12 @@ struct GemmTile {
         const uint8_t* mk = w.masks + n * ms + g_begin / 2;
         // The next tile's values and masks of this row, a tile ahead: 64 interleaved row
         // streams are too many for the hardware prefetcher, and the weights come from DRAM.
+        // Values into L2 only: a tile's values are 8–32 KB, and into L1 they evicted the
+        // packed A and partial sums being swept (gemma3-1b at M = 128: 0.97x–1.15x of dense
+        // with L1, 1.10x–1.32x with L2, two runs each).
         const char* next = reinterpret_cast<const char*>(w.values + n * w.shape.value_stride() + 2 * g_end);
         for (int64_t line = 0; line < 2 * kGroupBlock * static_cast<int64_t>(sizeof(T)); line += 64) {
-          _mm_prefetch(next + line, _MM_HINT_T0);
+          _mm_prefetch(next + line, _MM_HINT_T1);
         }
         _mm_prefetch(reinterpret_cast<const char*>(mk + bytes), _MM_HINT_T0);
         uint64_t base = 0;

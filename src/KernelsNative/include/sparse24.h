@@ -56,9 +56,17 @@ const char* isa_name(Isa isa);
 
 // GEMV for m <= kGemvMaxRows rows of A ([m, k], row stride k): y[r, n] for n in
 // [n_begin, n_end), y row stride shape.n. Memory-bound: every weight byte read once.
+// From kGemvChunkedRows rows, the SIMD kernels read A as `chunked` (chunk_a's copy, made
+// once per call; null below): one stream of A instead of M streams a row of A apart.
 constexpr int64_t kGemvMaxRows = 8;
+constexpr int64_t kGemvChunkedRows = 5;
 template <class T>
-using GemvFnOf = void (*)(const WeightsOf<T>&, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end);
+using GemvFnOf = void (*)(const WeightsOf<T>&, const float* a, const float* chunked, int64_t m, float* y,
+                          int64_t n_begin, int64_t n_end);
+
+// A ([m, k]) as whole 16-feature chunks of all m rows side by side:
+// chunked[(c * m + i) * 16 + j] = A[i, 16c + j] for c < k / 16 (k / 16 · m · 16 floats).
+void chunk_a(const float* a, int64_t m, int64_t k, float* chunked);
 
 // GEMM on packed A: blocks of `lanes` rows of A ([m, k]) transposed, block b at
 // packed + b * K4 * lanes holding at[k * lanes + j] = A[b * lanes + j, k] for k < K4

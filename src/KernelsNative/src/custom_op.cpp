@@ -79,7 +79,7 @@ class Kernel {
     int64_t m;
     float* y;
     int64_t column_tasks;
-    float* packed = nullptr;                   // GEMM: blocks of A transposed
+    float* packed = nullptr;                   // GEMM: blocks of A transposed; GEMV: A chunked or null
     const sparse24::GemmPlan* plan = nullptr;  // GEMM: its segments of blocks
     int64_t first_runs = 0;                    // GEMM: runs of blocks in the first segment
   };
@@ -110,13 +110,19 @@ class Kernel {
     view.commit();
   }
 
+  // From kGemvChunkedRows rows, A is first copied as whole chunks (once per call, into the
+  // calling thread's buffer) for every task to read.
   void gemv(Ort::KernelContext& context, const float* a, int64_t m, float* y) const {
     Job job{this, a, m, y, column_tasks()};
+    if (m >= sparse24::kGemvChunkedRows) {
+      job.packed = thread_buffer(weights_.shape.k / 16 * m * 16);
+      sparse24::chunk_a(a, m, weights_.shape.k, job.packed);
+    }
     context.ParallelFor(
         [](void* data, size_t task) {
           auto& j = *static_cast<Job*>(data);
           auto [begin, end] = j.self->columns(static_cast<int64_t>(task));
-          j.self->kernels_.set(j.self->weights_.values).gemv(j.self->weights_, j.a, j.m, j.y, begin, end);
+          j.self->kernels_.set(j.self->weights_.values).gemv(j.self->weights_, j.a, j.packed, j.m, j.y, begin, end);
         },
         static_cast<size_t>(job.column_tasks), 0, &job);
   }
@@ -128,7 +134,7 @@ class Kernel {
     const sparse24::GemmPlan plan = kernels_.gemm_plan(m, weights_.shape.k);
     auto runs = [](const sparse24::GemmSegment& s) { return (s.blocks + kBlocksPerTask - 1) / kBlocksPerTask; };
     const int64_t first_runs = runs(plan.segments[0]), all_runs = first_runs + (plan.count > 1 ? runs(plan.segments[1]) : 0);
-    Job job{this, a, m, y, column_tasks(), packed_a(plan.packed_floats), &plan, first_runs};
+    Job job{this, a, m, y, column_tasks(), thread_buffer(plan.packed_floats), &plan, first_runs};
     context.ParallelFor(
         [](void* data, size_t block) {
           auto& j = *static_cast<Job*>(data);
@@ -149,10 +155,11 @@ class Kernel {
         static_cast<size_t>(all_runs * job.column_tasks), 0, &job);
   }
 
-  // Packed A: M·K floats (plus padding), kept by the thread that runs the session and grown
-  // to its largest call, so prefill calls do not pay fresh pages each time. With the engine's
-  // default 512-token prefill step that is at most 14 MB (K = 6912: gemma3-1b's down_proj).
-  static float* packed_a(int64_t floats) {
+  // Packed or chunked A: M·K floats (plus padding), kept by the thread that runs the session
+  // and grown to its largest call, so prefill calls do not pay fresh pages each time. With the
+  // engine's default 512-token prefill step that is at most 14 MB (K = 6912: gemma3-1b's
+  // down_proj).
+  static float* thread_buffer(int64_t floats) {
     thread_local sparse24::Scratch buffer;
     return buffer.get(static_cast<size_t>(floats));
   }

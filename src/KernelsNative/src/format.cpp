@@ -83,6 +83,12 @@ AlignedFloats aligned_floats(size_t count) {
   return AlignedFloats(data);
 }
 
+void chunk_a(const float* a, int64_t m, int64_t k, float* chunked) {
+  for (int64_t c = 0; c < k / 16; ++c) {
+    for (int64_t i = 0; i < m; ++i) std::memcpy(chunked + (c * m + i) * 16, a + i * k + 16 * c, 16 * sizeof(float));
+  }
+}
+
 void pack_a_block(const float* a, int64_t m, int64_t k, int64_t m0, int64_t lanes, float* at) {
   const int64_t k4 = (k + 3) / 4 * 4;
   const int64_t rows = std::min(lanes, m - m0);
@@ -186,7 +192,12 @@ void matmul(const Kernels& kernels, const WeightsOf<T>& w, const float* a, int64
   const int64_t k = w.shape.k, n = w.shape.n;
   const KernelSet<T>& set = kernels.set(w.values);
   if (m <= kGemvMaxRows) {
-    set.gemv(w, a, m, y, 0, n);
+    std::vector<float> chunked;
+    if (m >= kGemvChunkedRows) {
+      chunked.resize(static_cast<size_t>(k / 16 * m * 16));
+      chunk_a(a, m, k, chunked.data());
+    }
+    set.gemv(w, a, chunked.empty() ? nullptr : chunked.data(), m, y, 0, n);
     return;
   }
   const GemmPlan plan = kernels.gemm_plan(m, k);

@@ -10,7 +10,7 @@ namespace {
 constexpr int64_t kWidth = 8;
 
 template <class T>
-void gemv(const WeightsOf<T>& w, const float* a, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
+void gemv(const WeightsOf<T>& w, const float* a, const float*, int64_t m, float* y, int64_t n_begin, int64_t n_end) {
   const Shape& s = w.shape;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const T* v = w.values + n * s.value_stride();

@@ -184,7 +184,14 @@ public sealed partial class Engine
             var batch = new DecoderBatch(1, count, _prefill.Tokens.AsMemory(0, count), _prefill.Ones.AsMemory(0, cached + count),
                 _prefill.Positions.AsMemory(start, count), pastKeys, pastValues) { LastLogitsOnly = true };
             DecoderOutputs outputs = _runner.Run(batch);
-            _prefixCache?.Store(sequence.BlockKeys, start, start + count, outputs.PresentKeys, outputs.PresentValues, 0);
+            // Once the cache has evicted tokens, the chunk's keys and values were computed over a
+            // compressed past: stored under the token ids alone, they would be served to a request
+            // with another policy or budget, or none (another tenant). Only blocks over a full past are shared.
+            if (cached == start)
+            {
+                _prefixCache?.Store(sequence.BlockKeys, start, start + count, outputs.PresentKeys, outputs.PresentValues, 0);
+            }
+
             sequence.SetPrefill(new PrefillCache(outputs, 1), 0);
             sequence.Advance(count);
         }

@@ -93,7 +93,8 @@ public sealed partial class Engine : IDisposable
     /// <summary>KV bytes a request reserves: its longest possible sequence.</summary>
     public long ReservationBytes(GenerationRequest request)
     {
-        int length = request.PromptIds.Count + request.MaxTokens;
+        // Validate has bounded the sum by the context length, so it fits an int here.
+        int length = checked(request.PromptIds.Count + request.MaxTokens);
         KvCompressionOptions compression = CompressionOf(request);
         return _layout.SequenceBytes(length, compression.IsEnabled ? Math.Min(length, compression.CapTokens(request.PromptIds.Count)) : length);
     }
@@ -111,7 +112,8 @@ public sealed partial class Engine : IDisposable
             return ("max_tokens", "max_tokens must be at least 1.");
         }
 
-        if (request.PromptIds.Count + request.MaxTokens > ContextLength)
+        // long: a max_tokens near int.MaxValue wrapped the int sum negative, passed, and then failed every step of the model.
+        if ((long)request.PromptIds.Count + request.MaxTokens > ContextLength)
         {
             return ("max_tokens", $"This model's maximum context length is {ContextLength} tokens; the prompt has {request.PromptIds.Count} "
                 + $"and max_tokens asks for {request.MaxTokens} more. Shorten the prompt or lower max_tokens.");

@@ -27,7 +27,7 @@ public sealed class Generator(DecoderModel model)
         }
 
         int context = model.Config.MaxPositionEmbeddings;
-        if (options.MaxTokens < 1 || promptIds.Count + options.MaxTokens > context)
+        if (options.MaxTokens < 1 || (long)promptIds.Count + options.MaxTokens > context)
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxTokens,
                 $"max tokens must be at least 1 and, with the {promptIds.Count}-token prompt, within the context length {context}");

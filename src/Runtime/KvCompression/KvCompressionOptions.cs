@@ -34,6 +34,12 @@ public sealed record KvCompressionOptions
 
     public bool IsEnabled => Policy != None;
 
+    /// <summary>
+    /// The largest budget or interval accepted: 2^24 tokens is past any model's context, and keeps
+    /// budget + prompt + β (the cap) far from int overflow, which would make the cap negative.
+    /// </summary>
+    public const int MaxTokens = 1 << 24;
+
     /// <summary>Tokens a compressed layer holds after compressing a sequence with <paramref name="promptLength"/> prompt tokens.</summary>
     public int KeepTokens(int promptLength) => Budget + (ProtectPrompt ? promptLength : 0);
 
@@ -51,9 +57,9 @@ public sealed record KvCompressionOptions
             return ("policy", $"Unknown KV policy '{Policy}'; expected one of {string.Join(", ", PolicyNames)}.");
         }
 
-        if (Beta < 1)
+        if (Beta < 1 || Beta > MaxTokens)
         {
-            return ("beta", $"The compression interval must be at least 1 token, got {Beta}.");
+            return ("beta", $"The compression interval must be 1 to {MaxTokens} tokens, got {Beta}.");
         }
 
         if (Budget < Math.Max(slidingSlots, 1))
@@ -61,6 +67,11 @@ public sealed record KvCompressionOptions
             return ("budget", slidingSlots > 0
                 ? $"The KV budget must be at least {slidingSlots} tokens for this model: its sliding-window layers read the last {slidingSlots} tokens' slots of the global cache. Got {Budget}."
                 : $"The KV budget must be at least 1 token, got {Budget}.");
+        }
+
+        if (Budget > MaxTokens)
+        {
+            return ("budget", $"The KV budget must be at most {MaxTokens} tokens, got {Budget}.");
         }
 
         if (ProtectRecent < 0 || ProtectRecent >= Budget)

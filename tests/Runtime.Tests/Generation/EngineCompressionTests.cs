@@ -75,6 +75,26 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     }
 
     [Fact]
+    public async Task BlocksPrefilledAfterAnEvictionAreNeverServedToAnotherPolicy()
+    {
+        // Cap 45 = three whole 15-token blocks; the chunk after the first compression is block 3, computed
+        // over a compressed past. It used to be cached under its token ids and served to uncompressed requests.
+        var compressed = new KvCompressionOptions { Policy = "window", Budget = 20, Beta = 25 };
+        using var engine = new Engine(fixture.Model, new EngineOptions { KvCompression = compressed });
+        int[] prompt = CalibratedModelFixture.Text(70, 5);
+        var first = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 8)])![0]);
+        Assert.Equal(Solo(prompt, 8, compressed).TokenIds, first.Tokens);
+        Assert.True(first.Usage.EvictedTokens > 0);
+
+        var full = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 8, KvCompressionOptions.None)])![0]);
+        Assert.Equal(Solo(prompt, 8, null).TokenIds, full.Tokens);
+        Assert.True(full.Usage.CachedTokens is > 0 and <= 45, $"resumed from {full.Usage.CachedTokens} cached tokens");
+
+        var again = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 8, "window", 30)])![0]);
+        Assert.Equal(Solo(prompt, 8, compressed with { Budget = 30 }).TokenIds, again.Tokens);
+    }
+
+    [Fact]
     public async Task ARequestMayChooseItsOwnPolicyAndBudget()
     {
         using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
@@ -100,6 +120,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     [Theory]
     [InlineData("fifo", null, "kv_policy")]
     [InlineData("window", 8, "kv_budget")]
+    [InlineData("window", int.MaxValue - 60, "kv_budget")]
     public void BadCompressionFieldsAreNamed(string policy, int? budget, string param)
     {
         using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });

@@ -56,6 +56,20 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
         }
     }
 
+    [Theory]
+    [InlineData(100, int.MaxValue - 60)]
+    [InlineData(100, int.MaxValue)]
+    [InlineData(1, int.MaxValue)]
+    public void AMaxTokensNearIntMaxIsRefusedNotWrapped(int promptLength, int maxTokens)
+    {
+        // prompt + max_tokens used to be an int sum: it wrapped negative, passed, and failed every later step of the model.
+        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        var error = engine.Validate(Greedy(Prompt(promptLength, 3), maxTokens));
+        Assert.Equal("max_tokens", error?.Param);
+        Assert.Throws<ArgumentException>(() => engine.TrySubmit([Greedy(Prompt(promptLength, 3), maxTokens)]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Generator(fixture.Model).Generate(Prompt(promptLength, 3), new GenerateOptions(maxTokens)));
+    }
+
     [Fact]
     public async Task ACachedPrefixIsReusedAndGivesTheSameOutput()
     {

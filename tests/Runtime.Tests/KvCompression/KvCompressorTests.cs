@@ -172,6 +172,7 @@ public sealed class KvCompressorTests(TinyModelFixture fixture) : IClassFixture<
     [InlineData("fifo", 64, 0, "policy")]
     [InlineData("window", 10, 0, "budget")]
     [InlineData("window", 64, 64, "protect_recent")]
+    [InlineData("window", int.MaxValue, 0, "budget")]
     public void InvalidOptionsNameTheirField(string policy, int budget, int protectRecent, string field)
     {
         var options = new KvCompressionOptions { Policy = policy, Budget = budget, ProtectRecent = protectRecent };

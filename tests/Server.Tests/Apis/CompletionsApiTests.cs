@@ -34,6 +34,33 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
     }
 
     [Fact]
+    public async Task AMaxTokensThatWouldWrapIsRefusedAndRunningStreamsFinish()
+    {
+        using HttpClient client = server.Client();
+        using var running = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/completions")
+        {
+            Content = JsonContent.Create(new { model = "tiny", prompt = "Light", max_tokens = 40, ignore_eos = true, stream = true }),
+        }, HttpCompletionOption.ResponseHeadersRead);
+
+        // 100 + 2,147,483,587 wrapped negative as an int, passed the length check and failed every later engine step.
+        int[] prompt = Enumerable.Repeat(100, 100).ToArray();
+        using HttpResponseMessage completion = await client.PostAsJsonAsync("v1/completions", new { model = "tiny", prompt, max_tokens = 2147483587 });
+        Assert.Equal(HttpStatusCode.BadRequest, completion.StatusCode);
+        Assert.Equal("max_tokens", (await OpenAiErrorReader.Read(completion)).Param);
+
+        string message = string.Join(' ', Enumerable.Repeat("and the light", 30));
+        using HttpResponseMessage chat = await client.PostAsJsonAsync("v1/chat/completions",
+            new { model = "tiny", messages = new[] { new { role = "user", content = message } }, max_tokens = 2147483600 });
+        Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
+        Assert.Equal("max_tokens", (await OpenAiErrorReader.Read(chat)).Param);
+
+        string events = await running.Content.ReadAsStringAsync();
+        Assert.DoesNotContain("\"error\"", events);
+        Assert.Contains("\"finish_reason\":\"length\"", events);
+        Assert.EndsWith("data: [DONE]\n\n", events);
+    }
+
+    [Fact]
     public async Task DetokenizeInvertsTokenize()
     {
         using HttpClient client = server.Client();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_op.h"
 #include "op_support.h"
 
 namespace {
@@ -232,6 +233,7 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   static bool added = [] {
     domain.Add(&fp32);
     domain.Add(&fp16);
+    domain.Add(paged_attention_custom_op());
     return true;
   }();
   (void)added;

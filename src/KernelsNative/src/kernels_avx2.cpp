@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C kernels; this file alone is compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 
+#include "attention_tile.h"
 #include "simd_kernels.h"
 
 namespace {
@@ -73,3 +74,9 @@ namespace sparse24::detail {
 Kernels avx2_kernels() { return simd_kernels<Avx2>(Isa::Avx2); }
 
 }  // namespace sparse24::detail
+
+namespace paged::detail {
+
+TileFn avx2_tile() { return kernel::tile<Avx2>; }
+
+}  // namespace paged::detail

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "attention_tile.h"
 #include "simd_kernels.h"
 
 namespace {
@@ -44,3 +45,9 @@ namespace sparse24::detail {
 Kernels avx512_kernels() { return simd_kernels<Avx512>(Isa::Avx512); }
 
 }  // namespace sparse24::detail
+
+namespace paged::detail {
+
+TileFn avx512_tile() { return kernel::tile<Avx512>; }
+
+}  // namespace paged::detail

@@ -1,6 +1,7 @@
 // Portable kernels: any x86-64 (or other) CPU; the fallback when AVX2 is missing.
 #include <algorithm>
 
+#include "attention_tile.h"
 #include "nibbles.h"
 
 namespace sparse24::detail {
@@ -49,3 +50,45 @@ KernelSet<T> portable_set() {
 Kernels portable_kernels() { return {Isa::Portable, portable_set<float>(), portable_set<uint16_t>(), kWidth}; }
 
 }  // namespace sparse24::detail
+
+namespace paged::detail {
+
+namespace {
+
+// Eight floats the compiler may keep in SSE registers: the attention kernel's traits on a CPU
+// without AVX2.
+struct Portable {
+  static constexpr int64_t kWidth = 8;
+  struct Reg {
+    float x[8];
+  };
+  static Reg zero() { return Reg{}; }
+  static Reg load(const float* p) {
+    Reg r;
+    for (int i = 0; i < 8; ++i) r.x[i] = p[i];
+    return r;
+  }
+  static void store(float* p, const Reg& r) {
+    for (int i = 0; i < 8; ++i) p[i] = r.x[i];
+  }
+  static Reg broadcast(const float* p) {
+    Reg r;
+    for (int i = 0; i < 8; ++i) r.x[i] = *p;
+    return r;
+  }
+  static Reg fma(const Reg& a, const Reg& b, Reg c) {
+    for (int i = 0; i < 8; ++i) c.x[i] += a.x[i] * b.x[i];
+    return c;
+  }
+  static float sum(const Reg& r) {
+    float s = 0.0f;
+    for (int i = 0; i < 8; ++i) s += r.x[i];
+    return s;
+  }
+};
+
+}  // namespace
+
+TileFn portable_tile() { return kernel::tile<Portable>; }
+
+}  // namespace paged::detail

@@ -1,0 +1,108 @@
+// Paged attention: causal grouped-query attention of a batch of sequences that read their
+// past keys and values in place from a pool of fixed-size KV blocks (vLLM's PagedAttention
+// layout, one layer per block), the kernels behind the ONNX Runtime op PagedAttention
+// (domain ai.serving).
+//
+// Layout:
+//   pool   [num_blocks, 2, kv_heads, block_size, head_size] float: block b holds the keys
+//          (index 0) then the values (index 1) of block_size slots of one layer.
+//   tables [num_seqs, table_cols] int32: sequence s's logical slot j lives in block
+//          tables[s, j / block_size] at offset j % block_size. On a sliding-window layer the
+//          table is a ring: logical slot j lives in block tables[s, (j / block_size) % table_cols],
+//          so a slot is overwritten table_cols · block_size slots later (at least window − 1
+//          slots must fit). Entries a call does not reach may be anything (e.g. −1).
+//   q      [T, num_heads · head_size], k and v [T, kv_heads · head_size]: the new tokens of
+//          every sequence, packed: sequence s owns rows query_starts[s] .. query_starts[s+1).
+//          q and k are post-RoPE; the kernels never read positions.
+//   past_lens [num_seqs]: slots already in the sequence's cache (logical count: on a ring,
+//          every token ever written). The new tokens take logical slots past .. past + n.
+//
+// Semantics, for new token i of sequence s (logical slot L = past + i) and query head h
+// (KV head h / (num_heads / kv_heads)):
+//   visible slots j ≤ L, and L − j < window on a sliding layer (window 0: every slot);
+//   out = softmax(scale · q·kⱼ over visible j) · vⱼ, accumulated in fp32.
+// Global layers may have had slots evicted and compacted (KV compression): attention then
+// runs over the kept slots in their order, and causality holds because new tokens are
+// always the last slots. After attention the new keys and values are stored in their slots
+// (write_new), so a call reads the past before overwriting a ring.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sparse24.h"
+
+namespace paged {
+
+struct Shape {
+  int64_t num_heads = 0;
+  int64_t kv_heads = 0;
+  int64_t head_size = 0;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  int64_t table_cols = 0;
+  int64_t window = 0;  // sliding window in tokens (the query's own slot included); 0 = global
+  float scale = 1.0f;
+
+  int64_t groups() const { return num_heads / kv_heads; }
+  int64_t block_floats() const { return 2 * kv_heads * block_size * head_size; }
+};
+
+struct Batch {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* pool = nullptr;
+  const int32_t* tables = nullptr;
+  const int32_t* past_lens = nullptr;
+  const int32_t* query_starts = nullptr;  // num_seqs + 1 entries, query_starts[0] = 0
+  int64_t num_seqs = 0;
+  int64_t num_tokens = 0;
+  float* out = nullptr;  // [T, num_heads · head_size]
+};
+
+// One unit of work: new tokens [row_begin, row_end) of one sequence, one KV head and its
+// group of query heads.
+struct Task {
+  int64_t seq = 0;
+  int64_t kv_head = 0;
+  int64_t row_begin = 0;
+  int64_t row_end = 0;
+};
+
+// Query tokens per task: with Gemma 3's 4 query heads per KV head, 8 tokens are 32 query
+// rows whose fp32 accumulators (32 KB at head_size 256) stay in L2 beside the key chunk.
+constexpr int64_t kRowsPerTask = 8;
+// Query heads per KV head the kernels take (Gemma 3: 4 to 8; Llama-style 70B: 8).
+constexpr int64_t kMaxGroups = 64;
+// Keys scored per pass of the online softmax: one max and one rescale per 64 keys.
+constexpr int64_t kKeysPerChunk = 64;
+
+// Empty when shape and batch are consistent (tables within the pool, lengths within the
+// tables, query_starts ascending to num_tokens); otherwise what is wrong, naming the sequence.
+std::string validate(const Shape& shape, const Batch& batch);
+
+// The tasks of a call, in the order sequence, KV head, rows.
+void plan(const Shape& shape, const Batch& batch, std::vector<Task>& tasks);
+
+// Floats of per-thread scratch one task needs.
+int64_t scratch_floats(const Shape& shape);
+
+// Attention of one task, writing its rows of out. scratch: scratch_floats(shape) floats.
+using TileFn = void (*)(const Shape& shape, const Batch& batch, const Task& task, float* scratch);
+
+// Stores the new tokens' keys and values in their slots (after every task has run).
+void write_new(const Shape& shape, const Batch& batch);
+
+// The kernel for an ISA (the same cpuid choice as the 2:4 kernels).
+TileFn tile_kernel(sparse24::Isa isa);
+
+namespace detail {
+TileFn portable_tile();
+TileFn avx2_tile();
+TileFn avx512_tile();
+}  // namespace detail
+
+}  // namespace paged

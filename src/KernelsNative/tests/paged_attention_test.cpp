@@ -1,0 +1,202 @@
+// Paged attention against a double-precision dense reference: every ISA kernel the CPU has,
+// random block tables, GQA groups, sliding windows (rings that wrap), chunked prefill and
+// ragged batches, run call after call as an engine would (write_new after each call).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "paged_attention.h"
+
+namespace {
+
+std::vector<sparse24::Isa> isas() {
+  std::vector<sparse24::Isa> all{sparse24::Isa::Portable};
+  if (sparse24::detect_isa() >= sparse24::Isa::Avx2) all.push_back(sparse24::Isa::Avx2);
+  if (sparse24::detect_isa() >= sparse24::Isa::Avx512) all.push_back(sparse24::Isa::Avx512);
+  return all;
+}
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+// One sequence's whole history, token-major: q [L, Hq·D], k and v [L, Hkv·D].
+struct History {
+  std::vector<float> q, k, v;
+};
+
+// Attention of token `i` of a history (every earlier token visible, within the window), in double.
+std::vector<double> reference(const paged::Shape& s, const History& h, int64_t i) {
+  const int64_t d = s.head_size, g = s.groups();
+  std::vector<double> out(s.num_heads * d, 0.0);
+  const int64_t lo = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
+  for (int64_t head = 0; head < s.num_heads; ++head) {
+    const int64_t kv = head / g;
+    std::vector<double> scores;
+    for (int64_t j = lo; j <= i; ++j) {
+      double dot = 0;
+      for (int64_t e = 0; e < d; ++e) dot += double(h.q[(i * s.num_heads + head) * d + e]) * h.k[(j * s.kv_heads + kv) * d + e];
+      scores.push_back(dot * s.scale);
+    }
+    const double top = *std::max_element(scores.begin(), scores.end());
+    double sum = 0;
+    for (double& x : scores) sum += (x = std::exp(x - top));
+    for (int64_t j = lo; j <= i; ++j) {
+      for (int64_t e = 0; e < d; ++e) out[head * d + e] += scores[j - lo] / sum * h.v[(j * s.kv_heads + kv) * d + e];
+    }
+  }
+  return out;
+}
+
+struct PoolRun {
+  paged::Shape shape;
+  std::vector<float> pool;
+  std::vector<int32_t> tables;
+};
+
+// Runs one call the way the op does: validate, every task, then store the new slots.
+std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float>& q, const std::vector<float>& k,
+                        const std::vector<float>& v, const std::vector<int32_t>& past, const std::vector<int32_t>& starts) {
+  const paged::Shape& s = run.shape;
+  paged::Batch b;
+  b.q = q.data();
+  b.k = k.data();
+  b.v = v.data();
+  b.pool = run.pool.data();
+  b.tables = run.tables.data();
+  b.past_lens = past.data();
+  b.query_starts = starts.data();
+  b.num_seqs = static_cast<int64_t>(past.size());
+  b.num_tokens = starts.back();
+  std::vector<float> out(b.num_tokens * s.num_heads * s.head_size, std::nanf(""));
+  b.out = out.data();
+  EXPECT_EQ(paged::validate(s, b), "");
+  std::vector<paged::Task> tasks;
+  paged::plan(s, b, tasks);
+  std::vector<float> scratch(paged::scratch_floats(s));
+  paged::TileFn tile = paged::tile_kernel(isa);
+  for (const paged::Task& task : tasks) tile(s, b, task, scratch.data());
+  paged::write_new(s, b);
+  return out;
+}
+
+// Each sequence a random permutation of blocks (global: enough for its whole history; sliding: a ring).
+PoolRun make_run(std::mt19937& rng, paged::Shape shape, int64_t num_seqs, int64_t cols) {
+  shape.table_cols = cols;
+  shape.num_blocks = num_seqs * cols + 3;
+  PoolRun run{shape, random_floats(rng, shape.num_blocks * shape.block_floats()), {}};
+  std::vector<int32_t> blocks(shape.num_blocks);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  run.tables.assign(blocks.begin(), blocks.begin() + num_seqs * cols);
+  return run;
+}
+
+// Sequences of different lengths advance together in chunks of different sizes (prefill
+// chunks, then decode steps); every new token's output is checked against the reference.
+void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> lengths, std::vector<int64_t> chunks,
+                   uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t num_seqs = static_cast<int64_t>(lengths.size());
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  const int64_t cols = shape.window > 0 ? (shape.window - 1 + shape.block_size - 1) / shape.block_size
+                                        : (longest + shape.block_size - 1) / shape.block_size;
+  PoolRun run = make_run(rng, shape, num_seqs, cols);
+  const paged::Shape& s = run.shape;
+  std::vector<History> histories;
+  for (int64_t len : lengths) {
+    histories.push_back({random_floats(rng, len * s.num_heads * s.head_size), random_floats(rng, len * s.kv_heads * s.head_size),
+                         random_floats(rng, len * s.kv_heads * s.head_size)});
+  }
+
+  std::vector<int64_t> done(num_seqs, 0);
+  for (size_t step = 0;; ++step) {
+    std::vector<float> q, k, v;
+    std::vector<int32_t> past, starts{0};
+    for (int64_t seq = 0; seq < num_seqs; ++seq) {
+      const int64_t n = std::min(chunks[(step + seq) % chunks.size()], lengths[seq] - done[seq]);
+      const History& h = histories[seq];
+      auto append = [&](std::vector<float>& to, const std::vector<float>& from, int64_t width) {
+        to.insert(to.end(), from.begin() + done[seq] * width, from.begin() + (done[seq] + n) * width);
+      };
+      append(q, h.q, s.num_heads * s.head_size);
+      append(k, h.k, s.kv_heads * s.head_size);
+      append(v, h.v, s.kv_heads * s.head_size);
+      past.push_back(static_cast<int32_t>(done[seq]));
+      starts.push_back(starts.back() + static_cast<int32_t>(n));
+    }
+    if (starts.back() == 0) break;
+    std::vector<float> out = call(isa, run, q, k, v, past, starts);
+    for (int64_t seq = 0; seq < num_seqs; ++seq) {
+      for (int64_t t = 0; t < starts[seq + 1] - starts[seq]; ++t) {
+        std::vector<double> expected = reference(s, histories[seq], done[seq] + t);
+        const float* got = out.data() + (starts[seq] + t) * s.num_heads * s.head_size;
+        for (size_t e = 0; e < expected.size(); ++e) {
+          ASSERT_NEAR(got[e], expected[e], 2e-5 + 2e-5 * std::abs(expected[e]))
+              << sparse24::isa_name(isa) << " step " << step << " sequence " << seq << " token " << done[seq] + t << " element " << e;
+        }
+      }
+      done[seq] += starts[seq + 1] - starts[seq];
+    }
+  }
+}
+
+paged::Shape gemma_like(int64_t heads, int64_t kv_heads, int64_t head_size, int64_t block, int64_t window) {
+  paged::Shape s;
+  s.num_heads = heads;
+  s.kv_heads = kv_heads;
+  s.head_size = head_size;
+  s.block_size = block;
+  s.window = window;
+  s.scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+  return s;
+}
+
+TEST(PagedAttention, GlobalLayerPrefillInChunksThenDecodeMatchesDenseAttention) {
+  for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 64, 16, 0), {150, 3, 77}, {40, 1, 1, 17, 1, 130}, 1);
+}
+
+TEST(PagedAttention, GroupsOfQueryHeadsShareTheirKvHead) {
+  for (auto isa : isas()) check_batches(isa, gemma_like(8, 2, 32, 4, 0), {30, 45}, {9, 1, 2}, 2);
+  for (auto isa : isas()) check_batches(isa, gemma_like(3, 3, 20, 5, 0), {12, 21, 1}, {1, 4}, 3);
+}
+
+TEST(PagedAttention, SlidingLayersReadTheirRingAcrossWraps) {
+  // Window 10 in a ring of 3 blocks of 4 slots: the ring wraps many times, and chunks longer
+  // than the ring (25 tokens) keep only its last slots.
+  for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 16, 4, 10), {80, 33, 5}, {25, 1, 3, 1, 7}, 4);
+  for (auto isa : isas()) check_batches(isa, gemma_like(4, 2, 48, 16, 33), {200, 90}, {64, 1, 1, 50}, 5);
+}
+
+TEST(PagedAttention, ValidationNamesTheSequenceAtFault) {
+  std::mt19937 rng(6);
+  paged::Shape shape = gemma_like(4, 1, 8, 4, 0);
+  PoolRun run = make_run(rng, shape, 2, 2);
+  std::vector<float> q(3 * 4 * 8), kv(3 * 8), out(q.size());
+  std::vector<int32_t> past{0, 7}, starts{0, 1, 3};
+  paged::Batch b{q.data(), kv.data(), kv.data(), run.pool.data(), run.tables.data(), past.data(), starts.data(), 2, 3, out.data()};
+  EXPECT_NE(paged::validate(run.shape, b).find("sequence 1: 9 slots do not fit its 2 blocks of 4"), std::string::npos)
+      << paged::validate(run.shape, b);
+  past[1] = 5;
+  EXPECT_EQ(paged::validate(run.shape, b), "");
+  run.tables[3] = static_cast<int32_t>(run.shape.num_blocks);
+  EXPECT_NE(paged::validate(run.shape, b).find("sequence 1: block table entry 1"), std::string::npos);
+  run.tables[3] = -1;
+  past[1] = 0;
+  EXPECT_EQ(paged::validate(run.shape, b), "");  // entries the call does not reach are not read
+  starts[2] = 4;
+  EXPECT_NE(paged::validate(run.shape, b).find("query_starts"), std::string::npos);
+  paged::Shape ring = run.shape;
+  ring.window = 10;
+  starts[2] = 3;
+  EXPECT_NE(paged::validate(ring, b).find("cannot hold"), std::string::npos);
+}
+
+}  // namespace

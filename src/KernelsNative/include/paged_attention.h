@@ -6,11 +6,11 @@
 // Layout:
 //   pool   [num_blocks, 2, kv_heads, block_size, head_size] float: block b holds the keys
 //          (index 0) then the values (index 1) of block_size slots of one layer.
-//   tables [num_seqs, table_cols] int32: sequence s's logical slot j lives in block
-//          tables[s, j / block_size] at offset j % block_size. On a sliding-window layer the
-//          table is a ring: logical slot j lives in block tables[s, (j / block_size) % table_cols],
-//          so a slot is overwritten table_cols · block_size slots later (at least window − 1
-//          slots must fit). Entries a call does not reach may be anything (e.g. −1).
+//   tables [num_seqs, table_cols] int32 (one layer's slice of the op's [layers, seqs, cols]
+//          input): sequence s's logical slot j lives in block tables[s, j / block_size] at
+//          offset j % block_size. On a sliding-window layer, blocks wholly before the window
+//          are never read, so the engine frees them and their entries may be anything (−1);
+//          so may entries past the call's last slot.
 //   q      [T, num_heads · head_size], k and v [T, kv_heads · head_size]: the new tokens of
 //          every sequence, packed: sequence s owns rows query_starts[s] .. query_starts[s+1).
 //          q and k are post-RoPE; the kernels never read positions.
@@ -24,7 +24,7 @@
 // Global layers may have had slots evicted and compacted (KV compression): attention then
 // runs over the kept slots in their order, and causality holds because new tokens are
 // always the last slots. After attention the new keys and values are stored in their slots
-// (write_new), so a call reads the past before overwriting a ring.
+// (write_new).
 #pragma once
 
 #include <cstddef>
@@ -80,8 +80,9 @@ constexpr int64_t kMaxGroups = 64;
 // Keys scored per pass of the online softmax: one max and one rescale per 64 keys.
 constexpr int64_t kKeysPerChunk = 64;
 
-// Empty when shape and batch are consistent (tables within the pool, lengths within the
-// tables, query_starts ascending to num_tokens); otherwise what is wrong, naming the sequence.
+// Empty when shape and batch are consistent (every block the call reaches within the pool,
+// lengths within the tables, query_starts ascending to num_tokens); otherwise what is wrong,
+// naming the sequence.
 std::string validate(const Shape& shape, const Batch& batch);
 
 // The tasks of a call, in the order sequence, KV head, rows.

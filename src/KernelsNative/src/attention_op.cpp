@@ -3,8 +3,10 @@
 //
 // Inputs: query float [..., T, num_heads·D] (post-RoPE), key and value float [..., T, kv·D]
 // (key post-RoPE), kv_pool float [num_blocks, 2, kv, block_size, D], block_tables int32
-// [num_seqs, cols], past_lens int32 [num_seqs], query_starts int32 [num_seqs + 1].
-// Attributes: num_heads, kv_num_heads, scale (default 1/sqrt(D)), sliding_window (0 = global).
+// [layers, num_seqs, cols], past_lens int32 [layers, num_seqs], query_starts int32
+// [num_seqs + 1]. Every layer's node reads the same pool, tables and lengths, and takes its
+// own slice of the last two. Attributes: layer, num_heads, kv_num_heads, scale (default
+// 1/sqrt(D)), sliding_window (0 = global).
 // Output: float, the shape of query.
 //
 // The op stores the new keys and values into kv_pool: the pool is the engine's own native
@@ -30,11 +32,13 @@ class AttentionKernel {
   explicit AttentionKernel(const OrtKernelInfo* info) : tile_(paged::tile_kernel(choose_kernels().isa)) {
     Ort::ConstKernelInfo ki(info);
     name_ = ki.GetNodeName();
+    layer_ = ki.GetAttribute<int64_t>("layer");
     shape_.num_heads = ki.GetAttribute<int64_t>("num_heads");
     shape_.kv_heads = ki.GetAttribute<int64_t>("kv_num_heads");
     shape_.window = optional_int(ki, "sliding_window", 0);
     scale_ = optional_float(ki, "scale", 0.0f);
     if (shape_.num_heads <= 0 || shape_.kv_heads <= 0) fail("num_heads and kv_num_heads must be positive");
+    if (layer_ < 0) fail("layer must be at least 0");
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
@@ -73,12 +77,16 @@ class AttentionKernel {
       fail("query, key and value must hold the same number of tokens");
     }
     std::vector<int64_t> table_shape = tables.GetTensorTypeAndShapeInfo().GetShape();
-    if (table_shape.size() != 2) fail("block_tables must be 2-D [num_seqs, blocks], got " + dims(table_shape));
-    const int64_t num_seqs = table_shape[0];
-    shape.table_cols = table_shape[1];
-    if (past.GetTensorTypeAndShapeInfo().GetShape() != std::vector<int64_t>{num_seqs} ||
+    if (table_shape.size() != 3 || table_shape[0] <= layer_) {
+      fail("block_tables must be [layers, num_seqs, blocks] with a slice for layer " + std::to_string(layer_) + ", got " +
+           dims(table_shape));
+    }
+    const int64_t num_seqs = table_shape[1];
+    shape.table_cols = table_shape[2];
+    if (past.GetTensorTypeAndShapeInfo().GetShape() != std::vector<int64_t>{table_shape[0], num_seqs} ||
         starts.GetTensorTypeAndShapeInfo().GetShape() != std::vector<int64_t>{num_seqs + 1}) {
-      fail("past_lens must be [" + std::to_string(num_seqs) + "] and query_starts [" + std::to_string(num_seqs + 1) + "]");
+      fail("past_lens must be [" + std::to_string(table_shape[0]) + ", " + std::to_string(num_seqs) + "] and query_starts [" +
+           std::to_string(num_seqs + 1) + "]");
     }
 
     Ort::UnownedValue output = context.GetOutput(0, q_shape);
@@ -87,8 +95,8 @@ class AttentionKernel {
     batch.k = key.GetTensorData<float>();
     batch.v = value.GetTensorData<float>();
     batch.pool = const_cast<float*>(pool.GetTensorData<float>());  // written in place: see the file comment
-    batch.tables = tables.GetTensorData<int32_t>();
-    batch.past_lens = past.GetTensorData<int32_t>();
+    batch.tables = tables.GetTensorData<int32_t>() + layer_ * num_seqs * shape.table_cols;
+    batch.past_lens = past.GetTensorData<int32_t>() + layer_ * num_seqs;
     batch.query_starts = starts.GetTensorData<int32_t>();
     batch.num_seqs = num_seqs;
     batch.num_tokens = tokens;
@@ -139,6 +147,7 @@ class AttentionKernel {
 
   paged::TileFn tile_;
   paged::Shape shape_;
+  int64_t layer_ = 0;
   float scale_ = 0.0f;
   std::string name_;
 };

@@ -46,9 +46,7 @@ inline void scale_add(float* acc, float keep, float p, const float* v, int64_t n
 // Where logical slot `slot` of a sequence lives: its key row (the value row is kv_heads ·
 // block_size · head_size floats further on).
 inline const float* past_key(const Shape& s, const Batch& b, int64_t seq, int64_t kv_head, int64_t slot) {
-  const int64_t logical_block = slot / s.block_size;
-  const int64_t col = s.window > 0 ? logical_block % s.table_cols : logical_block;
-  const int64_t block = b.tables[seq * s.table_cols + col];
+  const int64_t block = b.tables[seq * s.table_cols + slot / s.block_size];
   return b.pool + block * s.block_floats() + (kv_head * s.block_size + slot % s.block_size) * s.head_size;
 }
 

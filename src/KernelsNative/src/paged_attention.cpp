@@ -11,16 +11,11 @@ namespace {
 
 std::string seq_error(int64_t seq, const std::string& what) { return "sequence " + std::to_string(seq) + ": " + what; }
 
-// The blocks a call reaches for sequence `seq` must lie in the pool.
+// The blocks a call reaches for sequence `seq` must lie in the pool: the past it reads
+// (on a sliding layer only the window − 1 slots before the new tokens) and the new slots.
 std::string check_blocks(const Shape& s, const Batch& b, int64_t seq, int64_t past, int64_t n) {
-  const int64_t end = past + n;
-  int64_t begin = 0;
-  if (s.window > 0) {
-    // Reads reach window − 1 slots back; writes keep the last ring's worth of new tokens.
-    begin = std::max<int64_t>(0, std::min(past - (s.window - 1), end - s.table_cols * s.block_size));
-  }
-  for (int64_t logical = begin / s.block_size; logical * s.block_size < end; ++logical) {
-    const int64_t col = s.window > 0 ? logical % s.table_cols : logical;
+  const int64_t begin = s.window > 0 ? std::max<int64_t>(0, past - (s.window - 1)) : 0;
+  for (int64_t col = begin / s.block_size; col * s.block_size < past + n; ++col) {
     const int32_t block = b.tables[seq * s.table_cols + col];
     if (block < 0 || block >= s.num_blocks) {
       return seq_error(seq, "block table entry " + std::to_string(col) + " is " + std::to_string(block) +
@@ -41,10 +36,6 @@ std::string validate(const Shape& s, const Batch& b) {
            std::to_string(s.kv_heads) + "), at most " + std::to_string(kMaxGroups) + " times it";
   }
   if (s.window < 0) return "sliding_window must be 0 (global) or positive";
-  if (s.window > 0 && s.table_cols * s.block_size < s.window - 1) {
-    return "a sliding layer's ring of " + std::to_string(s.table_cols) + " blocks of " + std::to_string(s.block_size) +
-           " slots cannot hold the window's " + std::to_string(s.window - 1) + " past slots";
-  }
   if (b.query_starts[0] != 0 || b.query_starts[b.num_seqs] != b.num_tokens) {
     return "query_starts must run from 0 to the " + std::to_string(b.num_tokens) + " new tokens";
   }
@@ -52,7 +43,7 @@ std::string validate(const Shape& s, const Batch& b) {
     const int64_t past = b.past_lens[seq], n = b.query_starts[seq + 1] - b.query_starts[seq];
     if (n < 0) return seq_error(seq, "query_starts must not decrease");
     if (past < 0) return seq_error(seq, "past length " + std::to_string(past) + " is negative");
-    if (s.window == 0 && past + n > s.table_cols * s.block_size) {
+    if (past + n > s.table_cols * s.block_size) {
       return seq_error(seq, std::to_string(past + n) + " slots do not fit its " + std::to_string(s.table_cols) +
                                 " blocks of " + std::to_string(s.block_size));
     }
@@ -81,12 +72,9 @@ void write_new(const Shape& s, const Batch& b) {
   const int64_t d = s.head_size, kv_stride = s.kv_heads * d, value_offset = s.kv_heads * s.block_size * d;
   for (int64_t seq = 0; seq < b.num_seqs; ++seq) {
     const int64_t first = b.query_starts[seq], n = b.query_starts[seq + 1] - first, past = b.past_lens[seq];
-    // On a ring only the last ring's worth of new tokens survives; earlier ones would be overwritten anyway.
-    const int64_t skip = s.window > 0 ? std::max<int64_t>(0, n - s.table_cols * s.block_size) : 0;
-    for (int64_t t = skip; t < n; ++t) {
-      const int64_t slot = past + t, logical_block = slot / s.block_size;
-      const int64_t col = s.window > 0 ? logical_block % s.table_cols : logical_block;
-      float* block = b.pool + b.tables[seq * s.table_cols + col] * s.block_floats();
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t slot = past + t;
+      float* block = b.pool + b.tables[seq * s.table_cols + slot / s.block_size] * s.block_floats();
       for (int64_t h = 0; h < s.kv_heads; ++h) {
         float* key = block + (h * s.block_size + slot % s.block_size) * d;
         std::memcpy(key, b.k + (first + t) * kv_stride + h * d, sizeof(float) * d);

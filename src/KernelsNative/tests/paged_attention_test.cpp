@@ -1,6 +1,7 @@
 // Paged attention against a double-precision dense reference: every ISA kernel the CPU has,
 // random block tables, GQA groups, sliding windows (rings that wrap), chunked prefill and
-// ragged batches, run call after call as an engine would (write_new after each call).
+// ragged batches, run call after call as an engine would (write_new after each call; on a
+// sliding layer the blocks that left the window are dropped from the table).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -87,7 +88,7 @@ std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float
   return out;
 }
 
-// Each sequence a random permutation of blocks (global: enough for its whole history; sliding: a ring).
+// Each sequence a random permutation of blocks, enough for its whole history.
 PoolRun make_run(std::mt19937& rng, paged::Shape shape, int64_t num_seqs, int64_t cols) {
   shape.table_cols = cols;
   shape.num_blocks = num_seqs * cols + 3;
@@ -106,8 +107,7 @@ void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> l
   std::mt19937 rng(seed);
   const int64_t num_seqs = static_cast<int64_t>(lengths.size());
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
-  const int64_t cols = shape.window > 0 ? (shape.window - 1 + shape.block_size - 1) / shape.block_size
-                                        : (longest + shape.block_size - 1) / shape.block_size;
+  const int64_t cols = (longest + shape.block_size - 1) / shape.block_size;
   PoolRun run = make_run(rng, shape, num_seqs, cols);
   const paged::Shape& s = run.shape;
   std::vector<History> histories;
@@ -144,6 +144,10 @@ void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> l
         }
       }
       done[seq] += starts[seq + 1] - starts[seq];
+      // A sliding layer's engine frees the blocks wholly before the window: no later call may read them.
+      for (int64_t col = 0; s.window > 0 && (col + 1) * s.block_size <= done[seq] - (s.window - 1); ++col) {
+        run.tables[seq * s.table_cols + col] = -1;
+      }
     }
   }
 }
@@ -168,9 +172,9 @@ TEST(PagedAttention, GroupsOfQueryHeadsShareTheirKvHead) {
   for (auto isa : isas()) check_batches(isa, gemma_like(3, 3, 20, 5, 0), {12, 21, 1}, {1, 4}, 3);
 }
 
-TEST(PagedAttention, SlidingLayersReadTheirRingAcrossWraps) {
-  // Window 10 in a ring of 3 blocks of 4 slots: the ring wraps many times, and chunks longer
-  // than the ring (25 tokens) keep only its last slots.
+TEST(PagedAttention, SlidingLayersReadOnlyTheBlocksOfTheirWindow) {
+  // Window 10 over blocks of 4 slots: most blocks leave the window (their entries become −1),
+  // and chunks (25 tokens) longer than the window read keys from the chunk itself.
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 16, 4, 10), {80, 33, 5}, {25, 1, 3, 1, 7}, 4);
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 2, 48, 16, 33), {200, 90}, {64, 1, 1, 50}, 5);
 }
@@ -193,10 +197,15 @@ TEST(PagedAttention, ValidationNamesTheSequenceAtFault) {
   EXPECT_EQ(paged::validate(run.shape, b), "");  // entries the call does not reach are not read
   starts[2] = 4;
   EXPECT_NE(paged::validate(run.shape, b).find("query_starts"), std::string::npos);
-  paged::Shape ring = run.shape;
-  ring.window = 10;
-  starts[2] = 3;
-  EXPECT_NE(paged::validate(ring, b).find("cannot hold"), std::string::npos);
+  paged::Shape sliding = run.shape;
+  sliding.window = 3;
+  past[1] = 6;
+  starts[2] = 2;
+  b.num_tokens = 2;
+  run.tables[3] = 1;
+  run.tables[2] = -1;  // sequence 1's slots 0–3: before the window of the token at slot 6
+  EXPECT_EQ(paged::validate(sliding, b), "");
+  EXPECT_NE(paged::validate(run.shape, b).find("sequence 1: block table entry 0 is -1"), std::string::npos);
 }
 
 }  // namespace

@@ -17,11 +17,13 @@ public sealed class PagedAttentionOpTests
     private const int Heads = 4, KvHeads = 2, HeadSize = 8, BlockSize = 4, NumBlocks = 6;
     private static readonly string[] Inputs = ["query", "key", "value", "kv_pool", "block_tables", "past_lens", "query_starts"];
 
+    /// <summary>The node of layer 1 of a 2-layer table: it must read its own slice.</summary>
     private static ModelProto Model(long window)
     {
         var node = new NodeProto { Name = "attention", OpType = "PagedAttention", Domain = SparseFormat.Domain };
         node.Input.AddRange(Inputs);
         node.Output.Add("output");
+        node.Attribute.Add(GraphBuilder.Attr("layer", 1L));
         node.Attribute.Add(GraphBuilder.Attr("num_heads", (long)Heads));
         node.Attribute.Add(GraphBuilder.Attr("kv_num_heads", (long)KvHeads));
         node.Attribute.Add(GraphBuilder.Attr("sliding_window", window));
@@ -71,8 +73,10 @@ public sealed class PagedAttentionOpTests
         using OrtValue k = OrtValue.CreateTensorValueFromMemory(key, [1, 6, KvHeads * HeadSize]);
         using OrtValue v = OrtValue.CreateTensorValueFromMemory(value, [1, 6, KvHeads * HeadSize]);
         using OrtValue poolValue = OrtValue.CreateTensorValueFromMemory(pool, [NumBlocks, 2, KvHeads, BlockSize, HeadSize]);
-        using OrtValue tableValue = OrtValue.CreateTensorValueFromMemory(tables.SelectMany(t => t).ToArray(), [2, 3]);
-        using OrtValue pastValue = OrtValue.CreateTensorValueFromMemory(past, [2]);
+        // Layer 0's slice points at blocks that do not exist and claims other lengths: the node must not read it.
+        int[] bothLayers = [.. Enumerable.Repeat(-7, 6), .. tables.SelectMany(t => t)];
+        using OrtValue tableValue = OrtValue.CreateTensorValueFromMemory(bothLayers, [2, 2, 3]);
+        using OrtValue pastValue = OrtValue.CreateTensorValueFromMemory(new[] { 99, 99, past[0], past[1] }, [2, 2]);
         using OrtValue startValue = OrtValue.CreateTensorValueFromMemory(starts, [3]);
         using var outputs = session.Run(new RunOptions(), Inputs, [q, k, v, poolValue, tableValue, pastValue, startValue], ["output"]);
 
@@ -111,8 +115,8 @@ public sealed class PagedAttentionOpTests
         using OrtValue q = OrtValue.CreateTensorValueFromMemory(new float[Heads * HeadSize], [1, Heads * HeadSize]);
         using OrtValue k = OrtValue.CreateTensorValueFromMemory(new float[KvHeads * HeadSize], [1, KvHeads * HeadSize]);
         using OrtValue pool = OrtValue.CreateTensorValueFromMemory(new float[NumBlocks * 2 * KvHeads * BlockSize * HeadSize], [NumBlocks, 2, KvHeads, BlockSize, HeadSize]);
-        using OrtValue table = OrtValue.CreateTensorValueFromMemory(new[] { 0, NumBlocks }, [1, 2]);
-        using OrtValue past = OrtValue.CreateTensorValueFromMemory(new[] { 4 }, [1]);
+        using OrtValue table = OrtValue.CreateTensorValueFromMemory(new[] { 0, 0, 0, NumBlocks }, [2, 1, 2]);
+        using OrtValue past = OrtValue.CreateTensorValueFromMemory(new[] { 0, 4 }, [2, 1]);
         using OrtValue starts = OrtValue.CreateTensorValueFromMemory(new[] { 0, 1 }, [2]);
         var error = Assert.Throws<OnnxRuntimeException>(() => session.Run(new RunOptions(), Inputs, [q, k, k, pool, table, past, starts], ["output"]));
         Assert.Contains("PagedAttention node 'attention': sequence 0: block table entry 1 is 6", error.Message);

@@ -1,0 +1,271 @@
+using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using Serving.Runtime.Sparsity;
+using static Serving.Runtime.Onnx.GraphBuilder;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace Serving.Runtime.Models;
+
+/// <summary>
+/// Rewrites a decoder graph, in memory, so that attention reads and writes a pool of KV
+/// blocks in place (the <c>PagedAttention</c> op of src/KernelsNative) instead of taking
+/// <c>past_key_values.*</c> and returning <c>present.*</c>. The folder on disk stays the
+/// standard export. Sequences travel packed: <c>input_ids</c> and <c>position_ids</c> are
+/// <c>[1, T]</c>, the tokens of every sequence one after another (<see cref="QueryStarts"/>
+/// marks where each begins), and <see cref="LogitsIndices"/> picks the rows whose logits are
+/// computed (a sequence's last token), replacing <c>num_logits_to_keep</c>.
+/// </summary>
+/// <remarks>
+/// The pattern matched, per layer i (our builder's attention, <see cref="Gemma3Attention"/>):
+/// <c>past_key_values.i.key</c> and <c>.value</c> each read by one <c>Concat(past, new, axis=2)</c>;
+/// the key concat feeds <c>Transpose(0,1,3,2) → Unsqueeze → MatMul(Reshape(q), ·)</c>, the value
+/// concat <c>Unsqueeze → MatMul(probabilities, ·) → Reshape → Transpose → Reshape</c>, whose
+/// output is the layer's attention output. q, k and v are post-RoPE, <c>[B, heads, S, D]</c>.
+/// Everything between becomes one <c>PagedAttention</c> node; the mask subgraph, the present
+/// outputs and the past inputs go. Any other wiring is refused with the node and the reason.
+/// </remarks>
+public static class PagedAttentionRewrite
+{
+    public const string OpType = "PagedAttention";
+    public const string KvPool = "kv_pool";
+    public const string BlockTables = "block_tables";
+    public const string PastLengths = "past_lens";
+    public const string QueryStarts = "query_starts";
+    public const string LogitsIndices = "logits_indices";
+
+    /// <summary>The rewritten copy of <paramref name="model"/>; <paramref name="model"/> is left as it is.</summary>
+    /// <exception cref="PagedRewriteException">The graph does not have the pattern above.</exception>
+    public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null)
+    {
+        names ??= new DecoderNames();
+        ModelProto rewritten = model.Clone();
+        GraphProto graph = rewritten.Graph;
+        var consumers = new Consumers(graph);
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            RewriteLayer(graph, consumers, config, names, layer);
+        }
+
+        KeepSelectedLogits(graph, consumers, names);
+        ReplaceInterface(graph, config, names);
+        RemoveDeadNodes(graph);
+        GraphEdits.RemoveUnusedInitializers(graph);
+        if (!rewritten.OpsetImport.Any(opset => opset.Domain == SparseFormat.Domain))
+        {
+            rewritten.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
+        }
+
+        return rewritten;
+    }
+
+    private static void RewriteLayer(GraphProto graph, Consumers consumers, Gemma3Config config, DecoderNames names, int layer)
+    {
+        NodeProto keyConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastKey, layer));
+        NodeProto valueConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastValue, layer));
+        NodeProto scores = consumers.Chain(keyConcat, ("Transpose", 0), ("Unsqueeze", 0), ("MatMul", 1));
+        NodeProto queryReshape = Producer(graph, scores.Input[0], "Reshape", scores);
+        NodeProto context = consumers.Chain(valueConcat, ("Unsqueeze", 0), ("MatMul", 1));
+        NodeProto merged = consumers.Chain(context, ("Reshape", 0), ("Transpose", 0), ("Reshape", 0));
+
+        string prefix = $"/model/layers.{layer}/self_attn/paged/";
+        var nodes = new List<NodeProto>();
+        string query = TokenMajor(nodes, prefix + "q", queryReshape.Input[0]);
+        string key = TokenMajor(nodes, prefix + "k", keyConcat.Input[1]);
+        string value = TokenMajor(nodes, prefix + "v", valueConcat.Input[1]);
+        var attention = new NodeProto { Name = prefix + OpType, OpType = OpType, Domain = SparseFormat.Domain };
+        attention.Input.AddRange([query, key, value, KvPool, BlockTables, PastLengths, QueryStarts]);
+        attention.Output.Add(merged.Output[0]);
+        attention.Attribute.Add(Attr("layer", (long)layer));
+        attention.Attribute.Add(Attr("num_heads", (long)config.NumAttentionHeads));
+        attention.Attribute.Add(Attr("kv_num_heads", (long)config.NumKeyValueHeads));
+        attention.Attribute.Add(Attr("scale", (float)(1.0 / Math.Sqrt(config.QueryPreAttnScalar))));
+        attention.Attribute.Add(Attr("sliding_window", config.LayerKind(layer) == AttentionKind.Sliding ? (long)config.SlidingWindow : 0L));
+        nodes.Add(attention);
+
+        // The new nodes read q, k and v, all made before the layer's last reshape: in its place, the order stays topological.
+        int at = graph.Node.IndexOf(merged);
+        graph.Node.RemoveAt(at);
+        for (int i = nodes.Count - 1; i >= 0; i--)
+        {
+            graph.Node.Insert(at, nodes[i]);
+        }
+    }
+
+    /// <summary>[1, heads, T, D] → [1, T, heads · D]: the token-major rows the op takes.</summary>
+    private static string TokenMajor(List<NodeProto> nodes, string name, string input)
+    {
+        var transpose = new NodeProto { Name = name + "/Transpose", OpType = "Transpose" };
+        transpose.Input.Add(input);
+        transpose.Output.Add(name + "/Transpose/output_0");
+        transpose.Attribute.Add(Attr("perm", 0L, 2, 1, 3));
+        var shape = new NodeProto { Name = name + "/Shape", OpType = "Constant" };
+        shape.Output.Add(name + "/Shape/output_0");
+        shape.Attribute.Add(new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = Int64Tensor(0, 0, -1) });
+        var reshape = new NodeProto { Name = name + "/Reshape", OpType = "Reshape" };
+        reshape.Input.AddRange([transpose.Output[0], shape.Output[0]]);
+        reshape.Output.Add(name + "/Reshape/output_0");
+        nodes.AddRange([transpose, shape, reshape]);
+        return reshape.Output[0];
+    }
+
+    private static TensorProto Int64Tensor(params long[] values)
+    {
+        var tensor = new TensorProto { DataType = (int)DataType.Int64 };
+        tensor.Dims.Add(values.Length);
+        tensor.Int64Data.AddRange(values);
+        return tensor;
+    }
+
+    /// <summary>The Concat(past, new) of a past input; the only other readers allowed are Shape nodes (the sliding mask's length), which die with it.</summary>
+    private static NodeProto PastConcat(Consumers consumers, string past)
+    {
+        IReadOnlyList<NodeProto> readers = consumers.Of(past);
+        if (readers.FirstOrDefault(node => node.OpType is not ("Concat" or "Shape")) is { } other)
+        {
+            throw new PagedRewriteException(other.Name, $"reads '{past}', which only the attention's Concat (and Shape) may read, as a {other.OpType}");
+        }
+
+        NodeProto concat = readers.Count(node => node.OpType == "Concat") == 1
+            ? readers.First(node => node.OpType == "Concat")
+            : throw new PagedRewriteException(past, $"must be read by one Concat(past, new, axis = 2), found {readers.Count(node => node.OpType == "Concat")}");
+        if (concat.Input.Count != 2 || concat.Input[0] != past || IntAttribute(concat, "axis") != 2)
+        {
+            throw new PagedRewriteException(concat.Name, $"'{past}' must be read by one Concat(past, new, axis = 2)");
+        }
+
+        return concat;
+    }
+
+    private static NodeProto Producer(GraphProto graph, string value, string opType, NodeProto reader) =>
+        GraphEdits.Producer(graph, value) is { } node && node.OpType == opType
+            ? node
+            : throw new PagedRewriteException(reader.Name, $"its input '{value}' must come from a {opType}");
+
+    internal static long? IntAttribute(NodeProto node, string name) =>
+        node.Attribute.FirstOrDefault(a => a.Name == name) is { } attribute ? attribute.I : null;
+
+    /// <summary>
+    /// <c>num_logits_to_keep</c> sliced the last positions of <c>[B, S, H]</c>; packed sequences
+    /// need one row per sequence instead: <c>Gather(hidden, logits_indices, axis = 1)</c>.
+    /// </summary>
+    private static void KeepSelectedLogits(GraphProto graph, Consumers consumers, DecoderNames names)
+    {
+        string count = names.NumLogitsToKeep;
+        if (!graph.Input.Any(input => input.Name == count))
+        {
+            throw new PagedRewriteException(count, "the graph has no num_logits_to_keep input, so it would compute the logits of every packed token");
+        }
+
+        NodeProto slice = consumers.Chain(consumers.Single(count, "num_logits_to_keep"), ("Unsqueeze", 0), ("Slice", 1));
+        var gather = new NodeProto { Name = slice.Name + "/paged_Gather", OpType = "Gather" };
+        gather.Input.AddRange([slice.Input[0], LogitsIndices]);
+        gather.Output.Add(slice.Output[0]);
+        gather.Attribute.Add(Attr("axis", 1L));
+        GraphEdits.ReplaceNode(graph, slice, gather);
+    }
+
+    /// <summary>Past inputs, the mask and num_logits_to_keep out; the pool, tables, lengths and row selection in; no present outputs.</summary>
+    private static void ReplaceInterface(GraphProto graph, Gemma3Config config, DecoderNames names)
+    {
+        var gone = new HashSet<string> { names.AttentionMask, names.NumLogitsToKeep };
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            gone.Add(DecoderNames.ForLayer(names.PastKey, layer));
+            gone.Add(DecoderNames.ForLayer(names.PastValue, layer));
+            gone.Add(DecoderNames.ForLayer(names.PresentKey, layer));
+            gone.Add(DecoderNames.ForLayer(names.PresentValue, layer));
+        }
+
+        foreach (ValueInfoProto info in graph.Input.Where(input => gone.Contains(input.Name)).ToList())
+        {
+            graph.Input.Remove(info);
+        }
+
+        foreach (ValueInfoProto info in graph.Output.Where(output => gone.Contains(output.Name)).ToList())
+        {
+            graph.Output.Remove(info);
+        }
+
+        graph.Input.Add(ValueInfo(KvPool, DataType.Float, "num_blocks", 2, config.NumKeyValueHeads, "block_size", config.HeadDim));
+        graph.Input.Add(ValueInfo(BlockTables, DataType.Int32, config.NumHiddenLayers, "num_sequences", "max_blocks"));
+        graph.Input.Add(ValueInfo(PastLengths, DataType.Int32, config.NumHiddenLayers, "num_sequences"));
+        graph.Input.Add(ValueInfo(QueryStarts, DataType.Int32, "num_sequences_plus_1"));
+        graph.Input.Add(ValueInfo(LogitsIndices, DataType.Int64, "num_logits"));
+    }
+
+    /// <summary>Drops every node whose outputs no graph output needs (the mask subgraph, the old attention).</summary>
+    private static void RemoveDeadNodes(GraphProto graph)
+    {
+        var needed = new HashSet<string>(graph.Output.Select(output => output.Name));
+        var live = new List<NodeProto>(graph.Node.Count);
+        for (int i = graph.Node.Count - 1; i >= 0; i--)
+        {
+            NodeProto node = graph.Node[i];
+            if (node.Output.Any(needed.Contains))
+            {
+                live.Add(node);
+                needed.UnionWith(node.Input.Where(input => input.Length > 0));
+            }
+        }
+
+        live.Reverse();
+        graph.Node.Clear();
+        graph.Node.AddRange(live);
+    }
+
+    /// <summary>Who reads each value, built once: the pattern walks forward from the past inputs.</summary>
+    private sealed class Consumers
+    {
+        private readonly Dictionary<string, List<NodeProto>> _readers = [];
+
+        public Consumers(GraphProto graph)
+        {
+            foreach (NodeProto node in graph.Node)
+            {
+                foreach (string input in node.Input)
+                {
+                    if (!_readers.TryGetValue(input, out List<NodeProto>? list))
+                    {
+                        _readers[input] = list = [];
+                    }
+
+                    list.Add(node);
+                }
+            }
+        }
+
+        public IReadOnlyList<NodeProto> Of(string value) => _readers.TryGetValue(value, out List<NodeProto>? readers) ? readers : [];
+
+        public NodeProto Single(string value, string what) =>
+            _readers.TryGetValue(value, out List<NodeProto>? readers) && readers.Count == 1
+                ? readers[0]
+                : throw new PagedRewriteException(value, $"{what} must be read by exactly one node, found {readers?.Count ?? 0}");
+
+        /// <summary>
+        /// From <paramref name="start"/>'s output, the node of each op type in turn that reads the
+        /// previous output as its input number <c>Slot</c>; returns the last.
+        /// </summary>
+        public NodeProto Chain(NodeProto start, params (string OpType, int Slot)[] steps)
+        {
+            NodeProto current = start;
+            foreach (var (opType, slot) in steps)
+            {
+                string value = current.Output[0];
+                List<NodeProto> readers = _readers.TryGetValue(value, out List<NodeProto>? found) ? found : [];
+                current = readers.FirstOrDefault(node => node.OpType == opType && node.Input.Count > slot && node.Input[slot] == value)
+                    ?? throw new PagedRewriteException(current.Name, $"its output must feed a {opType} (as input {slot}); read by: "
+                        + string.Join(", ", readers.Select(node => $"{node.OpType} '{node.Name}'")));
+            }
+
+            return current;
+        }
+    }
+}
+
+/// <summary>A decoder graph the paged-attention rewrite cannot handle: the node (or value) at fault and why.</summary>
+public sealed class PagedRewriteException(string node, string reason)
+    : Exception($"cannot rewrite the attention for the paged KV cache at '{node}': {reason}")
+{
+    public string Node { get; } = node;
+}

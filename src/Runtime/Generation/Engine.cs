@@ -9,57 +9,47 @@ using Serving.Runtime.Telemetry;
 namespace Serving.Runtime.Generation;
 
 /// <summary>
-/// Continuous batching for one decoder model. A dedicated thread runs steps: drop cancelled
-/// sequences, admit waiting ones while the KV pool has room, prefill admitted prompts (in
-/// chunks, reusing cached prefixes), then decode every running sequence in one ONNX Runtime
-/// call. Requests join and leave at step boundaries. Callers submit from any thread and
-/// read each sequence's events from a channel.
+/// Continuous batching for one decoder model, in the stages of vLLM v1: the scheduler plans a
+/// step (prompt chunks and decode tokens of many sequences, their KV blocks allocated), the
+/// runner runs it as one ONNX Runtime call over the paged KV cache, the output processor
+/// samples and streams. A dedicated thread runs the steps; callers submit from any thread and
+/// read each sequence's events from a channel. All KV memory is the <see cref="Kv"/> manager's
+/// pool, allocated once at start.
 /// </summary>
-public sealed partial class Engine : IDisposable
+public sealed class Engine : IDisposable
 {
     private readonly DecoderModel _model;
     private readonly EngineOptions _options;
     private readonly ILogger _logger;
-    private readonly KvLayout _layout;
     private readonly Scheduler _scheduler;
-    private readonly ModelRunner _runner;
-    private readonly PrefixCache? _prefixCache;
+    private readonly PagedRunner _runner;
+    private readonly OutputProcessor _outputs;
+    private readonly BlockCompaction _compaction;
+    private readonly KvPolicies _policies;
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
-    private readonly HashSet<int> _eosIds;
     private readonly List<Sequence> _scratch = [];
-    private readonly EngineTelemetry _telemetry;
     private long _nextId;
     private volatile bool _stopping;
 
+    /// <param name="model">A model loaded with <see cref="DecoderLoadOptions.PagedAttention"/>.</param>
     public Engine(DecoderModel model, EngineOptions options, ILogger? logger = null, EngineTelemetry? telemetry = null)
     {
-        if (!model.Signature.SupportsKvCompression)
-        {
-            throw new NotSupportedException(
-                $"{model.OnnxPath}: the engine batches sequences of different lengths, which needs the attention_mask and position_ids inputs this graph lacks");
-        }
-
         _model = model;
         _options = options;
         _logger = logger ?? NullLogger.Instance;
-        _telemetry = telemetry ?? EngineTelemetry.None;
-        _layout = new KvLayout(model.Signature, model.Config.SlidingWindow);
-        Pool = new KvCachePool(options.KvCacheBytes);
-        _scheduler = new Scheduler(Pool, options.MaxQueueLength, options.MaxBatchSize);
-        _runner = new ModelRunner(model);
-        _eosIds = [.. model.Generation.EosTokenIds];
+        Telemetry = telemetry ?? EngineTelemetry.None;
         _policies = new KvPolicies(model);
-        if (ValidateCompression(options.KvCompression) is { } invalid)
+        if (_policies.Validate(options.KvCompression) is { } invalid)
         {
             throw new ArgumentException($"{model.Folder}: KV compression ({invalid.Field}): {invalid.Message}", nameof(options));
         }
 
-        BlockTokens = _layout.NumTrimmedLayers > 0 ? Math.Min(options.PrefixBlockTokens, _layout.SlidingSlots) : options.PrefixBlockTokens;
-        ChunkTokens = PrefillChunk(options.MaxPrefillTokensPerStep);
-        _prefixCache = options.PrefixCacheBytes > 0 ? new PrefixCache(_layout, BlockTokens, options.PrefixCacheBytes) : null;
-        _decode = new DecodeState(_layout, model.Config.VocabSize);
-        _prefill = new PrefillState(Math.Max(ChunkTokens, options.MaxPrefillTokensPerStep), model.Config.MaxPositionEmbeddings);
+        Kv = new KvCacheManager(new KvLayout(model.Signature, model.Config.SlidingWindow), options.BlockTokens, options.KvCacheBytes);
+        _runner = new PagedRunner(model, Kv);
+        _compaction = new BlockCompaction(Kv);
+        _scheduler = new Scheduler(Kv, options, options.PrefixCaching, RoomFor);
+        _outputs = new OutputProcessor(_scheduler, new HashSet<int>(model.Generation.EosTokenIds), Telemetry, model.Config.VocabSize);
         _thread = new Thread(Run) { IsBackground = true, Name = "serving-engine" };
         _thread.Start();
     }
@@ -67,36 +57,54 @@ public sealed partial class Engine : IDisposable
     public DecoderModel Model => _model;
 
     /// <summary>Where the engine's metrics and phase spans go (KV eviction reports through it too).</summary>
-    public EngineTelemetry Telemetry => _telemetry;
+    public EngineTelemetry Telemetry { get; }
 
-    /// <summary>The KV byte budget; its used bytes return to 0 when no sequence runs.</summary>
-    public KvCachePool Pool { get; }
+    /// <summary>The KV block pool: the budget, allocated at start; its used blocks return to 0 when no sequence runs.</summary>
+    public KvCacheManager Kv { get; }
 
     public int NumWaiting => _scheduler.NumWaiting;
 
     public int NumRunning => _scheduler.NumRunning;
 
-    /// <summary>Native bytes of the decode batch's cache buffers (padding and the second buffer included).</summary>
-    public long BatchCacheBytes => _decode.Kv.AllocatedBytes;
+    /// <summary>Sequences whose blocks were taken back to make room, so far (each recomputes its cache).</summary>
+    public long NumPreemptions => _scheduler.NumPreemptions;
 
-    /// <summary>Tokens per prefix-cache block; prefill chunks are whole multiples of it.</summary>
-    public int BlockTokens { get; }
-
-    /// <summary>
-    /// Prompt tokens per prefill call. With sliding layers a chunk stays under the window, so
-    /// the trimmed present still holds every new token's keys for the prefix cache.
-    /// </summary>
-    public int ChunkTokens { get; }
+    /// <summary>Tokens per KV block; prefix caching shares whole blocks.</summary>
+    public int BlockTokens => Kv.BlockTokens;
 
     public int ContextLength => _model.Config.MaxPositionEmbeddings;
 
-    /// <summary>KV bytes a request reserves: its longest possible sequence.</summary>
-    public long ReservationBytes(GenerationRequest request)
+    /// <summary>Steps run so far (each one model call).</summary>
+    internal long NumSteps { get; private set; }
+
+    /// <summary>Compressions run so far, over every sequence.</summary>
+    public long NumKvCompressions { get; private set; }
+
+    /// <summary>Tokens evicted from the global layers' caches so far.</summary>
+    public long NumEvictedTokens { get; private set; }
+
+    /// <summary>Raised on the engine thread after each compression: the policy's name and the tokens it evicted.</summary>
+    public event Action<string, int>? KvCompressed;
+
+    /// <summary>Managed bytes the last step without prompt tokens allocated on the engine thread (tests watch the per-token path with it).</summary>
+    internal long LastDecodeAllocatedBytes { get; private set; }
+
+    /// <summary>The engine's compression, with the request's own policy and budget when it names them.</summary>
+    public KvCompressionOptions CompressionOf(GenerationRequest request) =>
+        request.KvPolicy is null && request.KvBudget is null ? _options.KvCompression
+        : _options.KvCompression with { Policy = request.KvPolicy ?? _options.KvCompression.Policy, Budget = request.KvBudget ?? _options.KvCompression.Budget };
+
+    /// <summary>Blocks the request's longest possible cache takes: prompt + max tokens, capped by its compression and the sliding window.</summary>
+    public long BlocksNeeded(GenerationRequest request)
     {
         // Validate has bounded the sum by the context length, so it fits an int here.
         int length = checked(request.PromptIds.Count + request.MaxTokens);
         KvCompressionOptions compression = CompressionOf(request);
-        return _layout.SequenceBytes(length, compression.IsEnabled ? Math.Min(length, compression.CapTokens(request.PromptIds.Count)) : length);
+        int global = compression.IsEnabled ? Math.Min(length, compression.CapTokens(request.PromptIds.Count)) : length;
+        // During a call a sliding layer holds the window before the chunk and the chunk (a prefill step's at most).
+        int sliding = Math.Min(length, Kv.Layout.SlidingSlots + _options.MaxPrefillTokensPerStep + Kv.BlockTokens);
+        int layers = Kv.Layout.Layers, slidingLayers = Kv.Layout.NumTrimmedLayers;
+        return (long)(layers - slidingLayers) * Kv.BlocksFor(global) + (long)slidingLayers * Kv.BlocksFor(sliding);
     }
 
     /// <summary>Why <paramref name="request"/> cannot run, as (OpenAI param, message), or null.</summary>
@@ -112,7 +120,7 @@ public sealed partial class Engine : IDisposable
             return ("max_tokens", "max_tokens must be at least 1.");
         }
 
-        // long: a max_tokens near int.MaxValue wrapped the int sum negative, passed, and then failed every step of the model.
+        // long: a max_tokens near int.MaxValue wrapped the int sum negative, passed, and then failed every later step of the model.
         if ((long)request.PromptIds.Count + request.MaxTokens > ContextLength)
         {
             return ("max_tokens", $"This model's maximum context length is {ContextLength} tokens; the prompt has {request.PromptIds.Count} "
@@ -127,14 +135,14 @@ public sealed partial class Engine : IDisposable
             }
         }
 
-        if (ValidateCompression(CompressionOf(request)) is { } compression)
+        if (_policies.Validate(CompressionOf(request)) is { } compression)
         {
             return (compression.Field == "policy" ? "kv_policy" : "kv_budget", compression.Message);
         }
 
-        if (!Pool.CanEverFit(ReservationBytes(request)))
+        if (BlocksNeeded(request) > Kv.NumBlocks)
         {
-            return ("max_tokens", $"The request needs {ReservationBytes(request)} bytes of KV cache, more than the server's whole budget of {Pool.CapacityBytes}.");
+            return ("max_tokens", $"The request needs {BlocksNeeded(request)} KV blocks of {Kv.BlockBytes} bytes, more than the server's whole pool of {Kv.NumBlocks} ({Kv.AllocatedBytes} bytes).");
         }
 
         return request.Sampling.Validate();
@@ -171,8 +179,10 @@ public sealed partial class Engine : IDisposable
     {
         int[] prompt = request.PromptIds as int[] ?? [.. request.PromptIds];
         var sampler = new SequenceSampler(request.Sampling, _model.Config.VocabSize, prompt, request.DefaultSeed);
+        KvCompressionOptions compression = CompressionOf(request);
+        KvCompressor? compressor = compression.IsEnabled ? new KvCompressor(Kv.Layout, _policies.Get(compression.Policy), compression) : null;
         return new Sequence(Interlocked.Increment(ref _nextId), request with { PromptIds = prompt }, sampler,
-            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), ReservationBytes(request), CreateCompressor(request));
+            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.CreateSequence(), compressor);
     }
 
     private void Wake() => _wake.Release();
@@ -210,18 +220,50 @@ public sealed partial class Engine : IDisposable
         }
     }
 
-    /// <summary>Managed bytes the last decode step allocated on the engine thread (tests watch the per-token path with it).</summary>
-    internal long LastDecodeAllocatedBytes { get; private set; }
-
-    /// <summary>One step of the loop in DESIGN.md.</summary>
+    /// <summary>One step: schedule, run, advance the caches, sample and stream.</summary>
     private void Step()
     {
         DropCancelled();
-        _scheduler.Admit();
-        Prefill();
         long before = GC.GetAllocatedBytesForCurrentThread();
-        Decode();
-        LastDecodeAllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        StepPlan plan = _scheduler.Schedule();
+        if (plan.IsEmpty)
+        {
+            _wake.Wait(10);  // nothing fits yet (the queue's head waits for blocks a cancel will free)
+            return;
+        }
+
+        NumSteps++;
+        ReadOnlySpan<float> logits = _runner.Run(plan);
+        _scheduler.Advance(plan);
+        _outputs.Process(plan, logits);
+        if (plan.NumTokens == plan.Chunks.Count)
+        {
+            LastDecodeAllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+    }
+
+    /// <summary>
+    /// Room a sequence's global layers have before their cap; a cache at its cap is compressed
+    /// first. −1 when compressing needs free blocks the pool lacks (the scheduler preempts).
+    /// </summary>
+    private int RoomFor(Sequence sequence)
+    {
+        if (sequence.Compressor is null || sequence.CacheRoom > 0)
+        {
+            return sequence.Compressor is null ? int.MaxValue : sequence.CacheRoom;
+        }
+
+        if (!_compaction.TryCompress(sequence, out int evicted))
+        {
+            return -1;
+        }
+
+        NumKvCompressions++;
+        NumEvictedTokens += evicted;
+        string policy = sequence.Compressor.Policy.Name;
+        KvCompressed?.Invoke(policy, evicted);
+        Telemetry.KvEvicted(sequence.Trace, policy, evicted);
+        return sequence.CacheRoom;
     }
 
     private void DropCancelled()
@@ -231,69 +273,25 @@ public sealed partial class Engine : IDisposable
         foreach (Sequence sequence in _scratch)
         {
             sequence.Status = SequenceStatus.Finished;
-            _telemetry.Finished(sequence, FinishReason.Cancelled);
+            Telemetry.Finished(sequence, FinishReason.Cancelled);
             sequence.Events.Writer.TryComplete();
         }
 
-        RemoveCancelled(_scheduler.Prefilling);
-        if (RemoveCancelled(_scheduler.Decoding))
+        for (int i = _scheduler.Running.Count - 1; i >= 0; i--)
         {
-            _decode.RowsChanged = true;
-        }
-    }
-
-    private bool RemoveCancelled(List<Sequence> sequences)
-    {
-        bool removed = false;
-        for (int i = sequences.Count - 1; i >= 0; i--)
-        {
-            if (sequences[i].IsCancelled)
+            if (_scheduler.Running[i].IsCancelled)
             {
-                Finish(sequences[i], FinishReason.Cancelled, "", NoLogprob);
-                removed = true;
+                _outputs.Finish(_scheduler.Running[i], FinishReason.Cancelled);
             }
         }
-
-        return removed;
-    }
-
-    private static readonly (float Logprob, TokenLogprob[]? Top) NoLogprob = (0, null);
-
-    /// <summary>Ends a running sequence: its last event, its KV reservation back to the pool.</summary>
-    private void Finish(Sequence sequence, FinishReason reason, string text, (float Logprob, TokenLogprob[]? Top) logprob,
-        int token = GenerationEvent.NoToken, string? error = null)
-    {
-        if (sequence.Status == SequenceStatus.Decoding)
-        {
-            _scheduler.Decoding.Remove(sequence);
-            _decode.RowsChanged = true;
-        }
-        else
-        {
-            _scheduler.Prefilling.Remove(sequence);
-        }
-
-        sequence.Status = SequenceStatus.Finished;
-        sequence.ReleasePrefill();
-        Pool.Release(sequence.ReservedBytes);
-        _telemetry.Finished(sequence, reason);
-        sequence.Events.Writer.TryWrite(new GenerationEvent(token, text, logprob.Logprob, logprob.Top, reason, sequence.Usage, error));
-        sequence.Events.Writer.TryComplete();
     }
 
     private void FailRunning(string message)
     {
-        foreach (List<Sequence> list in (List<Sequence>[])[_scheduler.Prefilling, _scheduler.Decoding])
+        for (int i = _scheduler.Running.Count - 1; i >= 0; i--)
         {
-            for (int i = list.Count - 1; i >= 0; i--)
-            {
-                Sequence sequence = list[i];
-                Finish(sequence, FinishReason.Error, "", NoLogprob, error: message);
-            }
+            _outputs.Finish(_scheduler.Running[i], FinishReason.Error, error: message);
         }
-
-        _decode.Kv.Clear();
-        _decode.RowsChanged = true;
     }
 
     /// <summary>Stops the step thread, failing what runs. The wake semaphore is left undisposed, so a late Cancel is harmless.</summary>
@@ -308,7 +306,6 @@ public sealed partial class Engine : IDisposable
         _wake.Release();
         _thread.Join();
         _runner.Dispose();
-        _decode.Dispose();
-        _prefixCache?.Dispose();
+        Kv.Dispose();
     }
 }

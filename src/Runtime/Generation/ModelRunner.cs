@@ -23,6 +23,11 @@ public sealed class ModelRunner : IDisposable
 
     public ModelRunner(DecoderModel model)
     {
+        if (model.Signature.IsPaged)
+        {
+            throw new ArgumentException($"{model.OnnxPath} was loaded for the paged KV cache; the single-sequence runner needs the graph as exported", nameof(model));
+        }
+
         _model = model;
         DecoderSignature signature = model.Signature;
         string?[] optional = [signature.AttentionMask, signature.PositionIds, signature.NumLogitsToKeep];

@@ -1,16 +1,16 @@
 using System.Threading.Channels;
+using Serving.Runtime.Generation.Kv;
 using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Text;
 
 namespace Serving.Runtime.Generation;
 
-/// <summary>Where a sequence is in its life: waiting for KV memory, prefilling its prompt, decoding.</summary>
+/// <summary>Where a sequence is in its life: waiting for KV blocks (new or preempted), running (prefill and decode alike), finished.</summary>
 public enum SequenceStatus
 {
     Waiting,
-    Prefilling,
-    Decoding,
+    Running,
     Finished,
 }
 
@@ -23,18 +23,18 @@ internal sealed class Sequence
     private readonly int[] _generated;
     private volatile bool _isCancelled;
 
-    public Sequence(long id, GenerationRequest request, SequenceSampler sampler, IncrementalDetokenizer detokenizer, long reservedBytes,
+    public Sequence(long id, GenerationRequest request, SequenceSampler sampler, IncrementalDetokenizer detokenizer, SequenceBlocks blocks,
         KvCompressor? compressor = null)
     {
         Compressor = compressor;
         SlotMap = compressor?.CreateSlotMap();
+        Blocks = blocks;
         CacheCap = compressor?.Options.CapTokens(request.PromptIds.Count) ?? int.MaxValue;
         Id = id;
         Request = request;
         Sampler = sampler;
         Detokenizer = detokenizer;
         Stop = new StopStringMatcher(request.StopStrings);
-        ReservedBytes = reservedBytes;
         _generated = new int[request.MaxTokens];
         Events = Channel.CreateUnbounded<GenerationEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         TopLogprobs = new TokenLogprob[Math.Max(request.Sampling.TopLogprobs ?? 0, 0)];
@@ -45,7 +45,9 @@ internal sealed class Sequence
     public SequenceSampler Sampler { get; }
     public IncrementalDetokenizer Detokenizer { get; }
     public StopStringMatcher Stop { get; }
-    public long ReservedBytes { get; }
+
+    /// <summary>The sequence's KV block tables (the KV manager's, per layer).</summary>
+    public SequenceBlocks Blocks { get; }
     public Channel<GenerationEvent> Events { get; }
     public TokenLogprob[] TopLogprobs { get; }
     public SequenceStatus Status { get; set; }
@@ -62,8 +64,8 @@ internal sealed class Sequence
     /// <summary>This sequence's KV compression, or null when its cache keeps every token.</summary>
     public KvCompressor? Compressor { get; }
 
-    /// <summary>The true positions of the compressed layers' slots.</summary>
-    public KvSlotMap? SlotMap { get; }
+    /// <summary>The true positions of the compressed layers' slots (a fresh map after a preemption).</summary>
+    public KvSlotMap? SlotMap { get; private set; }
 
     /// <summary>The most slots a global layer may hold: it is compressed before it would exceed this.</summary>
     public int CacheCap { get; }
@@ -87,19 +89,32 @@ internal sealed class Sequence
     /// <summary>Prompt tokens whose cache came from the prefix cache.</summary>
     public int CachedTokens { get; set; }
 
-    /// <summary>The prefix cache's chain keys of the prompt's whole blocks.</summary>
-    public UInt128[] BlockKeys { get; set; } = [];
+    /// <summary>The prefix-cache hashes of the prompt's full blocks (computed at the first admission).</summary>
+    public UInt128[]? PrefixHashes { get; set; }
 
-    /// <summary>The cache of a prefilled prompt (row <see cref="PrefillRow"/> of it) until the decode batch takes it in.</summary>
-    public PrefillCache? Prefill { get; private set; }
+    /// <summary>Times the scheduler took this sequence's blocks back to make room (it then recomputes its cache).</summary>
+    public int NumPreemptions { get; private set; }
 
-    public int PrefillRow { get; private set; }
+    /// <summary>Prompt and generated tokens so far.</summary>
+    public int NumTokens => PromptLength + NumGenerated;
 
-    /// <summary>Whether the prefix cache was asked for this prompt yet.</summary>
-    public bool HasLookedUpPrefix { get; set; }
+    /// <summary>Token <paramref name="index"/> of prompt + generated.</summary>
+    public int TokenAt(int index) => index < PromptLength ? Request.PromptIds[index] : _generated[index - PromptLength];
 
-    /// <summary>The sequence's row in the decode batch after the last gather.</summary>
-    public int BatchRow { get; set; }
+    /// <summary>Whether the cache still holds every token (no eviction yet): only such blocks may be shared.</summary>
+    public bool IsCacheComplete => CacheLength == Length;
+
+    /// <summary>Forgets the cache after the scheduler freed its blocks; the tokens stay, to be recomputed.</summary>
+    public void Preempted()
+    {
+        Length = 0;
+        CacheLength = 0;
+        CachedTokens = 0;
+        NumEvictedTokens = 0;
+        SlotMap = Compressor?.CreateSlotMap();
+        NumPreemptions++;
+        Status = SequenceStatus.Waiting;
+    }
 
     public int NumGenerated { get; private set; }
 
@@ -116,18 +131,4 @@ internal sealed class Sequence
     public void Append(int token) => _generated[NumGenerated++] = token;
 
     public GenerationUsage Usage => new(PromptLength, NumGenerated, CachedTokens, KvTokensPeak, NumEvictedTokens);
-
-    /// <summary>Drops the prefill cache once the batch holds it (or the sequence ends).</summary>
-    public void ReleasePrefill()
-    {
-        Prefill?.Release();
-        Prefill = null;
-    }
-
-    /// <summary>Holds row <paramref name="row"/> of <paramref name="prefill"/> as this sequence's cache, letting go of the previous one.</summary>
-    public void SetPrefill(PrefillCache prefill, int row)
-    {
-        ReleasePrefill();
-        (Prefill, PrefillRow) = (prefill, row);
-    }
 }

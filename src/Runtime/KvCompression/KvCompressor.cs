@@ -50,7 +50,7 @@ public sealed class KvCompressor
             throw new InvalidOperationException($"a cache of {cache} tokens needs no compression to {keep}");
         }
 
-        int[][] kept = Select(source, map, length, promptLength, cache, keep);
+        int[][] kept = Choose(new RowKeys(this, source), map, length, promptLength, cache);
         var keys = new OrtValue[_layout.Layers];
         var values = new OrtValue[_layout.Layers];
         for (int layer = 0, c = 0; layer < _layout.Layers; layer++)
@@ -62,6 +62,23 @@ public sealed class KvCompressor
             c += compressed ? 1 : 0;
         }
 
+        return DecoderOutputs.FromCaches(keys, values);
+    }
+
+    /// <summary>
+    /// Which slots of a cache of <paramref name="cache"/> slots survive a compression to
+    /// <see cref="KvCompressionOptions.KeepTokens"/>: per group (compressed layer × KV head) the kept
+    /// slot indices, ascending. Records their positions in <paramref name="map"/>; the caller moves the slots.
+    /// </summary>
+    public int[][] Choose(IKvKeyReader keys, KvSlotMap map, int length, int promptLength, int cache)
+    {
+        int keep = Options.KeepTokens(promptLength);
+        if (cache <= keep)
+        {
+            throw new InvalidOperationException($"a cache of {cache} tokens needs no compression to {keep}");
+        }
+
+        int[][] kept = Select(keys, map, length, promptLength, cache, keep);
         var positions = new int[NumGroups][];
         for (int group = 0; group < NumGroups; group++)
         {
@@ -73,11 +90,11 @@ public sealed class KvCompressor
         }
 
         map.Compacted(positions, length);
-        return DecoderOutputs.FromCaches(keys, values);
+        return kept;
     }
 
     /// <summary>Per group (compressed layer × KV head), the kept slot indices in ascending order.</summary>
-    private int[][] Select(KvRowSource source, KvSlotMap map, int length, int promptLength, int cache, int keep)
+    private int[][] Select(IKvKeyReader reader, KvSlotMap map, int length, int promptLength, int cache, int keep)
     {
         Grow(cache);
         var kept = new int[NumGroups][];
@@ -91,7 +108,7 @@ public sealed class KvCompressor
                 Span<int> positions = _positions.AsSpan(0, cache);
                 map.Fill(group, positions);
                 Span<float> scores = _scores.AsSpan(0, cache);
-                Policy.Score(new KvHeadKeys(_compressedLayers[c], head, ReadKeys(source, _compressedLayers[c], head, cache), _layout.HeadDim, positions, length), scores);
+                Policy.Score(new KvHeadKeys(_compressedLayers[c], head, reader.Read(_compressedLayers[c], head, cache, _keys.AsSpan(0, cache * _layout.HeadDim)), _layout.HeadDim, positions, length), scores);
                 if (Options.PerLayer)
                 {
                     kept[group] = Choose(scores, positions, length, promptLength, keep);
@@ -169,8 +186,14 @@ public sealed class KvCompressor
         return chosen;
     }
 
+    /// <summary>A compressed row's keys, read from the batch-1 (or batch-row) tensors of the single-sequence path.</summary>
+    private sealed class RowKeys(KvCompressor owner, KvRowSource source) : IKvKeyReader
+    {
+        public ReadOnlySpan<float> Read(int layer, int head, int slots, Span<float> scratch) => owner.ReadKeys(source, layer, head, slots, scratch);
+    }
+
     /// <summary>Head <paramref name="head"/>'s keys of <paramref name="layer"/> as float32 <c>[cache, head_dim]</c>.</summary>
-    private ReadOnlySpan<float> ReadKeys(KvRowSource source, int layer, int head, int cache)
+    private ReadOnlySpan<float> ReadKeys(KvRowSource source, int layer, int head, int cache, Span<float> scratch)
     {
         KvCopy.CacheView view = KvTensors.View(source.Keys[layer], _layout);
         int elements = cache * _layout.HeadDim;
@@ -181,7 +204,7 @@ public sealed class KvCompressor
         }
 
         ReadOnlySpan<Half> half = MemoryMarshal.Cast<byte, Half>(bytes);
-        Span<float> widened = _keys.AsSpan(0, elements);
+        Span<float> widened = scratch[..elements];
         for (int i = 0; i < elements; i++)
         {
             widened[i] = (float)half[i];

@@ -18,6 +18,12 @@ public sealed record DecoderLoadOptions
     /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.</summary>
     public int IntraOpThreads { get; init; }
 
+    /// <summary>
+    /// Rewrite the attention to read a paged KV cache in place (<see cref="PagedAttentionRewrite"/>),
+    /// as the serving engine needs; false keeps the graph as exported (the CLI's single-sequence tools).
+    /// </summary>
+    public bool PagedAttention { get; init; }
+
     /// <summary>Read <c>kv_calibration.json</c> when present (calibrate-kv turns this off: it replaces the file).</summary>
     public bool ReadKvCalibration { get; init; } = true;
 }
@@ -69,6 +75,12 @@ public sealed class DecoderModel : IDisposable
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
         KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
+
+        if (options.PagedAttention)
+        {
+            InferenceSession paged = OpenPagedSession(onnxPath, config, names, options);
+            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, paged, DecoderSignature.Paged(config), kvCalibration);
+        }
 
         InferenceSession session = OpenSession(onnxPath, options);
         try
@@ -210,6 +222,42 @@ public sealed class DecoderModel : IDisposable
         catch (OnnxRuntimeException e)
         {
             throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The graph rewritten for the paged KV cache, in memory; the weights are read from the folder's data file in place.</summary>
+    private static InferenceSession OpenPagedSession(string onnxPath, Gemma3Config config, DecoderNames names, DecoderLoadOptions options)
+    {
+        byte[] rewritten;
+        try
+        {
+            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names));
+        }
+        catch (PagedRewriteException e)
+        {
+            throw new ModelLoadException(onnxPath, e.Message, e);
+        }
+
+        string library = Sparsity.SparseKernels.LibraryPath;
+        if (!File.Exists(library))
+        {
+            throw new ModelLoadException(onnxPath, $"the paged KV cache needs {Sparsity.SparseKernels.LibraryFile} in {Path.GetDirectoryName(library)}: build src/Runtime on Linux with cmake installed");
+        }
+
+        using var sessionOptions = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            IntraOpNumThreads = options.IntraOpThreads,
+        };
+        sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
+        sessionOptions.RegisterCustomOpLibrary(library);
+        try
+        {
+            return new InferenceSession(rewritten, sessionOptions);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model rewritten for the paged KV cache: {e.Message}", e);
         }
     }
 

@@ -58,7 +58,21 @@ public sealed record DecoderSignature(
     /// KV eviction needs explicit positions, since evicted caches no longer count positions;
     /// graphs without <c>position_ids</c> (e.g. fused GroupQueryAttention) derive them from lengths.
     /// </summary>
-    public bool SupportsKvCompression => PositionIds is not null && AttentionMask is not null;
+    public bool SupportsKvCompression => IsPaged || (PositionIds is not null && AttentionMask is not null);
+
+    /// <summary>The graph reads a paged KV cache (<see cref="PagedAttentionRewrite"/>): no past inputs or present outputs.</summary>
+    public bool IsPaged { get; init; }
+
+    /// <summary>The signature of a graph rewritten by <see cref="PagedAttentionRewrite"/>: fp32, every layer from the config.</summary>
+    public static DecoderSignature Paged(Gemma3Config config)
+    {
+        var standard = new DecoderNames();
+        var layers = Enumerable.Range(0, config.NumHiddenLayers).Select(i => new KvLayer(i, config.LayerKind(i),
+            DecoderNames.PastKeyOf(i), DecoderNames.PastValueOf(i), DecoderNames.PresentKeyOf(i), DecoderNames.PresentValueOf(i),
+            HasOwnLength: config.LayerKind(i) == AttentionKind.Sliding)).ToList();
+        return new DecoderSignature(standard.InputIds, null, standard.PositionIds, null, standard.Logits, TensorElementType.Float, TensorElementType.Float,
+            config.NumKeyValueHeads, config.HeadDim, layers) { IsPaged = true };
+    }
 
     /// <summary>Reads the signature; <paramref name="fail"/> builds the error for a mismatch.</summary>
     public static DecoderSignature Discover(InferenceSession session, Gemma3Config config, DecoderNames names, Func<string, Exception> fail)

@@ -58,10 +58,12 @@ public sealed class ServingTelemetry : IDisposable
 
         _meter.CreateObservableUpDownCounter(TelemetryNames.RequestsRunning, () => PerEngine(e => e.NumRunning), "{sequence}", "Sequences prefilling or decoding.");
         _meter.CreateObservableUpDownCounter(TelemetryNames.RequestsWaiting, () => PerEngine(e => e.NumWaiting), "{sequence}", "Sequences waiting for KV memory.");
-        _meter.CreateObservableUpDownCounter(TelemetryNames.KvUsedBytes, () => PerEngine(e => e.Pool.UsedBytes), "By", "KV bytes reserved by running sequences.");
-        _meter.CreateObservableUpDownCounter(TelemetryNames.KvCapacityBytes, () => PerEngine(e => e.Pool.CapacityBytes), "By", "The KV byte budget (Serving:KvCacheBytes).");
-        _meter.CreateObservableGauge(TelemetryNames.KvUsage, () => PerEngine(e => e.Pool.Usage), "1", "Fraction of the KV budget reserved (vLLM's kv_cache_usage_perc).");
-        _meter.CreateObservableUpDownCounter(TelemetryNames.KvBatchBytes, () => PerEngine(e => e.BatchCacheBytes), "By", "Native bytes of the decode batch's KV buffers (padding and the second buffer included).");
+        _meter.CreateObservableUpDownCounter(TelemetryNames.KvUsedBytes, () => PerEngine(e => e.Kv.NumUsedBlocks * e.Kv.BlockBytes), "By", "KV bytes in blocks that running sequences hold.");
+        _meter.CreateObservableUpDownCounter(TelemetryNames.KvCapacityBytes, () => PerEngine(e => e.Kv.NumBlocks * e.Kv.BlockBytes), "By", "The KV block pool (Serving:KvCacheBytes, in whole blocks).");
+        _meter.CreateObservableGauge(TelemetryNames.KvUsage, () => PerEngine(e => e.Kv.Usage), "1", "Fraction of the KV blocks in use (vLLM's kv_cache_usage_perc).");
+        _meter.CreateObservableUpDownCounter(TelemetryNames.KvAllocatedBytes, () => PerEngine(e => e.Kv.AllocatedBytes), "By", "Native bytes allocated for KV: the pool, allocated once at start.");
+        _meter.CreateObservableUpDownCounter(TelemetryNames.KvCachedBytes, () => PerEngine(e => e.Kv.NumCachedBlocks * e.Kv.BlockBytes), "By", "KV bytes in blocks that hold a shareable prompt prefix (in use or kept for reuse).");
+        _meter.CreateObservableCounter(TelemetryNames.Preemptions, () => PerEngine(e => e.NumPreemptions), "{sequence}", "Sequences whose KV blocks were taken back to make room (recomputed later).");
         _meter.CreateObservableGauge(TelemetryNames.SparseKernel, () => new Measurement<int>(1, _isa), "1", "The 2:4 sparse kernel ISA in use (1 for the ISA label).");
         _meter.CreateObservableUpDownCounter(TelemetryNames.RetrievalIndexItems, IndexItems, "{item}", "Vectors in each collection's search index.");
     }

@@ -37,7 +37,9 @@ public static class TelemetryNames
     public const string KvUsedBytes = "serving.kv_cache.used";
     public const string KvCapacityBytes = "serving.kv_cache.capacity";
     public const string KvUsage = "serving.kv_cache.usage";
-    public const string KvBatchBytes = "serving.kv_cache.batch_buffers";
+    public const string KvAllocatedBytes = "serving.kv_cache.allocated";
+    public const string KvCachedBytes = "serving.kv_cache.cached";
+    public const string Preemptions = "serving.preemptions";
     public const string KvEvictedTokens = "serving.kv_cache.evicted_tokens";
     public const string KvCompressions = "serving.kv_cache.compressions";
     public const string KvPolicy = "serving.kv_cache.policy";

@@ -41,14 +41,14 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             MaxQueueLength = settings.MaxQueueLength,
             MaxBatchSize = settings.MaxBatchSize,
             MaxPrefillTokensPerStep = settings.MaxPrefillTokensPerStep,
-            PrefixCacheBytes = settings.PrefixCacheBytes,
+            PrefixCaching = settings.PrefixCaching,
             KvCompression = settings.KvCompression,
         };
         try
         {
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
-                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile }, logger);
+                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, PagedAttention = true }, logger);
                 _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
                     entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);

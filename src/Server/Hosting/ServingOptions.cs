@@ -39,9 +39,8 @@ public sealed class ServingOptions
     [Range(1024, long.MaxValue)]
     public long MaxRequestBodyBytes { get; init; } = 16L << 20;
 
-    /// <summary>Bytes of prompt-prefix KV kept for reuse across requests; 0 turns the cache off.</summary>
-    [Range(0, long.MaxValue)]
-    public long PrefixCacheBytes { get; init; } = 256L << 20;
+    /// <summary>Share the KV blocks of common prompt prefixes across requests (kept in the pool until it needs them).</summary>
+    public bool PrefixCaching { get; init; } = true;
 
     /// <summary>A request still running after this long is cancelled and its KV memory freed.</summary>
     [Range(1, 86_400)]

@@ -21,7 +21,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     [Fact]
     public async Task ABudgetAtLeastTheLengthGivesExactlyTheUncompressedOutput()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0, KvCompression = Small with { Budget = 200 } });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false, KvCompression = Small with { Budget = 200 } });
         int[] prompt = CalibratedModelFixture.Text(12, 1);
         var result = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 40)])![0]);
         Assert.Equal(Solo(prompt, 40, null).TokenIds, result.Tokens);
@@ -35,7 +35,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     public async Task BatchedSequencesMatchTheirUnbatchedRunsThroughManyCompressions(string policy)
     {
         KvCompressionOptions options = Small with { Policy = policy };
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0, KvCompression = options });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false, KvCompression = options });
         (int Length, int MaxTokens)[] shapes = [(3, 50), (12, 45), (15, 60), (9, 1), (6, 33)];
         var streams = shapes.Select((shape, i) => engine.TrySubmit([Greedy(CalibratedModelFixture.Text(shape.Length, i), shape.MaxTokens)])![0]).ToArray();
         var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
@@ -47,7 +47,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
         }
 
         Assert.True(engine.NumKvCompressions > 10);
-        Assert.Equal(0, engine.Pool.UsedBytes);
+        Assert.Equal(0, engine.Kv.NumUsedBlocks);
     }
 
     [Fact]
@@ -55,7 +55,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     {
         // Guards the tests above: with 20 of ~80 tokens kept, a random model's greedy output diverges.
         int[] prompt = CalibratedModelFixture.Text(10, 7);
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0, KvCompression = Small });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false, KvCompression = Small });
         var result = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 70)])![0]);
         Assert.NotEqual(Solo(prompt, 70, null).TokenIds, result.Tokens);
     }
@@ -63,7 +63,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     [Fact]
     public async Task APromptLongerThanTheCapIsPrefilledInPiecesAndResumesFromThePrefixCache()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { KvCompression = Small });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { KvCompression = Small });
         int[] prompt = CalibratedModelFixture.Text(70, 3);
         GenerationResult solo = Solo(prompt, 12, Small);
         var first = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 12)])![0]);
@@ -80,7 +80,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
         // Cap 45 = three whole 15-token blocks; the chunk after the first compression is block 3, computed
         // over a compressed past. It used to be cached under its token ids and served to uncompressed requests.
         var compressed = new KvCompressionOptions { Policy = "window", Budget = 20, Beta = 25 };
-        using var engine = new Engine(fixture.Model, new EngineOptions { KvCompression = compressed });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { KvCompression = compressed });
         int[] prompt = CalibratedModelFixture.Text(70, 5);
         var first = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 8)])![0]);
         Assert.Equal(Solo(prompt, 8, compressed).TokenIds, first.Tokens);
@@ -97,7 +97,7 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     [Fact]
     public async Task ARequestMayChooseItsOwnPolicyAndBudget()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         int[] prompt = CalibratedModelFixture.Text(8, 5);
         var result = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 50, "window", 24)])![0]);
         Assert.Equal(Solo(prompt, 50, new KvCompressionOptions { Policy = "window", Budget = 24 }).TokenIds, result.Tokens);
@@ -105,16 +105,16 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     }
 
     [Fact]
-    public void ACompressedRequestReservesOnlyItsCappedCache()
+    public void ACompressedRequestNeedsOnlyItsCappedCachesBlocks()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         int[] prompt = CalibratedModelFixture.Text(100, 5);
-        long full = engine.ReservationBytes(Greedy(prompt, 1000));
-        long compressed = engine.ReservationBytes(Greedy(prompt, 1000, "knorm", 64));
-        var layout = new Serving.Runtime.Generation.Kv.KvLayout(fixture.Model.Signature, fixture.Config.SlidingWindow);
-        Assert.Equal(layout.SequenceBytes(1100), full);
-        Assert.Equal(layout.SequenceBytes(1100, 64 + 128), compressed);
-        Assert.True(compressed * 4 < full);
+        long full = engine.BlocksNeeded(Greedy(prompt, 1000));
+        long compressed = engine.BlocksNeeded(Greedy(prompt, 1000, "knorm", 64));
+        // tiny: 2 global layers of 16-token blocks; the 2 sliding layers need the same in both (window + a 512-token chunk).
+        long sliding = 2 * ((15 + 512 + 16 + 15) / 16);
+        Assert.Equal(2 * ((1100 + 15) / 16) + sliding, full);
+        Assert.Equal(2 * ((64 + 128 + 15) / 16) + sliding, compressed);
     }
 
     [Theory]
@@ -123,14 +123,14 @@ public sealed class EngineCompressionTests(CalibratedModelFixture fixture, TinyM
     [InlineData("window", int.MaxValue - 60, "kv_budget")]
     public void BadCompressionFieldsAreNamed(string policy, int? budget, string param)
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         Assert.Equal(param, engine.Validate(Greedy([2, 3], 4, policy, budget))?.Param);
     }
 
     [Fact]
     public void TriAttentionWithoutACalibrationIsRefusedWithTheFix()
     {
-        using var engine = new Engine(uncalibrated.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(uncalibrated.PagedModel, new EngineOptions { PrefixCaching = false });
         var error = engine.Validate(Greedy([2, 3], 4, "triattention"));
         Assert.Equal("kv_policy", error?.Param);
         Assert.Contains("calibrate-kv", error?.Message);

@@ -18,7 +18,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     [Fact]
     public async Task OneSequenceMatchesTheSingleSequenceGenerator()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         int[] prompt = Prompt(12, 1);
         var result = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 20)])![0]);
         Assert.Equal(Expected(prompt, 20), result.Tokens);
@@ -29,7 +29,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     [Fact]
     public async Task ConcurrentSequencesOfDifferentLengthsMatchTheirSoloRuns()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         (int Length, int MaxTokens)[] shapes = [(1, 9), (3, 30), (17, 12), (40, 25), (5, 1), (33, 18)];
         var streams = shapes.Select((shape, i) => engine.TrySubmit([Greedy(Prompt(shape.Length, i), shape.MaxTokens)])![0]).ToArray();
         var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
@@ -38,18 +38,19 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
             Assert.Equal(Expected(Prompt(shapes[i].Length, i), shapes[i].MaxTokens), results[i].Tokens);
         }
 
-        Assert.Equal(0, engine.Pool.UsedBytes);
+        Assert.Equal(0, engine.Kv.NumUsedBlocks);
     }
 
     [Fact]
-    public async Task FreshShortPromptsSubmittedTogetherShareOnePrefillCall()
+    public async Task PromptsSubmittedTogetherArePrefilledInOneStepAndDecodedTogether()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         int[] lengths = [2, 9, 15, 5, 1];
         var requests = lengths.Select((length, i) => Greedy(Prompt(length, 30 + i), 6 + i)).ToArray();
         var results = await Task.WhenAll(engine.TrySubmit(requests)!.Select(EngineReader.ReadAll));
 
-        Assert.Equal(1, engine.NumPrefillCalls);
+        // One step reads every prompt and samples each first token; each later step decodes every running sequence.
+        Assert.Equal(6 + lengths.Length - 1, engine.NumSteps);
         for (int i = 0; i < lengths.Length; i++)
         {
             Assert.Equal(Expected(Prompt(lengths[i], 30 + i), 6 + i), results[i].Tokens);
@@ -63,7 +64,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     public void AMaxTokensNearIntMaxIsRefusedNotWrapped(int promptLength, int maxTokens)
     {
         // prompt + max_tokens used to be an int sum: it wrapped negative, passed, and failed every later step of the model.
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         var error = engine.Validate(Greedy(Prompt(promptLength, 3), maxTokens));
         Assert.Equal("max_tokens", error?.Param);
         Assert.Throws<ArgumentException>(() => engine.TrySubmit([Greedy(Prompt(promptLength, 3), maxTokens)]));
@@ -73,7 +74,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     [Fact]
     public async Task ACachedPrefixIsReusedAndGivesTheSameOutput()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         int[] first = Prompt(50, 3);
         int[] second = [.. first[..40], .. Prompt(7, 4)];
         await EngineReader.ReadAll(engine.TrySubmit([Greedy(first, 4)])![0]);
@@ -85,42 +86,55 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
-    public async Task AFullPrefixCacheMakesRoomForTheNewestPrompt()
+    public async Task CachedPrefixBlocksGiveWayToTheNewestPromptWhenThePoolIsFull()
     {
-        using var sizing = new Engine(fixture.Model, new EngineOptions());
-        long block = 2L * 4 * sizing.BlockTokens * 2 * 16 * sizeof(float);
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 4 * block });
+        // tiny: keys and values × 2 heads × 16 floats × 16 tokens = 4 KB a block. A 50-token prompt takes 16 blocks
+        // over its 4 layers; 20 blocks hold one sequence and not two prompts' cached prefixes, so the older one gives way.
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { KvCacheBytes = 20 * 4096 });
         int[] first = Prompt(50, 21), second = Prompt(50, 22);
         await EngineReader.ReadAll(engine.TrySubmit([Greedy(first, 2)])![0]);
         await EngineReader.ReadAll(engine.TrySubmit([Greedy(second, 2)])![0]);
         var again = await EngineReader.ReadAll(engine.TrySubmit([Greedy(second, 2)])![0]);
+        var firstAgain = await EngineReader.ReadAll(engine.TrySubmit([Greedy(first, 2)])![0]);
         Assert.Equal(49 / engine.BlockTokens * engine.BlockTokens, again.Usage.CachedTokens);
+        Assert.True(firstAgain.Usage.CachedTokens < again.Usage.CachedTokens, $"the older prefix kept {firstAgain.Usage.CachedTokens} tokens");
+        Assert.Equal(Expected(second, 2), again.Tokens);
+    }
+
+    [Fact]
+    public async Task NChoicesShareTheirPromptsBlocks()
+    {
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
+        int[] prompt = Prompt(40, 23);
+        await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 1)])![0]);
+        var streams = engine.TrySubmit([Greedy(prompt, 20), Greedy(prompt, 20), Greedy(prompt, 20)])!;
+        Assert.True(await streams[0].Events.WaitToReadAsync());
+        var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
+        Assert.All(results, result => Assert.Equal(32, result.Usage.CachedTokens));
+        Assert.All(results, result => Assert.Equal(Expected(prompt, 20), result.Tokens));
+        Assert.Equal(0, engine.Kv.NumUsedBlocks);
     }
 
     [Fact]
     public async Task ACancelledSequenceReturnsItsMemoryToThePool()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         var stream = engine.TrySubmit([Greedy(Prompt(10, 5), 1500)])![0];
         Assert.True(await stream.Events.WaitToReadAsync());
-        Assert.True(engine.Pool.UsedBytes > 0);
+        Assert.True(engine.Kv.NumUsedBlocks > 0);
 
         stream.Cancel();
         var result = await EngineReader.ReadAll(stream).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(FinishReason.Cancelled, result.Finish);
-        Assert.Equal(0, engine.Pool.UsedBytes);
+        Assert.Equal(0, engine.Kv.NumUsedBlocks);
         Assert.Equal(0, engine.NumRunning);
     }
 
     [Fact]
-    public async Task AFullQueueRefusesAndAFullPoolMakesRequestsWait()
+    public async Task AFullQueueRefusesAndAFullBatchMakesRequestsWait()
     {
-        var probe = Greedy(Prompt(10, 6), 1000);
-        using var sized = new Engine(fixture.Model, new EngineOptions());
-        long oneSequence = sized.ReservationBytes(probe);
-        using var engine = new Engine(fixture.Model, new EngineOptions { KvCacheBytes = oneSequence + oneSequence / 2, MaxQueueLength = 1 });
-
-        var running = engine.TrySubmit([probe])![0];
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { MaxBatchSize = 1, MaxQueueLength = 1 });
+        var running = engine.TrySubmit([Greedy(Prompt(10, 6), 1000)])![0];
         Assert.True(await running.Events.WaitToReadAsync());
         var waiting = engine.TrySubmit([Greedy(Prompt(10, 7), 4)]);
         Assert.NotNull(waiting);
@@ -128,14 +142,29 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
         Assert.Equal(1, engine.NumWaiting);
 
         running.Cancel();
-        var late = await EngineReader.ReadAll(waiting[0]);
-        Assert.Equal(4, late.Tokens.Count);
+        var result = await EngineReader.ReadAll(waiting![0]).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(Expected(Prompt(10, 7), 4), result.Tokens);
+    }
+
+    [Fact]
+    public async Task SequencesPreemptedWhenThePoolRunsOutFinishWithTheirUninterruptedTokens()
+    {
+        // A 180-token sequence takes 24 blocks in its 2 global layers and about 6 in its sliding ones (32-token chunks):
+        // 44 blocks hold one, not two, so the second is preempted, recomputed later, and gives the tokens of a run alone.
+        var probe = Greedy(Prompt(20, 9), 160);
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { KvCacheBytes = 44 * 4096, MaxPrefillTokensPerStep = 32, PrefixCaching = false });
+        var streams = engine.TrySubmit([probe, Greedy(Prompt(20, 10), 160)])!;
+        var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
+        Assert.True(engine.NumPreemptions > 0);
+        Assert.Equal(Expected(Prompt(20, 9), 160), results[0].Tokens);
+        Assert.Equal(Expected(Prompt(20, 10), 160), results[1].Tokens);
+        Assert.Equal(0, engine.Kv.NumUsedBlocks);
     }
 
     [Fact]
     public async Task AStopStringEndsTheTextBeforeItAndIsNeverStreamed()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         int[] prompt = Prompt(9, 11);
         var free = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 40)])![0]);
         string stop = free.Text.Substring(free.Text.Length / 2, 3);
@@ -158,7 +187,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     [Fact]
     public async Task AStopTokenEndsTheSequenceWithStop()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         int[] prompt = Prompt(6, 12);
         var free = await EngineReader.ReadAll(engine.TrySubmit([Greedy(prompt, 20)])![0]);
         int stopToken = free.Tokens[5];
@@ -170,7 +199,7 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     [Fact]
     public void InvalidRequestsAreRefusedWithTheParameterNamed()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         Assert.Equal("prompt", engine.Validate(Greedy([], 4))?.Param);
         Assert.Equal("max_tokens", engine.Validate(Greedy([1, 2], engine.ContextLength))?.Param);
         Assert.Equal("prompt", engine.Validate(Greedy([1, 5000], 4))?.Param);
@@ -210,7 +239,7 @@ public sealed class EngineAllocationTests(TinyModelFixture fixture) : IClassFixt
     [Fact]
     public async Task ADecodeStepAllocatesAFixedSmallAmountWhateverTheLength()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
         var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 1200, Sampling = SamplingParams.Greedy, IgnoreEos = true };
         GenerationStream stream = engine.TrySubmit([request])![0];
         var perStep = new List<long>();
@@ -239,7 +268,7 @@ public sealed class EngineOnGemmaShapeTests(GemmaShapedModelFixture fixture) : I
     [Fact]
     public async Task MixedPromptsAndCachedPrefixesMatchSoloRuns()
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions());
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions());
         int[][] prompts = [[.. Enumerable.Range(10, 30)], [.. Enumerable.Range(10, 21), 99, 98], [5, 6, 7], [40, 41], [.. Enumerable.Range(200, 12)]];
         var requests = prompts.Select((prompt, i) => new GenerationRequest
         {

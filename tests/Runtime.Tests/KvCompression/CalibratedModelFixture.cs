@@ -19,11 +19,15 @@ public sealed class CalibratedModelFixture : IDisposable
         Calibration = KvCalibrator.Calibrate(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile), Config, Text(600, 3));
         Calibration.Save(Path.Combine(_folder.Path, KvCalibration.FileName));
         Model = DecoderModel.Load(_folder.Path);
+        PagedModel = DecoderModel.Load(_folder.Path, new DecoderLoadOptions { PagedAttention = true });
     }
 
     public Gemma3Config Config { get; }
     public KvCalibration Calibration { get; }
     public DecoderModel Model { get; }
+
+    /// <summary>The same folder loaded for the serving engine (attention over the paged KV cache).</summary>
+    public DecoderModel PagedModel { get; }
     public string Folder => _folder.Path;
 
     /// <summary>Deterministic token ids in the model's vocabulary.</summary>
@@ -32,6 +36,7 @@ public sealed class CalibratedModelFixture : IDisposable
     public void Dispose()
     {
         Model.Dispose();
+        PagedModel.Dispose();
         _folder.Dispose();
     }
 }

@@ -11,7 +11,7 @@ namespace Serving.Runtime.Tests.Sparsity;
 public sealed class SparseEngineTests : IDisposable
 {
     private readonly TempFolder _temp = new();
-    private readonly DecoderModel _model;
+    private readonly DecoderModel _model, _paged;
 
     public SparseEngineTests()
     {
@@ -19,12 +19,13 @@ public sealed class SparseEngineTests : IDisposable
         Gemma3ModelWriter.WriteRandom(dense, Gemma3Presets.Tiny, seed: 9);
         Sparsifier.Run(new SparsifyOptions(dense, sparse, PruningMethod.Magnitude));
         _model = DecoderModel.Load(sparse);
+        _paged = DecoderModel.Load(sparse, new DecoderLoadOptions { PagedAttention = true });
     }
 
     [Fact]
     public async Task ConcurrentSequencesMatchTheirSoloRuns()
     {
-        using var engine = new Engine(_model, new EngineOptions { PrefixCacheBytes = 0 });
+        using var engine = new Engine(_paged, new EngineOptions { PrefixCaching = false });
         (int Length, int MaxTokens)[] shapes = [(1, 9), (3, 20), (17, 12), (40, 15), (9, 6)];
         var streams = shapes.Select((shape, i) => engine.TrySubmit([Greedy(Prompt(shape.Length, i), shape.MaxTokens)])![0]).ToArray();
         var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
@@ -44,6 +45,7 @@ public sealed class SparseEngineTests : IDisposable
     public void Dispose()
     {
         _model.Dispose();
+        _paged.Dispose();
         _temp.Dispose();
     }
 }

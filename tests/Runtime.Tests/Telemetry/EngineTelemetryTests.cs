@@ -65,8 +65,8 @@ public sealed class EngineTelemetryTests(TinyModelFixture fixture) : IClassFixtu
         string model = "engine-telemetry-" + Guid.NewGuid().ToString("N");
         using var recorder = new Recorder(model);
         using var telemetry = new ServingTelemetry(sparseIsa: "portable");
-        var options = new EngineOptions { PrefixCacheBytes = 0, KvCacheBytes = 1 << 24 };
-        using var engine = new Engine(fixture.Model, options, telemetry: telemetry.ForEngine(model));
+        var options = new EngineOptions { PrefixCaching = false, KvCacheBytes = 1 << 24 };
+        using var engine = new Engine(fixture.PagedModel, options, telemetry: telemetry.ForEngine(model));
         telemetry.Track(model, engine);
 
         var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 6, Sampling = SamplingParams.Greedy, IgnoreEos = true };
@@ -111,7 +111,7 @@ public sealed class EngineTelemetryTests(TinyModelFixture fixture) : IClassFixtu
         using var source = new ActivitySource("EngineTelemetryTests");
         using var telemetry = new ServingTelemetry();
         var compression = new KvCompressionOptions { Policy = "window", Budget = 20, Beta = 6 };
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0, KvCompression = compression },
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false, KvCompression = compression },
             telemetry: telemetry.ForEngine(model, "window"));
 
         var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 60, Sampling = SamplingParams.Greedy, IgnoreEos = true };
@@ -175,7 +175,7 @@ public sealed class EngineTelemetryTests(TinyModelFixture fixture) : IClassFixtu
 
     private async Task<long> MedianStepAllocation(EngineTelemetry engineTelemetry)
     {
-        using var engine = new Engine(fixture.Model, new EngineOptions { PrefixCacheBytes = 0 }, telemetry: engineTelemetry);
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false }, telemetry: engineTelemetry);
         var request = new GenerationRequest { PromptIds = [2, 40, 41, 42], MaxTokens = 300, Sampling = SamplingParams.Greedy, IgnoreEos = true };
         var perStep = new List<long>();
         int seen = 0;

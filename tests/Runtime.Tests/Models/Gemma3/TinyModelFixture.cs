@@ -9,12 +9,14 @@ namespace Serving.Runtime.Tests.Models.Gemma3;
 public abstract class Gemma3ModelFixture : IDisposable
 {
     private readonly TempFolder _folder = new();
+    private readonly Lazy<DecoderModel> _paged;
 
     protected Gemma3ModelFixture(Gemma3Config config)
     {
         Config = config;
         Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 7);
         Model = DecoderModel.Load(_folder.Path);
+        _paged = new Lazy<DecoderModel>(() => DecoderModel.Load(_folder.Path, new DecoderLoadOptions { PagedAttention = true }));
         Reference = new Gemma3Reference(Config, ReadWeights(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile)));
     }
 
@@ -22,6 +24,10 @@ public abstract class Gemma3ModelFixture : IDisposable
 
     public string Folder => _folder.Path;
     public DecoderModel Model { get; }
+
+    /// <summary>The same folder loaded for the serving engine (attention over the paged KV cache).</summary>
+    public DecoderModel PagedModel => _paged.Value;
+
     public Gemma3Reference Reference { get; }
 
     /// <summary>The weights exactly as stored in the ONNX file the session runs.</summary>
@@ -37,6 +43,11 @@ public abstract class Gemma3ModelFixture : IDisposable
     public void Dispose()
     {
         Model.Dispose();
+        if (_paged.IsValueCreated)
+        {
+            _paged.Value.Dispose();
+        }
+
         _folder.Dispose();
     }
 }

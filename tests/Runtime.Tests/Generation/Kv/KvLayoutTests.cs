@@ -3,23 +3,6 @@ using Serving.Runtime.Tests.Models.Gemma3;
 
 namespace Serving.Runtime.Tests.Generation.Kv;
 
-public sealed class KvCachePoolTests
-{
-    [Fact]
-    public void ReservationsNeverExceedTheBudgetAndReleasesReturnBytes()
-    {
-        var pool = new KvCachePool(100);
-        Assert.True(pool.TryReserve(70));
-        Assert.False(pool.TryReserve(31));
-        Assert.True(pool.TryReserve(30));
-        Assert.Equal(1.0, pool.Usage);
-        pool.Release(70);
-        pool.Release(30);
-        Assert.Equal(0, pool.UsedBytes);
-        Assert.Throws<InvalidOperationException>(() => pool.Release(1));
-    }
-}
-
 public sealed class KvLayoutTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
 {
     [Fact]

@@ -1,0 +1,81 @@
+using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.Telemetry;
+
+namespace Serving.Runtime.Generation;
+
+/// <summary>
+/// The step's last stage: samples each sequence the plan samples, streams the text its token
+/// completes, and finishes it on a stop token, a stop string or its token limit (through the
+/// scheduler, which frees its blocks).
+/// </summary>
+internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eosIds, EngineTelemetry telemetry, int vocabSize)
+{
+    private static readonly (float Logprob, TokenLogprob[]? Top) NoLogprob = (0, null);
+
+    /// <summary>Samples every chunk that samples, in plan order, from its row of <paramref name="logits"/>.</summary>
+    public void Process(StepPlan plan, ReadOnlySpan<float> logits)
+    {
+        int row = 0, decoded = 0;
+        foreach (ScheduledChunk chunk in plan.Chunks)
+        {
+            if (!chunk.Samples || chunk.Sequence.Status != SequenceStatus.Running)
+            {
+                row += chunk.Samples ? 1 : 0;
+                continue;
+            }
+
+            bool first = chunk.Sequence.NumGenerated == 0;
+            Accept(chunk.Sequence, logits.Slice(row++ * vocabSize, vocabSize), first);
+            decoded += first ? 0 : 1;
+        }
+
+        if (decoded > 0)
+        {
+            telemetry.DecodeStep(decoded);
+        }
+    }
+
+    private void Accept(Sequence sequence, ReadOnlySpan<float> logits, bool first)
+    {
+        float logprob = 0;
+        int topCount = 0;
+        int token = sequence.Request.Sampling.TopLogprobs is null
+            ? sequence.Sampler.Sample(logits)
+            : sequence.Sampler.Sample(logits, out logprob, sequence.TopLogprobs, out topCount);
+        sequence.Append(token);
+        if (first)
+        {
+            telemetry.PrefillDone(sequence);
+        }
+
+        var logprobs = (logprob, sequence.TopLogprobs.Length > 0 ? sequence.TopLogprobs[..topCount] : null);
+        bool isStopToken = (!sequence.Request.IgnoreEos && eosIds.Contains(token)) || sequence.Request.StopTokenIds.Contains(token);
+        StopScan scan = sequence.Stop.Push(isStopToken ? "" : sequence.Detokenizer.Add(token));
+        if (scan.Stopped)
+        {
+            Finish(sequence, FinishReason.Stop, scan.Emit, logprobs, token);
+            return;
+        }
+
+        if (isStopToken || sequence.NumGenerated == sequence.Request.MaxTokens)
+        {
+            StopScan tail = sequence.Stop.Push(sequence.Detokenizer.Flush());
+            string text = scan.Emit + tail.Emit + (tail.Stopped ? "" : sequence.Stop.Flush());
+            Finish(sequence, isStopToken || tail.Stopped ? FinishReason.Stop : FinishReason.Length, text, logprobs, token);
+            return;
+        }
+
+        sequence.Events.Writer.TryWrite(new GenerationEvent(token, scan.Emit, logprob, logprobs.Item2, null, default));
+    }
+
+    /// <summary>Ends a running sequence: its blocks back to the pool, its last event.</summary>
+    public void Finish(Sequence sequence, FinishReason reason, string text = "", (float Logprob, TokenLogprob[]? Top)? logprob = null,
+        int token = GenerationEvent.NoToken, string? error = null)
+    {
+        var (value, top) = logprob ?? NoLogprob;
+        scheduler.Finish(sequence);
+        telemetry.Finished(sequence, reason);
+        sequence.Events.Writer.TryWrite(new GenerationEvent(token, text, value, top, reason, sequence.Usage, error));
+        sequence.Events.Writer.TryComplete();
+    }
+}

@@ -42,6 +42,7 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseMiddleware<DotSegmentMiddleware>();
         app.UseSwagger();
         app.UseSwaggerUI();
         // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.

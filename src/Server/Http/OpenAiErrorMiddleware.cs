@@ -1,11 +1,13 @@
 using Microsoft.AspNetCore.Http.Features;
+using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 
 /// <summary>
-/// Turns what escapes a handler into the OpenAI error shape: ASP.NET Core's
-/// <see cref="BadHttpRequestException"/> keeps its status (413 for a body over the limit,
-/// 400 for a malformed one); anything else is a 500 whose details stay in the log.
+/// Turns what escapes a handler into the OpenAI error shape: an <see cref="ApiException"/>
+/// (from a handler, or from a middleware before routing) keeps its status; ASP.NET Core's
+/// <see cref="BadHttpRequestException"/> too (413 for a body over the limit, 400 for a
+/// malformed one); anything else is a 500 whose details stay in the log.
 /// Handlers validate their own input, so a 500 here is a bug, never bad input.
 /// </summary>
 public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiErrorMiddleware> logger)
@@ -15,6 +17,10 @@ public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiEr
         try
         {
             await next(context);
+        }
+        catch (ApiException e) when (!context.Response.HasStarted)
+        {
+            await Write(context, e.Status, e.Message, e.Param, e.Code);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
@@ -59,7 +65,7 @@ public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiEr
             : ("The request body is missing or not valid JSON.", null);
     }
 
-    private static Task Write(HttpContext context, int status, string message, string? param, string code)
+    private static Task Write(HttpContext context, int status, string message, string? param, string? code)
     {
         context.Response.Clear();
         context.Response.StatusCode = status;

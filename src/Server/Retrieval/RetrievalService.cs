@@ -139,18 +139,10 @@ public sealed partial class RetrievalService
         return ids;
     }
 
-    /// <summary>The given ids, or new ones; each 1–256 characters, none twice.</summary>
+    /// <summary>The given ids (checked by <see cref="ItemUploads.ValidId"/> as they were read), or new ones; none twice.</summary>
     private static string[] Ids(IReadOnlyList<NewItem> items)
     {
         string[] ids = [.. items.Select(item => item.Id ?? Guid.NewGuid().ToString("N"))];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i].Length is 0 or > 256)
-            {
-                throw ApiException.Invalid($"items[{i}].id", "an id is 1 to 256 characters");
-            }
-        }
-
         return ids.Distinct(StringComparer.Ordinal).Count() == ids.Length
             ? ids
             : throw ApiException.Invalid("items", "an id appears twice in the batch");

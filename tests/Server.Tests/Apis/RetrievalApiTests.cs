@@ -127,6 +127,33 @@ public sealed class RetrievalApiTests(InMemoryServerFixture fixture) : IClassFix
         Assert.Equal(400, (int)response.StatusCode);
     }
 
+    [Theory]
+    [InlineData("a/b")]
+    [InlineData("a\\b")]
+    [InlineData("a\u0000b")]
+    [InlineData("tab\there")]
+    [InlineData(".")]
+    [InlineData("..")]
+    [InlineData("")]
+    public async Task IdsThatNoPathCanAddressAreRefusedAtUpload(string id)
+    {
+        string name = "ids-" + Guid.NewGuid().ToString("N")[..8];
+        await CreateAsync(name);
+        var items = new JsonArray(Item("fine", SKColors.Red, "red"), Item(id, SKColors.Blue, "blue"));
+        Assert.Equal("items[1].id", InMemoryServer.AssertError(await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = items }), 400));
+
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(InMemoryServer.Png(SKColors.Red)), "files", "red.png" } };
+        form.Add(new StringContent(new JsonArray(id).ToJsonString()), "ids");
+        using HttpResponseMessage multipart = await Server.Client.PostAsync($"/v1/collections/{name}/items", form);
+        var error = await OpenAiErrorReader.Read(multipart);
+        Assert.Equal(400, (int)multipart.StatusCode);
+        Assert.Equal("ids[0]", error.Param);
+        var (_, collection) = await Server.SendAsync(HttpMethod.Get, $"/v1/collections/{name}");
+        Assert.Equal(0, collection["count"]!.GetValue<int>());
+        Assert.Equal(200, (await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = new JsonArray(Item(new string('x', 256), SKColors.Red, "red")) })).Status);
+        Assert.Equal("items[0].id", InMemoryServer.AssertError(await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = new JsonArray(Item(new string('x', 257), SKColors.Red, "red")) }), 400));
+    }
+
     [Fact]
     public async Task MultipartUploadsTakeFilesMetadataAndIds()
     {

@@ -18,7 +18,12 @@ public static class ServingHostExtensions
             ?? new ServingOptions().MaxRequestBodyBytes;
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
 
-        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
+            // A key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
+            json.SerializerOptions.AllowDuplicateProperties = false;
+        });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
         builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
         // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
@@ -43,6 +48,7 @@ public static class ServingHostExtensions
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
         app.UseMiddleware<DotSegmentMiddleware>();
+        app.UseMiddleware<StrictJsonBodyMiddleware>();
         app.UseSwagger();
         app.UseSwaggerUI();
         // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.

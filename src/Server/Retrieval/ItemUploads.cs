@@ -93,15 +93,8 @@ public static class ItemUploads
             return null;
         }
 
-        try
-        {
-            return JsonNode.Parse(values.ToString()) is JsonArray array && array.Count == count
-                ? array
-                : throw ApiException.Invalid(name, $"{name} must be a JSON array with one entry per file ({count})");
-        }
-        catch (JsonException)
-        {
-            throw ApiException.Invalid(name, $"{name} is not valid JSON");
-        }
+        return RequestJson.Parse(values.ToString(), name) is JsonArray array && array.Count == count
+            ? array
+            : throw ApiException.Invalid(name, $"{name} must be a JSON array with one entry per file ({count})");
     }
 }

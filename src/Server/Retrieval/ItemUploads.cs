@@ -43,7 +43,7 @@ public static class ItemUploads
 
     public static async Task<IReadOnlyList<NewItem>> ReadMultipartAsync(HttpRequest request)
     {
-        IFormCollection form = await request.ReadFormAsync(request.HttpContext.RequestAborted);
+        IFormCollection form = await ReadFormAsync(request);
         if (form.Files.Count == 0)
         {
             throw ApiException.Invalid("files", "a multipart upload needs at least one image file");
@@ -85,6 +85,28 @@ public static class ItemUploads
         id.Length is 0 or > MaxIdLength || id is "." or ".." || id.AsSpan().IndexOfAny(ForbiddenInIds) >= 0 || id.Any(char.IsControl)
             ? throw ApiException.Invalid(param, $"an id is 1 to {MaxIdLength} characters, not '.' or '..', without '/', '\\' or control characters")
             : id;
+
+    /// <summary>
+    /// The form, or a 400 when the multipart body is malformed: no boundary or one over 70
+    /// characters, a body that ends early, a part without headers, over 1,024 parts (FormOptions'
+    /// limits). A body over the size limit (<see cref="BadHttpRequestException"/>, 413) goes on
+    /// to <see cref="Http.OpenAiErrorMiddleware"/>.
+    /// </summary>
+    private static async Task<IFormCollection> ReadFormAsync(HttpRequest request)
+    {
+        try
+        {
+            return await request.ReadFormAsync(request.HttpContext.RequestAborted);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed: {e.Message}", null, "invalid_multipart");
+        }
+        catch (IOException e) when (e is not BadHttpRequestException && !request.HttpContext.RequestAborted.IsCancellationRequested)
+        {
+            throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed or ends early: {e.Message}", null, "invalid_multipart");
+        }
+    }
 
     private static JsonArray? ArrayField(IFormCollection form, string name, int count)
     {

@@ -152,6 +152,19 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
         Assert.False(string.IsNullOrWhiteSpace(error.Message));
     }
 
+    [Theory]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[null]}""", "messages")]
+    [InlineData("tokenize", """{"model":"tiny","messages":[null]}""", "messages")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":[{"type":1,"text":"hi"}]}]}""", "messages")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":1}}""", "response_format")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":"json"}""", "response_format")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":"x"}""", "tools")]
+    public async Task MalformedFieldsAre400sNamingTheFieldNever500s(string path, string body, string param)
+    {
+        using HttpClient client = server.Client();
+        Assert.Equal(param, RawHttp.AssertError(await RawHttp.PostAsync(client, path, body), 400));
+    }
+
     [Fact]
     public async Task AnUnknownModelIs404AndATooLargeBodyIs413()
     {

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Data.Sqlite;
 using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
@@ -7,11 +8,18 @@ namespace Serving.Server.Http;
 /// Turns what escapes a handler into the OpenAI error shape: an <see cref="ApiException"/>
 /// (from a handler, or from a middleware before routing) keeps its status; ASP.NET Core's
 /// <see cref="BadHttpRequestException"/> too (413 for a body over the limit, 400 for a
-/// malformed one); anything else is a 500 whose details stay in the log.
+/// malformed one); a full disk or store is a 507; anything else is a 500 whose details stay
+/// in the log.
 /// Handlers validate their own input, so a 500 here is a bug, never bad input.
 /// </summary>
 public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiErrorMiddleware> logger)
 {
+    /// <summary>ENOSPC on Linux (the HResult .NET gives an IOException from errno 28), ERROR_DISK_FULL and ERROR_HANDLE_DISK_FULL on Windows.</summary>
+    private static readonly int[] DiskFullResults = [28, unchecked((int)0x80070070), unchecked((int)0x80070027)];
+
+    /// <summary>SQLITE_FULL: the database or the disk under it is full.</summary>
+    private const int SqliteFull = 13;
+
     public async Task InvokeAsync(HttpContext context)
     {
         try
@@ -33,6 +41,14 @@ public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiEr
             var (message, param) = Describe(e);
             await Write(context, StatusCodes.Status400BadRequest, message, param, "invalid_json");
         }
+        catch (Exception e) when (!context.Response.HasStarted && IsStorageFull(e))
+        {
+            // 507 Insufficient Storage (RFC 4918), not 503: retrying soon does not help until an
+            // operator frees space, and monitoring can tell it from overload (429) and loading (503).
+            logger.LogError(e, "{Method} {Path}: the disk or the store is full", context.Request.Method, context.Request.Path);
+            await Write(context, StatusCodes.Status507InsufficientStorage,
+                "The server's storage is full; nothing of this request was stored. Retry after the operator frees space.", null, "insufficient_storage");
+        }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             logger.LogDebug("{Path}: the client went away", context.Request.Path);
@@ -46,6 +62,23 @@ public sealed class OpenAiErrorMiddleware(RequestDelegate next, ILogger<OpenAiEr
 
     public static string TooLargeMessage(HttpContext context) =>
         $"The request body is larger than the server's limit of {context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes (Serving:MaxRequestBodyBytes).";
+
+    /// <summary>
+    /// SQLite reports a full disk (ENOSPC) and a full store (max_page_count) as SQLITE_FULL; other
+    /// writes (a multipart upload buffered to disk) throw an <see cref="IOException"/> with the OS error.
+    /// </summary>
+    public static bool IsStorageFull(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is SqliteException { SqliteErrorCode: SqliteFull } || (e is IOException && DiskFullResults.Contains(e.HResult)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>A body that is not JSON, or a field of the wrong type: the message and the field (from the JSON path).</summary>
     private static (string Message, string? Param) Describe(BadHttpRequestException e)

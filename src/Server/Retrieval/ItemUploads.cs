@@ -89,8 +89,8 @@ public static class ItemUploads
     /// <summary>
     /// The form, or a 400 when the multipart body is malformed: no boundary or one over 70
     /// characters, a body that ends early, a part without headers, over 1,024 parts (FormOptions'
-    /// limits). A body over the size limit (<see cref="BadHttpRequestException"/>, 413) goes on
-    /// to <see cref="Http.OpenAiErrorMiddleware"/>.
+    /// limits). A body over the size limit (<see cref="BadHttpRequestException"/>, 413) and a full
+    /// disk while buffering a file (507) go on to <see cref="Http.OpenAiErrorMiddleware"/>.
     /// </summary>
     private static async Task<IFormCollection> ReadFormAsync(HttpRequest request)
     {
@@ -102,7 +102,8 @@ public static class ItemUploads
         {
             throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed: {e.Message}", null, "invalid_multipart");
         }
-        catch (IOException e) when (e is not BadHttpRequestException && !request.HttpContext.RequestAborted.IsCancellationRequested)
+        catch (IOException e) when (e is not BadHttpRequestException && !Http.OpenAiErrorMiddleware.IsStorageFull(e)
+            && !request.HttpContext.RequestAborted.IsCancellationRequested)
         {
             throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed or ends early: {e.Message}", null, "invalid_multipart");
         }

@@ -42,7 +42,7 @@ public sealed partial class RetrievalService
         _telemetry = telemetry;
         _logger = logger;
         telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
-        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
+        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"), _options.MaxStoreBytes);
         foreach (CollectionRecord record in _store.ListCollections())
         {
             CollectionState state = NewState(record);

@@ -21,7 +21,9 @@ public static class ServingHostExtensions
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
-            // A key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
+            // Strict as OpenAI is: "max_tokens": "5" is a wrong type, not 5 (the web defaults read numbers from strings),
+            // and a key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
+            json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
             json.SerializerOptions.AllowDuplicateProperties = false;
         });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
@@ -63,7 +65,8 @@ public static class ServingHostExtensions
                 StatusCodes.Status415UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
                 _ => $"The request failed with HTTP status {response.StatusCode}.",
             };
-            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message));
+            string? code = response.StatusCode == StatusCodes.Status413PayloadTooLarge ? OpenAiErrorMiddleware.TooLargeCode : null;
+            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message, null, code));
         });
         return app;
     }

@@ -75,6 +75,15 @@ public sealed class StrictJsonTests(ServingServer server) : IClassFixture<Servin
     }
 
     [Fact]
+    public async Task AnEmptyBodyWithAJsonContentTypeIsLeftToTheRoute()
+    {
+        using HttpClient client = server.Client();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "v1/collections") { Content = new StringContent("", Encoding.UTF8, "application/json") };
+        using HttpResponseMessage response = await client.SendAsync(request);
+        Assert.Equal(200, (int)response.StatusCode);
+    }
+
+    [Fact]
     public async Task AValidChatStillAnswers()
     {
         using HttpClient client = server.Client();

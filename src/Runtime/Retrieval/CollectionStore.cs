@@ -17,15 +17,28 @@ public sealed record StoredItem(string Id, string Metadata, float[] Vector);
 /// </summary>
 public sealed class CollectionStore
 {
+    /// <summary>SQLite's default page size, which the store keeps.</summary>
+    private const long PageBytes = 4096;
+
     private readonly string _connectionString;
 
-    private CollectionStore(string connectionString) => _connectionString = connectionString;
+    /// <summary>The PRAGMAs every connection runs when opened.</summary>
+    private readonly string _pragmas;
 
-    public static CollectionStore Open(string path)
+    private CollectionStore(string connectionString, long maxBytes)
+    {
+        _connectionString = connectionString;
+        // FULL: the WAL is fsynced at every commit, so a 2xx means the item is on disk.
+        // max_page_count is per connection: past it a write fails with SQLITE_FULL, as on a full disk.
+        _pragmas = "PRAGMA synchronous=FULL;" + (maxBytes > 0 ? $"PRAGMA max_page_count={Math.Max(1, maxBytes / PageBytes)};" : "");
+    }
+
+    /// <summary>Opens (or creates) the store; <paramref name="maxBytes"/> &gt; 0 caps the file's size (writes past it throw SQLITE_FULL).</summary>
+    public static CollectionStore Open(string path, long maxBytes = 0)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var builder = new SqliteConnectionStringBuilder { DataSource = path, ForeignKeys = true, Pooling = true };
-        var store = new CollectionStore(builder.ToString());
+        var store = new CollectionStore(builder.ToString(), maxBytes);
         using SqliteConnection connection = store.Connect();
         Execute(connection, "PRAGMA journal_mode=WAL;");
         Execute(connection, """
@@ -130,8 +143,7 @@ public sealed class CollectionStore
     {
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
-        // FULL: the WAL is fsynced at every commit, so a 2xx means the item is on disk.
-        Execute(connection, "PRAGMA synchronous=FULL;");
+        Execute(connection, _pragmas);
         return connection;
     }
 

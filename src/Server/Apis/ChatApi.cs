@@ -35,13 +35,14 @@ public static class ChatApi
                 "messages must be a non-empty array of {role: system|user|assistant, content: string or text parts}.");
         }
 
-        if (body.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+        if (body.Tools is { ValueKind: not JsonValueKind.Null } tools && (tools.ValueKind != JsonValueKind.Array || tools.GetArrayLength() > 0))
         {
-            return OpenAiErrors.InvalidParameter("tools", "Function calling (tools) is not supported by this server.");
+            return OpenAiErrors.InvalidParameter("tools", tools.ValueKind == JsonValueKind.Array
+                ? "Function calling (tools) is not supported by this server."
+                : "tools must be an array (and function calling is not supported by this server).");
         }
 
-        if (body.ResponseFormat is { ValueKind: JsonValueKind.Object } format
-            && (!format.TryGetProperty("type", out JsonElement formatType) || formatType.GetString() != "text"))
+        if (body.ResponseFormat is { ValueKind: not JsonValueKind.Null } format && !IsText(format))
         {
             return OpenAiErrors.InvalidParameter("response_format", "Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).");
         }
@@ -82,7 +83,7 @@ public static class ChatApi
     }
 
     /// <summary>The messages as template input, or null when any is malformed.</summary>
-    private static List<ChatMessage>? ReadMessages(List<ChatMessageDto>? messages)
+    private static List<ChatMessage>? ReadMessages(List<ChatMessageDto?>? messages)
     {
         if (messages is not { Count: > 0 })
         {
@@ -90,8 +91,13 @@ public static class ChatApi
         }
 
         var result = new List<ChatMessage>(messages.Count);
-        foreach (ChatMessageDto message in messages)
+        foreach (ChatMessageDto? message in messages)
         {
+            if (message is null)
+            {
+                return null;
+            }
+
             // OpenAI's newer "developer" role plays the system role for models that know no other.
             string? role = message.Role == "developer" ? "system" : message.Role;
             if (role is not ("system" or "user" or "assistant") || ReadContent(message.Content) is not { } content)
@@ -120,8 +126,7 @@ public static class ChatApi
         var joined = new StringBuilder();
         foreach (JsonElement part in parts.EnumerateArray())
         {
-            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out JsonElement type) || type.GetString() != "text"
-                || !part.TryGetProperty("text", out JsonElement partText) || partText.ValueKind != JsonValueKind.String)
+            if (!IsText(part) || !part.TryGetProperty("text", out JsonElement partText) || partText.ValueKind != JsonValueKind.String)
             {
                 return null;
             }
@@ -131,4 +136,9 @@ public static class ChatApi
 
         return joined.ToString();
     }
+
+    /// <summary>An object whose <c>type</c> is the string "text" (a content part, a response format); any other JSON is not.</summary>
+    private static bool IsText(JsonElement element) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty("type", out JsonElement type)
+        && type.ValueKind == JsonValueKind.String && type.ValueEquals("text");
 }

@@ -57,8 +57,8 @@ public static class RetrievalApi
 
     private static IResult GetItem(string name, string id, bool? include_vector, RetrievalService service)
     {
-        StoredItem item = service.GetItem(name, id);
-        var json = new JsonObject { ["object"] = "collection.item", ["id"] = item.Id, ["metadata"] = JsonNode.Parse(item.Metadata) };
+        var (item, metadata) = service.GetItem(name, id);
+        var json = new JsonObject { ["object"] = "collection.item", ["id"] = item.Id, ["metadata"] = metadata };
         if (include_vector == true)
         {
             json["embedding"] = new JsonArray([.. item.Vector.Select(v => (JsonNode)v)]);

@@ -27,6 +27,11 @@ public static class TokenizeApi
             return OpenAiErrors.InvalidParameter("prompt", "Send exactly one of prompt (text) or messages (a chat).");
         }
 
+        if (body.Messages?.Contains(null) == true)
+        {
+            return OpenAiErrors.InvalidParameter("messages", "messages must be an array of {role, content} objects; an entry is null.");
+        }
+
         int[] ids;
         if (body.Prompt is { } prompt)
         {
@@ -34,7 +39,7 @@ public static class TokenizeApi
         }
         else
         {
-            var messages = body.Messages!.Select(m => new ChatMessage(m.Role ?? "", m.Content?.ValueKind == System.Text.Json.JsonValueKind.String ? m.Content.Value.GetString()! : "")).ToList();
+            var messages = body.Messages!.Select(m => new ChatMessage(m!.Role ?? "", m.Content?.ValueKind == System.Text.Json.JsonValueKind.String ? m.Content.Value.GetString()! : "")).ToList();
             try
             {
                 ids = engine.Model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true), addSpecialTokens: false);

@@ -25,6 +25,13 @@ public sealed class RetrievalOptions
     [Range(1, 10_000_000)]
     public int TextCacheEntries { get; init; } = 10_000;
 
+    /// <summary>
+    /// Largest size of retrieval.db (SQLite's max_page_count; 0: no limit but the disk's). An upload
+    /// past it, like one onto a full disk, is refused whole with 507 Insufficient Storage.
+    /// </summary>
+    [Range(0, long.MaxValue)]
+    public long MaxStoreBytes { get; init; }
+
     /// <summary>Images per ONNX Runtime call: bounds the activation memory of one run.</summary>
     [Range(1, 1024)]
     public int ImageBatchSize { get; init; } = 16;

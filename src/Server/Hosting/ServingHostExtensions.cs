@@ -18,7 +18,14 @@ public static class ServingHostExtensions
             ?? new ServingOptions().MaxRequestBodyBytes;
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
 
-        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
+            // Strict as OpenAI is: "max_tokens": "5" is a wrong type, not 5 (the web defaults read numbers from strings),
+            // and a key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
+            json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+            json.SerializerOptions.AllowDuplicateProperties = false;
+        });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
         builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
         // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
@@ -42,6 +49,8 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseMiddleware<DotSegmentMiddleware>();
+        app.UseMiddleware<StrictJsonBodyMiddleware>();
         app.UseSwagger();
         app.UseSwaggerUI();
         // Statuses the framework answers without a body (404 route, 405 method, 415 content type) get the OpenAI shape too.
@@ -56,7 +65,8 @@ public static class ServingHostExtensions
                 StatusCodes.Status415UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
                 _ => $"The request failed with HTTP status {response.StatusCode}.",
             };
-            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message));
+            string? code = response.StatusCode == StatusCodes.Status413PayloadTooLarge ? OpenAiErrorMiddleware.TooLargeCode : null;
+            await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message, null, code));
         });
         return app;
     }

@@ -11,6 +11,11 @@ namespace Serving.Server.Retrieval;
 /// </summary>
 public static class ItemUploads
 {
+    /// <summary>The longest item id; ids are path segments of GET and DELETE.</summary>
+    public const int MaxIdLength = 256;
+
+    private static readonly System.Buffers.SearchValues<char> ForbiddenInIds = System.Buffers.SearchValues.Create("/\\");
+
     public static IReadOnlyList<NewItem> ReadJson(JsonObject body, int maxItems)
     {
         if (body["items"] is not JsonArray items)
@@ -28,8 +33,9 @@ public static class ItemUploads
             string param = $"items[{i}]";
             JsonObject item = node as JsonObject ?? throw ApiException.Invalid(param, "an item must be an object");
             string image = RequestJson.OptionalString(item, "image", param + ".") ?? throw ApiException.Invalid(param + ".image", "image is required");
+            string? id = RequestJson.OptionalString(item, "id", param + ".");
             return new NewItem(
-                RequestJson.OptionalString(item, "id", param + "."),
+                id is null ? null : ValidId(id, param + ".id"),
                 ImageInput.DecodeBase64(image, param + ".image"),
                 (JsonObject?)RequestJson.OptionalObject(item, "metadata", param + ".metadata")?.DeepClone() ?? []);
         })];
@@ -37,7 +43,7 @@ public static class ItemUploads
 
     public static async Task<IReadOnlyList<NewItem>> ReadMultipartAsync(HttpRequest request)
     {
-        IFormCollection form = await request.ReadFormAsync(request.HttpContext.RequestAborted);
+        IFormCollection form = await ReadFormAsync(request);
         if (form.Files.Count == 0)
         {
             throw ApiException.Invalid("files", "a multipart upload needs at least one image file");
@@ -59,13 +65,48 @@ public static class ItemUploads
             string? id = ids?[i] switch
             {
                 null => null,
-                JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
+                JsonValue value when value.GetValueKind() == JsonValueKind.String => ValidId(value.GetValue<string>(), $"ids[{i}]"),
                 _ => throw ApiException.Invalid($"ids[{i}]", "each id must be a string"),
             };
             items.Add(new NewItem(id, buffer.ToArray(), itemMetadata));
         }
 
         return items;
+    }
+
+    /// <summary>
+    /// An id must be usable as the last segment of <c>/v1/collections/{name}/items/{id}</c>, or the
+    /// item could be stored but never read or deleted: 1–256 characters, no '/' or '\' (a
+    /// percent-encoded %2F stays encoded in the routed path, so no id with '/' ever matches), no
+    /// control character (NUL included: Kestrel refuses %00 in a path), and not "." or ".."
+    /// (dot segments, which the server refuses in every path).
+    /// </summary>
+    public static string ValidId(string id, string param) =>
+        id.Length is 0 or > MaxIdLength || id is "." or ".." || id.AsSpan().IndexOfAny(ForbiddenInIds) >= 0 || id.Any(char.IsControl)
+            ? throw ApiException.Invalid(param, $"an id is 1 to {MaxIdLength} characters, not '.' or '..', without '/', '\\' or control characters")
+            : id;
+
+    /// <summary>
+    /// The form, or a 400 when the multipart body is malformed: no boundary or one over 70
+    /// characters, a body that ends early, a part without headers, over 1,024 parts (FormOptions'
+    /// limits). A body over the size limit (<see cref="BadHttpRequestException"/>, 413) and a full
+    /// disk while buffering a file (507) go on to <see cref="Http.OpenAiErrorMiddleware"/>.
+    /// </summary>
+    private static async Task<IFormCollection> ReadFormAsync(HttpRequest request)
+    {
+        try
+        {
+            return await request.ReadFormAsync(request.HttpContext.RequestAborted);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed: {e.Message}", null, "invalid_multipart");
+        }
+        catch (IOException e) when (e is not BadHttpRequestException && !Http.OpenAiErrorMiddleware.IsStorageFull(e)
+            && !request.HttpContext.RequestAborted.IsCancellationRequested)
+        {
+            throw new ApiException(StatusCodes.Status400BadRequest, $"The multipart body is malformed or ends early: {e.Message}", null, "invalid_multipart");
+        }
     }
 
     private static JsonArray? ArrayField(IFormCollection form, string name, int count)
@@ -75,15 +116,8 @@ public static class ItemUploads
             return null;
         }
 
-        try
-        {
-            return JsonNode.Parse(values.ToString()) is JsonArray array && array.Count == count
-                ? array
-                : throw ApiException.Invalid(name, $"{name} must be a JSON array with one entry per file ({count})");
-        }
-        catch (JsonException)
-        {
-            throw ApiException.Invalid(name, $"{name} is not valid JSON");
-        }
+        return RequestJson.Parse(values.ToString(), name) is JsonArray array && array.Count == count
+            ? array
+            : throw ApiException.Invalid(name, $"{name} must be a JSON array with one entry per file ({count})");
     }
 }

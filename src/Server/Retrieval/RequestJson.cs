@@ -6,17 +6,31 @@ namespace Serving.Server.Retrieval;
 /// <summary>Reads request bodies and fields with errors that name the field.</summary>
 public static class RequestJson
 {
+    /// <summary>A key twice is refused here too, though <see cref="Http.StrictJsonBodyMiddleware"/> finds it first with its path.</summary>
+    private static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
+
     public static async Task<JsonObject> ReadObjectAsync(HttpRequest request)
     {
         try
         {
-            JsonNode? node = await JsonNode.ParseAsync(request.Body, cancellationToken: request.HttpContext.RequestAborted);
+            JsonNode? node = await JsonNode.ParseAsync(request.Body, documentOptions: Strict, cancellationToken: request.HttpContext.RequestAborted);
             return node as JsonObject ?? throw new ApiException(StatusCodes.Status400BadRequest, "The body must be a JSON object.", null, "invalid_json");
         }
         catch (JsonException e)
         {
             throw new ApiException(StatusCodes.Status400BadRequest, $"The body is not valid JSON: {e.Message}", null, "invalid_json");
         }
+    }
+
+    /// <summary>A JSON text from outside a JSON body (a multipart field), read as strictly: errors name <paramref name="param"/> and the path in it.</summary>
+    public static JsonNode? Parse(string text, string param)
+    {
+        if (Http.StrictJson.Validate(System.Text.Encoding.UTF8.GetBytes(text), param) is { } problem)
+        {
+            throw new ApiException(StatusCodes.Status400BadRequest, problem.Message, problem.Param, "invalid_json");
+        }
+
+        return JsonNode.Parse(text, documentOptions: Strict);
     }
 
     public static string? OptionalString(JsonObject json, string name, string? prefix = null) =>

@@ -32,19 +32,23 @@ public sealed partial class RetrievalService
 
     private readonly ServingTelemetry _telemetry;
 
-    public RetrievalService(IOptions<ServingOptions> serving, IOptions<RetrievalOptions> options, ClipEmbedder embedder, ServingTelemetry telemetry)
+    private readonly ILogger<RetrievalService> _logger;
+
+    public RetrievalService(IOptions<ServingOptions> serving, IOptions<RetrievalOptions> options, ClipEmbedder embedder, ServingTelemetry telemetry,
+        ILogger<RetrievalService> logger)
     {
         _options = options.Value;
         _embedder = embedder;
         _telemetry = telemetry;
+        _logger = logger;
         telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
-        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
+        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"), _options.MaxStoreBytes);
         foreach (CollectionRecord record in _store.ListCollections())
         {
             CollectionState state = NewState(record);
             foreach (StoredItem item in _store.Items(record.Name))
             {
-                state.Index(item.Id, item.Vector, JsonNode.Parse(item.Metadata)!.AsObject());
+                state.Index(item.Id, item.Vector, Metadata(record.Name, item));
             }
 
             _collections[record.Name] = state;
@@ -139,28 +143,36 @@ public sealed partial class RetrievalService
         return ids;
     }
 
-    /// <summary>The given ids, or new ones; each 1–256 characters, none twice.</summary>
+    /// <summary>The given ids (checked by <see cref="ItemUploads.ValidId"/> as they were read), or new ones; none twice.</summary>
     private static string[] Ids(IReadOnlyList<NewItem> items)
     {
         string[] ids = [.. items.Select(item => item.Id ?? Guid.NewGuid().ToString("N"))];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i].Length is 0 or > 256)
-            {
-                throw ApiException.Invalid($"items[{i}].id", "an id is 1 to 256 characters");
-            }
-        }
-
         return ids.Distinct(StringComparer.Ordinal).Count() == ids.Length
             ? ids
             : throw ApiException.Invalid("items", "an id appears twice in the batch");
     }
 
-    public StoredItem GetItem(string name, string id)
+    public (StoredItem Item, JsonObject Metadata) GetItem(string name, string id)
     {
         Get(name);
-        return _store.Find(name, id) ?? throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
+        StoredItem item = _store.Find(name, id) ?? throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
+        return (item, Metadata(name, item));
     }
+
+    /// <summary>An item's stored metadata; a key stored twice (by an earlier version) keeps its last value, with a warning.</summary>
+    private JsonObject Metadata(string collection, StoredItem item)
+    {
+        JsonObject metadata = StoredMetadata.Parse(item.Metadata, out bool hadDuplicates);
+        if (hadDuplicates)
+        {
+            LogDuplicateKeys(collection, item.Id);
+        }
+
+        return metadata;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The item {Id} of {Collection} has metadata with a key twice (stored by an earlier version); the last value counts. Upload it again to store it clean.")]
+    private partial void LogDuplicateKeys(string collection, string id);
 
     public async Task DeleteItemAsync(string name, string id)
     {

@@ -152,6 +152,22 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
         Assert.False(string.IsNullOrWhiteSpace(error.Message));
     }
 
+    [Theory]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[null]}""", "messages")]
+    [InlineData("tokenize", """{"model":"tiny","messages":[null]}""", "messages")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":[{"type":1,"text":"hi"}]}]}""", "messages")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":1}}""", "response_format")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":"json"}""", "response_format")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":"x"}""", "tools")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":"5"}""", "max_tokens")]
+    [InlineData("v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"stop_token_ids":[-1]}""", "stop_token_ids")]
+    [InlineData("v1/completions", """{"model":"tiny","prompt":"hi","stop_token_ids":[1000000000]}""", "stop_token_ids")]
+    public async Task MalformedFieldsAre400sNamingTheFieldNever500s(string path, string body, string param)
+    {
+        using HttpClient client = server.Client();
+        Assert.Equal(param, RawHttp.AssertError(await RawHttp.PostAsync(client, path, body), 400));
+    }
+
     [Fact]
     public async Task AnUnknownModelIs404AndATooLargeBodyIs413()
     {
@@ -162,6 +178,8 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
 
         using HttpResponseMessage large = await client.PostAsJsonAsync("v1/chat/completions", Chat(new string('a', 70_000), 1));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
-        Assert.Contains("65536", (await OpenAiErrorReader.Read(large)).Message);
+        var tooLarge = await OpenAiErrorReader.Read(large);
+        Assert.Contains("65536", tooLarge.Message);
+        Assert.Equal("request_too_large", tooLarge.Code);
     }
 }

@@ -127,6 +127,54 @@ public sealed class RetrievalApiTests(InMemoryServerFixture fixture) : IClassFix
         Assert.Equal(400, (int)response.StatusCode);
     }
 
+    [Theory]
+    [InlineData("a/b")]
+    [InlineData("a\\b")]
+    [InlineData("a\u0000b")]
+    [InlineData("tab\there")]
+    [InlineData(".")]
+    [InlineData("..")]
+    [InlineData("")]
+    public async Task IdsThatNoPathCanAddressAreRefusedAtUpload(string id)
+    {
+        string name = "ids-" + Guid.NewGuid().ToString("N")[..8];
+        await CreateAsync(name);
+        var items = new JsonArray(Item("fine", SKColors.Red, "red"), Item(id, SKColors.Blue, "blue"));
+        Assert.Equal("items[1].id", InMemoryServer.AssertError(await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = items }), 400));
+
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(InMemoryServer.Png(SKColors.Red)), "files", "red.png" } };
+        form.Add(new StringContent(new JsonArray(id).ToJsonString()), "ids");
+        using HttpResponseMessage multipart = await Server.Client.PostAsync($"/v1/collections/{name}/items", form);
+        var error = await OpenAiErrorReader.Read(multipart);
+        Assert.Equal(400, (int)multipart.StatusCode);
+        Assert.Equal("ids[0]", error.Param);
+        var (_, collection) = await Server.SendAsync(HttpMethod.Get, $"/v1/collections/{name}");
+        Assert.Equal(0, collection["count"]!.GetValue<int>());
+        Assert.Equal(200, (await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = new JsonArray(Item(new string('x', 256), SKColors.Red, "red")) })).Status);
+        Assert.Equal("items[0].id", InMemoryServer.AssertError(await Server.PostAsync($"/v1/collections/{name}/items", new JsonObject { ["items"] = new JsonArray(Item(new string('x', 257), SKColors.Red, "red")) }), 400));
+    }
+
+    public static TheoryData<string, string> MalformedMultipart() => new()
+    {
+        { "multipart/form-data", "--b\r\nContent-Disposition: form-data; name=\"ids\"\r\n\r\n[]\r\n--b--\r\n" },
+        { "multipart/form-data; boundary=" + new string('b', 71), "--b\r\n\r\n" },
+        { "multipart/form-data; boundary=other", "--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\nxx\r\n--b--\r\n" },
+        { "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\nxxxxxxxx" },
+        { "multipart/form-data; boundary=b", string.Concat(Enumerable.Range(0, 1025).Select(i => $"--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n1\r\n")) + "--b--\r\n" },
+    };
+
+    [Theory]
+    [MemberData(nameof(MalformedMultipart))]
+    public async Task MalformedMultipartIsA400(string contentType, string body)
+    {
+        string name = "form-" + Guid.NewGuid().ToString("N")[..8];
+        await CreateAsync(name);
+        var answer = await RawHttp.PostAsync(Server.Client, $"/v1/collections/{name}/items", System.Text.Encoding.UTF8.GetBytes(body), contentType);
+        RawHttp.AssertError(answer, 400);
+        var (_, collection) = await Server.SendAsync(HttpMethod.Get, $"/v1/collections/{name}");
+        Assert.Equal(0, collection["count"]!.GetValue<int>());
+    }
+
     [Fact]
     public async Task MultipartUploadsTakeFilesMetadataAndIds()
     {

@@ -56,7 +56,8 @@ public sealed class StreamOptions
 
 public sealed class ChatCompletionRequest : SamplingRequest
 {
-    public List<ChatMessageDto>? Messages { get; set; }
+    /// <summary>An entry may be JSON null; the handler refuses it (400 naming messages).</summary>
+    public List<ChatMessageDto?>? Messages { get; set; }
 
     /// <summary>OpenAI's newer name for max_tokens; wins when both are sent.</summary>
     public int? MaxCompletionTokens { get; set; }
@@ -97,7 +98,7 @@ public sealed class TokenizeRequest
 {
     public string? Model { get; set; }
     public string? Prompt { get; set; }
-    public List<ChatMessageDto>? Messages { get; set; }
+    public List<ChatMessageDto?>? Messages { get; set; }
     public bool? AddSpecialTokens { get; set; }
 }
 

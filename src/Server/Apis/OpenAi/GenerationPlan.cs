@@ -28,6 +28,14 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
             return (null, invalid);
         }
 
+        int vocabSize = engine.Model.Tokenizer.VocabSize;
+        int outside = body.StopTokenIds?.FindIndex(id => id < 0 || id >= vocabSize) ?? -1;
+        if (outside >= 0)
+        {
+            return (null, OpenAiErrors.InvalidParameter("stop_token_ids",
+                $"stop_token_ids[{outside}] = {body.StopTokenIds![outside]} is outside the vocabulary (0 to {vocabSize - 1})."));
+        }
+
         if (ReadStop(body.Stop) is not { } stops)
         {
             return (null, OpenAiErrors.InvalidParameter("stop", $"stop must be a string or an array of at most {MaxStopStrings} non-empty strings."));

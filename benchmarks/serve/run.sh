@@ -26,7 +26,7 @@ fi
 
 data="$(mktemp -d)"
 Serving__DataDirectory="$data" Serving__Models__0__Id=bench Serving__Models__0__Path="$model" Serving__KvCacheBytes=4294967296 \
-  Serving__PrefixCacheBytes=1073741824 Logging__LogLevel__Default=Warning \
+  Serving__PrefixCaching=true Logging__LogLevel__Default=Warning \
   dotnet "$here/bin/server/Serving.Server.dll" --urls "http://127.0.0.1:$port" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT

@@ -3,14 +3,12 @@ using System.Net.Http.Json;
 
 namespace Serving.Server.Tests.Apis;
 
-/// <summary>A server whose KV budget holds one long request and whose queue holds one more.</summary>
+/// <summary>A server that runs one sequence at a time and whose queue holds one more.</summary>
 public sealed class OneSlotServer : ServingServer
 {
     protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
-        // The tiny model keeps 512 bytes per token (keys and values of 2 global layers, 2 heads of 16 floats),
-        // so a 1,900-token request reserves about 0.98 MB and a 1,000-token one 0.52 MB: 1.2 MB holds either, not both.
-        ["Serving:KvCacheBytes"] = "1200000",
+        ["Serving:MaxBatchSize"] = "1",
         ["Serving:MaxQueueLength"] = "1",
     };
 }

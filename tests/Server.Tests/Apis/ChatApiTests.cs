@@ -66,7 +66,7 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
 
         int[] counts = await Task.WhenAll(Enumerable.Range(0, 32).Select(Stream));
         Assert.Equal(Enumerable.Range(0, 32).Select(i => 10 + i % 7), counts);
-        Assert.Equal(0, server.Engine.Pool.UsedBytes);
+        Assert.Equal(0, server.Engine.Kv.NumUsedBlocks);
     }
 
     [Fact]
@@ -82,20 +82,20 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             Assert.StartsWith("data: ", await reader.ReadLineAsync());
             // The role chunk goes out at submission; the engine admits the request at its next step.
-            for (int i = 0; i < 100 && server.Engine.Pool.UsedBytes == 0; i++)
+            for (int i = 0; i < 100 && server.Engine.Kv.NumUsedBlocks == 0; i++)
             {
                 await Task.Delay(20);
             }
 
-            Assert.True(server.Engine.Pool.UsedBytes > 0);
+            Assert.True(server.Engine.Kv.NumUsedBlocks > 0);
         }
 
-        for (int i = 0; i < 100 && server.Engine.Pool.UsedBytes > 0; i++)
+        for (int i = 0; i < 100 && server.Engine.Kv.NumUsedBlocks > 0; i++)
         {
             await Task.Delay(50);
         }
 
-        Assert.Equal(0, server.Engine.Pool.UsedBytes);
+        Assert.Equal(0, server.Engine.Kv.NumUsedBlocks);
     }
 
     [Fact]

@@ -19,11 +19,11 @@ public class TimeoutTests(ImpatientServer server) : IClassFixture<ImpatientServe
         using HttpResponseMessage response = await client.PostAsJsonAsync("v1/completions", new { model = "tiny", prompt = "Long", max_tokens = 1900, ignore_eos = true });
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("timeout", (await OpenAiErrorReader.Read(response)).Code);
-        for (int i = 0; i < 100 && server.Engine.Pool.UsedBytes > 0; i++)
+        for (int i = 0; i < 100 && server.Engine.Kv.NumUsedBlocks > 0; i++)
         {
             await Task.Delay(20);
         }
 
-        Assert.Equal(0, server.Engine.Pool.UsedBytes);
+        Assert.Equal(0, server.Engine.Kv.NumUsedBlocks);
     }
 }

@@ -45,7 +45,7 @@ public sealed class Engine : IDisposable
             throw new ArgumentException($"{model.Folder}: KV compression ({invalid.Field}): {invalid.Message}", nameof(options));
         }
 
-        Kv = new KvCacheManager(new KvLayout(model.Signature, model.Config.SlidingWindow), options.BlockTokens, options.KvCacheBytes);
+        Kv = new KvCacheManager(new KvLayout(model.Signature, model.Config.SlidingWindow), options.KvCacheBytes, options.BlockTokens);
         _runner = new PagedRunner(model, Kv);
         _compaction = new BlockCompaction(Kv);
         _scheduler = new Scheduler(Kv, options, options.PrefixCaching, RoomFor);
@@ -182,7 +182,7 @@ public sealed class Engine : IDisposable
         KvCompressionOptions compression = CompressionOf(request);
         KvCompressor? compressor = compression.IsEnabled ? new KvCompressor(Kv.Layout, _policies.Get(compression.Policy), compression) : null;
         return new Sequence(Interlocked.Increment(ref _nextId), request with { PromptIds = prompt }, sampler,
-            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.CreateSequence(), compressor);
+            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.NewSequence(), compressor);
     }
 
     private void Wake() => _wake.Release();

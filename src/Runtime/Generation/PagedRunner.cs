@@ -63,7 +63,7 @@ internal sealed class PagedRunner : IDisposable
             _batch.Add(chunk.Sequence.Blocks);
         }
 
-        int cols = KvCacheManager.TableCols(_batch);
+        int cols = _kv.TableCols(_batch);
         if (_tables.Length < layers * sequences * cols)
         {
             _tables = new int[layers * sequences * cols * 5 / 4];

@@ -191,7 +191,7 @@ internal sealed class Scheduler(KvCacheManager kv, EngineOptions options, bool p
     /// </summary>
     private void ResumeFromPrefix(Sequence sequence)
     {
-        sequence.PrefixHashes ??= kv.PrefixHashes(((int[])sequence.Request.PromptIds).AsSpan());
+        sequence.PrefixHashes ??= BlockHashes.Of((int[])sequence.Request.PromptIds, kv.BlockTokens, 0);
         int matched = kv.MatchPrefix(sequence.Blocks, sequence.PrefixHashes, Math.Min(sequence.PromptLength - 1, sequence.CacheCap - 1));
         sequence.Length = sequence.CacheLength = sequence.CachedTokens = matched;
     }
@@ -219,7 +219,7 @@ internal sealed class Scheduler(KvCacheManager kv, EngineOptions options, bool p
             sequence.Advance(chunk.Count);
             if (prefixCaching && complete && sequence.Status == SequenceStatus.Running)
             {
-                sequence.PrefixHashes ??= kv.PrefixHashes(((int[])sequence.Request.PromptIds).AsSpan());
+                sequence.PrefixHashes ??= BlockHashes.Of((int[])sequence.Request.PromptIds, kv.BlockTokens, 0);
                 kv.CommitFullBlocks(sequence.Blocks, sequence.PrefixHashes, Math.Min(sequence.Length, sequence.PromptLength) / kv.BlockTokens);
             }
         }

@@ -12,11 +12,11 @@ public sealed class SchedulerTests(TinyModelFixture fixture) : IClassFixture<Tin
 
     // tiny: 4 layers (2 global, 2 sliding of window 16), 128-byte slots: a block of 4 tokens is 1 KB.
     private KvCacheManager Pool(int blocks) =>
-        new(new KvLayout(fixture.Model.Signature, fixture.Config.SlidingWindow), BlockTokens, blocks * 2L * 128 * BlockTokens);
+        new(new KvLayout(fixture.Model.Signature, fixture.Config.SlidingWindow), blocks * 2L * 128 * BlockTokens, BlockTokens);
 
     private Sequence Make(KvCacheManager kv, long id, int promptLength, int maxTokens = 4) => new(id,
         new GenerationRequest { PromptIds = Enumerable.Range(2, promptLength).ToArray(), MaxTokens = maxTokens, Sampling = SamplingParams.Greedy },
-        new SequenceSampler(SamplingParams.Greedy, 1024, [2, 3], 0), fixture.Model.Tokenizer.CreateDetokenizer(), kv.CreateSequence());
+        new SequenceSampler(SamplingParams.Greedy, 1024, [2, 3], 0), fixture.Model.Tokenizer.CreateDetokenizer(), kv.NewSequence());
 
     private static Scheduler Scheduler(KvCacheManager kv, int maxQueueLength = 10, int maxBatchSize = 10, int budget = 512) =>
         new(kv, new EngineOptions { MaxQueueLength = maxQueueLength, MaxBatchSize = maxBatchSize, MaxPrefillTokensPerStep = budget }, prefixCaching: false,

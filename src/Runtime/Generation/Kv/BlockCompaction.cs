@@ -85,7 +85,7 @@ internal sealed class BlockCompaction(KvCacheManager kv) : IKvKeyReader
     /// <summary>One head's key (part 0) or value (part 1) row of a slot, in the pool.</summary>
     private Span<float> Row(SequenceBlocks blocks, int layer, int head, int slot, int part)
     {
-        int block = blocks.Tables[layer][slot / kv.BlockTokens];
+        int block = blocks.BlockAt(layer, slot / kv.BlockTokens);
         long floats = block * (kv.BlockBytes / 4) + (((long)part * _layout.Heads + head) * kv.BlockTokens + slot % kv.BlockTokens) * _layout.HeadDim;
         return MemoryMarshal.Cast<byte, float>(kv.Pool.Slice(floats * 4, _layout.HeadDim * 4));
     }
@@ -97,7 +97,7 @@ internal sealed class BlockCompaction(KvCacheManager kv) : IKvKeyReader
         {
             for (int logical = 0; !_layout.IsTrimmed[layer] && logical < logicalBlocks; logical++)
             {
-                shared += kv.IsWritable(blocks, layer, logical) ? 0 : 1;
+                shared += kv.IsShared(blocks, layer, logical) ? 1 : 0;
             }
         }
 

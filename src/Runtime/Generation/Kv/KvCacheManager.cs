@@ -1,397 +1,404 @@
 namespace Serving.Runtime.Generation.Kv;
 
 /// <summary>
-/// The one owner of a model's KV memory: a pool of fixed-size blocks allocated once, at start,
-/// from the budget, and never grown. A block holds one layer's keys and values for
-/// <see cref="BlockTokens"/> slots (<c>[2, kv_heads, BlockTokens, head_dim]</c>, the layout the
-/// PagedAttention op reads in place). Sequences hold per-layer block tables; blocks are
-/// reference-counted so that prompt prefixes are shared (prefix caching), and freed blocks that
-/// hold a registered prefix stay cached until the pool needs them (least recently used first).
-/// Engine thread only, except the counts, which metrics read.
+/// The one owner of KV memory (vLLM's block manager): a pool of fixed-size blocks allocated
+/// once, per-sequence block tables (<see cref="SequenceBlocks"/>), reference counts, and prefix
+/// caching as block sharing. One block holds one layer's keys then values for
+/// <see cref="BlockTokens"/> slots, <c>[2, heads, BlockTokens, head_dim]</c>, the layout the
+/// PagedAttention op reads in place. Not thread-safe: the engine thread calls every method;
+/// the counts are plain ints another thread (telemetry) may read a step late.
 /// </summary>
 public sealed class KvCacheManager : IDisposable
 {
-    private readonly KvLayout _layout;
-    private readonly int[] _refs;
-    private readonly UInt128[] _hashOfBlock;
-    private readonly bool[] _hasHash;
-    private readonly Stack<int> _free = new();
-    private readonly LinkedList<int> _cachedFree = new();
-    private readonly LinkedListNode<int>?[] _cachedNode;
-    private readonly Dictionary<(UInt128 Hash, int Layer), int> _cached = [];
-    private int _numUsed;
+    private readonly KvBlockAllocator _blocks;
+    private readonly int[] _globalLayers;
+    private readonly int[] _slidingLayers;
 
-    public KvCacheManager(KvLayout layout, int blockTokens, long budgetBytes)
+    /// <param name="budgetBytes">Bytes for the pool; it takes the whole blocks that fit.</param>
+    /// <param name="blockTokens">Slots per block: 16 as vLLM, so a block of Gemma 3 270M (1 KV head × 256, fp32) is 32 KB.</param>
+    public KvCacheManager(KvLayout layout, long budgetBytes, int blockTokens = 16)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockTokens, 1);
-        _layout = layout;
-        BlockTokens = blockTokens;
-        BlockBytes = 2L * layout.SlotBytes * blockTokens;
-        long blocks = budgetBytes / BlockBytes;
-        if (blocks < layout.Layers)
+        if (layout.NumTrimmedLayers > 0 && layout.SlidingSlots < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(budgetBytes),
-                $"a KV budget of {budgetBytes} bytes holds {blocks} blocks of {BlockBytes} bytes, fewer than the {layout.Layers} one token needs (one per layer)");
+            throw new ArgumentException($"sliding layers need a window of at least 2 tokens; the layout keeps {layout.SlidingSlots} slots", nameof(layout));
         }
 
-        NumBlocks = (int)Math.Min(blocks, int.MaxValue / 2);
-        Pool = new NativeBuffer(NumBlocks * BlockBytes);
-        _refs = new int[NumBlocks];
-        _hashOfBlock = new UInt128[NumBlocks];
-        _hasHash = new bool[NumBlocks];
-        _cachedNode = new LinkedListNode<int>?[NumBlocks];
-        for (int block = NumBlocks - 1; block >= 0; block--)
+        Layout = layout;
+        BlockTokens = blockTokens;
+        BlockBytes = 2 * blockTokens * layout.SlotBytes;
+        long numBlocks = Math.Max(budgetBytes, 0) / BlockBytes;
+        if (numBlocks < layout.Layers)
         {
-            _free.Push(block);
+            throw new ArgumentOutOfRangeException(nameof(budgetBytes), $"a KV budget of {budgetBytes} bytes holds {numBlocks} blocks of {BlockBytes} bytes " +
+                $"({blockTokens} slots of one layer), but one token needs a block in each of the {layout.Layers} layers: at least {layout.Layers * BlockBytes} bytes");
         }
+
+        NumBlocks = numBlocks <= int.MaxValue ? (int)numBlocks : throw new ArgumentOutOfRangeException(nameof(budgetBytes), $"{numBlocks} blocks do not fit int32 block tables");
+        // Arrays: the per-step loops run over them without an enumerator.
+        _globalLayers = [.. layout.GlobalLayers];
+        _slidingLayers = [.. layout.TrimmedLayers];
+        Pool = new NativeBuffer(NumBlocks * BlockBytes);
+        _blocks = new KvBlockAllocator(NumBlocks);
     }
 
-    public KvLayout Layout => _layout;
+    public KvLayout Layout { get; }
+
     public int BlockTokens { get; }
+
+    /// <summary>Bytes of one block: 2 × heads × BlockTokens × head_dim × element bytes.</summary>
     public long BlockBytes { get; }
+
     public int NumBlocks { get; }
 
-    /// <summary>The pool: <see cref="NumBlocks"/> blocks of <see cref="BlockBytes"/>, 64-byte aligned.</summary>
+    /// <summary>The pool, <c>[NumBlocks, 2, heads, BlockTokens, head_dim]</c>; allocated once, never resized.</summary>
     public NativeBuffer Pool { get; }
 
-    /// <summary>Bytes allocated for KV: the whole pool, from start to end.</summary>
+    public IntPtr PoolPointer => Pool.Pointer;
+
     public long AllocatedBytes => Pool.Bytes;
 
-    /// <summary>Blocks referenced by running sequences.</summary>
-    public int NumUsedBlocks => Volatile.Read(ref _numUsed);
+    /// <summary>Blocks allocation can hand out: plain free, or cached but unreferenced (evictable).</summary>
+    public int NumFreeBlocks => _blocks.NumAllocatable;
 
-    /// <summary>Blocks a sequence may take now: free ones and cached ones no sequence references.</summary>
-    public int NumFreeBlocks => NumBlocks - NumUsedBlocks;
+    /// <summary>Blocks some sequence references.</summary>
+    public int NumUsedBlocks => NumBlocks - NumFreeBlocks;
 
-    /// <summary>Blocks holding a registered prefix (referenced or not).</summary>
-    public int NumCachedBlocks => _cached.Count;
+    /// <summary>Blocks holding a registered prefix hash, referenced or not.</summary>
+    public int NumCachedBlocks => _blocks.NumCached;
 
-    /// <summary>Fraction of the blocks referenced, 0 to 1 (vLLM's kv_cache_usage_perc).</summary>
+    /// <summary>Referenced fraction of the pool, 0 to 1 (vLLM's kv_cache_usage_perc).</summary>
     public double Usage => (double)NumUsedBlocks / NumBlocks;
 
-    public SequenceBlocks CreateSequence() => new(_layout.Layers);
+    /// <summary>The bytes of physical block <paramref name="block"/>; valid until the manager is disposed.</summary>
+    public Span<byte> Block(int block) => Pool.Slice(block * BlockBytes, BlockBytes);
 
-    /// <summary>Logical blocks a layer needs for <paramref name="slots"/> slots.</summary>
-    public int BlocksFor(int slots) => (slots + BlockTokens - 1) / BlockTokens;
+    /// <summary>An empty sequence; <paramref name="expectedTokens"/> sizes its tables so growing to it never resizes them.</summary>
+    public SequenceBlocks NewSequence(int expectedTokens = 0) => new(this, Layout.Layers, BlocksFor(Math.Max(expectedTokens, 0)));
 
-    /// <summary>
-    /// New blocks that growing to these lengths takes. A sliding layer keeps the blocks its next
-    /// call reads (the window before its current length) and every block the call writes.
-    /// </summary>
-    public int BlocksToGrow(SequenceBlocks sequence, int globalSlots, int slidingSlots)
+    /// <summary>New blocks that growing to these lengths allocates (blocks it releases from sliding layers not deducted).</summary>
+    public int BlocksToGrow(SequenceBlocks seq, int newGlobalSlots, int newSlidingSlots)
     {
-        int needed = 0, first = FirstLiveBlock(sequence.SlidingSlots);
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            bool sliding = _layout.IsTrimmed[layer];
-            int from = Math.Max(sequence.Tables[layer].Count, sliding ? first : 0);
-            needed += Math.Max(0, BlocksFor(sliding ? slidingSlots : globalSlots) - from);
-        }
-
-        return needed;
+        CheckGrowth(seq, newGlobalSlots, newSlidingSlots);
+        return _globalLayers.Length * (BlocksFor(newGlobalSlots) - BlocksFor(seq.NumGlobalSlots))
+            + _slidingLayers.Length * (BlocksFor(newSlidingSlots) - BlocksFor(seq.NumSlidingSlots));
     }
 
     /// <summary>
-    /// Gives every layer blocks for its slots (global layers <paramref name="globalSlots"/>, sliding
-    /// ones <paramref name="slidingSlots"/>), all or none. Sliding blocks that left the window
-    /// before this growth (no query of the coming call reads them) go back to the pool first.
+    /// Allocates the blocks for slots up to the new lengths, all or none: false, with nothing
+    /// changed, when the pool cannot supply them (the scheduler then pre-empts). First releases
+    /// the sliding blocks wholly before the last window − 1 slots of the current length, which
+    /// this step's queries no longer see (those blocks count as available). The window is taken
+    /// at the current length, not the new one: at window 512 and 16-slot blocks, the decode
+    /// query at slot 526 still reads slot 15, in block 0, which a window taken at 527 would release.
     /// </summary>
-    public bool TryGrow(SequenceBlocks sequence, int globalSlots, int slidingSlots)
+    public bool TryGrow(SequenceBlocks seq, int newGlobalSlots, int newSlidingSlots)
     {
-        int first = FirstLiveBlock(sequence.SlidingSlots);
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            List<int> table = sequence.Tables[layer];
-            for (int logical = 0; _layout.IsTrimmed[layer] && logical < Math.Min(first, table.Count); logical++)
-            {
-                Release(table[logical]);
-                table[logical] = -1;
-            }
-        }
-
-        if (BlocksToGrow(sequence, globalSlots, slidingSlots) > NumFreeBlocks)
+        int needed = BlocksToGrow(seq, newGlobalSlots, newSlidingSlots);
+        int keepFrom = SlidingKeepFrom(seq.NumSlidingSlots);
+        if (needed > NumFreeBlocks + NumReleasable(seq, keepFrom))
         {
             return false;
         }
 
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            bool sliding = _layout.IsTrimmed[layer];
-            List<int> table = sequence.Tables[layer];
-            while (table.Count < BlocksFor(sliding ? slidingSlots : globalSlots))
-            {
-                table.Add(sliding && table.Count < first ? -1 : Take());
-            }
-        }
-
-        sequence.SlidingSlots = Math.Max(sequence.SlidingSlots, slidingSlots);
+        ReleaseSlidingBefore(seq, keepFrom);
+        seq.EnsureCapacity(BlocksFor(newSlidingSlots));
+        AllocateBlocks(seq, _globalLayers, BlocksFor(seq.NumGlobalSlots), BlocksFor(newGlobalSlots));
+        AllocateBlocks(seq, _slidingLayers, BlocksFor(seq.NumSlidingSlots), BlocksFor(newSlidingSlots));
+        seq.NumGlobalSlots = newGlobalSlots;
+        seq.NumSlidingSlots = newSlidingSlots;
         return true;
     }
 
-    /// <summary>After the global layers were compacted to <paramref name="globalSlots"/> slots: their trailing blocks go back.</summary>
-    public void Shrink(SequenceBlocks sequence, int globalSlots)
+    /// <summary>After compression compacted the global layers to <paramref name="globalSlots"/> slots, releases their blocks past it.</summary>
+    public void Shrink(SequenceBlocks seq, int globalSlots)
     {
-        for (int layer = 0; layer < _layout.Layers; layer++)
+        CheckOwner(seq);
+        ArgumentOutOfRangeException.ThrowIfNegative(globalSlots);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(globalSlots, seq.NumGlobalSlots);
+        int keep = BlocksFor(globalSlots);
+        for (int b = BlocksFor(seq.NumGlobalSlots) - 1; b >= keep; b--)
         {
-            List<int> table = sequence.Tables[layer];
-            while (!_layout.IsTrimmed[layer] && table.Count > BlocksFor(globalSlots))
-            {
-                Release(table[^1]);
-                table.RemoveAt(table.Count - 1);
-            }
-        }
-    }
-
-    /// <summary>Returns every block of the sequence (finish, cancel, preemption); the tables become empty.</summary>
-    public void Free(SequenceBlocks sequence)
-    {
-        foreach (List<int> table in sequence.Tables)
-        {
-            // Back to front: a prefix's last blocks are the least likely to be shared, so they are evicted first.
-            for (int i = table.Count - 1; i >= 0; i--)
-            {
-                Release(table[i]);
-            }
-
-            table.Clear();
+            ReleaseEntry(seq, _globalLayers, b);
         }
 
-        sequence.NumCommitted = 0;
-        sequence.SlidingSlots = 0;
-    }
-
-    /// <summary>Whether the sequence may write logical block <paramref name="logical"/> of <paramref name="layer"/> in place (no copy needed).</summary>
-    public bool IsWritable(SequenceBlocks sequence, int layer, int logical)
-    {
-        int block = sequence.Tables[layer][logical];
-        return _refs[block] == 1 && !_hasHash[block];
+        seq.NumGlobalSlots = globalSlots;
     }
 
     /// <summary>
-    /// The physical block to write logical block <paramref name="logical"/> of <paramref name="layer"/>:
-    /// a block shared with another sequence (or holding a cached prefix) is copied first.
+    /// Releases every block of the sequence (finish, cancel, pre-emption) and empties it. Last
+    /// blocks go first, every layer of a block together, so the LRU evicts a prefix's tail before
+    /// its head: a hit needs the head, and a block is useless to every layer once one layer lost it.
     /// </summary>
-    public int EnsureWritable(SequenceBlocks sequence, int layer, int logical)
+    public void Free(SequenceBlocks seq)
     {
-        int block = sequence.Tables[layer][logical];
-        if (IsWritable(sequence, layer, logical))
+        CheckOwner(seq);
+        for (int b = BlocksFor(seq.NumSlidingSlots) - 1; b >= 0; b--)
+        {
+            ReleaseEntry(seq, _globalLayers, b);
+            ReleaseEntry(seq, _slidingLayers, b);
+        }
+
+        seq.NumGlobalSlots = seq.NumSlidingSlots = seq.FirstSlidingBlock = seq.NumCommittedBlocks = 0;
+    }
+
+    /// <summary>
+    /// The physical block to write logical block <paramref name="logicalBlock"/> of
+    /// <paramref name="layer"/> into. A block another sequence also references is first copied
+    /// into a fresh block, which replaces it in this table (needs one free block: check
+    /// <see cref="NumFreeBlocks"/> first, or this throws); so is a block holding a registered
+    /// prefix, which stays cached. A block only this sequence references is written in place.
+    /// </summary>
+    public int EnsureWritable(SequenceBlocks seq, int layer, int logicalBlock)
+    {
+        CheckOwner(seq);
+        int[] table = seq.RawTable(layer);
+        int block = logicalBlock < NumLogicalBlocks(seq, layer) ? table[logicalBlock] : -1;
+        if (block < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(logicalBlock), $"layer {layer} holds no block {logicalBlock}");
+        }
+
+        if (!NeedsCopy(block))
         {
             return block;
         }
 
-        int copy = Take();
-        Pool.Slice(block * BlockBytes, BlockBytes).CopyTo(Pool.Slice(copy * BlockBytes, BlockBytes));
-        Release(block);
-        sequence.Tables[layer][logical] = copy;
+        if (NumFreeBlocks == 0)
+        {
+            throw new InvalidOperationException($"block {block} is shared and no block is free to copy it into; pre-empt a sequence first");
+        }
+
+        int copy = _blocks.Allocate();
+        Block(block).CopyTo(Block(copy));
+        _blocks.Release(block);
+        table[logicalBlock] = copy;
         return copy;
     }
 
-    /// <summary>The widest table among <paramref name="batch"/> (at least 1).</summary>
-    public static int TableCols(IReadOnlyList<SequenceBlocks> batch)
+    /// <summary>
+    /// Registers the full blocks 0 .. <paramref name="numFullBlocks"/> − 1 under
+    /// <paramref name="blockHashes"/> (the first block registered for a hash and layer stays),
+    /// in every layer that still holds them. Blocks registered by an earlier call are skipped,
+    /// so calling after every step costs only the new blocks. A compacted sequence registers
+    /// nothing: its global blocks no longer hold one token per slot, and every block computed
+    /// after the compaction read a compressed past.
+    /// </summary>
+    public void CommitFullBlocks(SequenceBlocks seq, ReadOnlySpan<UInt128> blockHashes, int numFullBlocks)
     {
-        int cols = 1;
-        foreach (SequenceBlocks sequence in batch)
+        CheckOwner(seq);
+        if (numFullBlocks > blockHashes.Length || (long)numFullBlocks * BlockTokens > seq.NumSlidingSlots)
         {
-            foreach (List<int> table in sequence.Tables)
+            throw new ArgumentOutOfRangeException(nameof(numFullBlocks), $"{numFullBlocks} full blocks of {BlockTokens} slots exceed the sequence's {seq.NumSlidingSlots} slots or the {blockHashes.Length} hashes");
+        }
+
+        if (seq.IsCompacted)
+        {
+            return;
+        }
+
+        for (int b = seq.NumCommittedBlocks; b < numFullBlocks; b++)
+        {
+            for (int layer = 0; layer < Layout.Layers; layer++)
             {
-                cols = Math.Max(cols, table.Count);
+                int block = seq.RawTable(layer)[b];
+                if (block >= 0)
+                {
+                    _blocks.Register(layer, blockHashes[b], block);
+                }
             }
         }
 
-        return cols;
+        seq.NumCommittedBlocks = Math.Max(seq.NumCommittedBlocks, numFullBlocks);
     }
 
-    /// <summary>Fills the op's int32 tables <c>[layers, batch, cols]</c>; entries past a table's end are −1.</summary>
+    /// <summary>
+    /// Makes the empty <paramref name="seq"/> reference the longest cached prefix of
+    /// <paramref name="blockHashes"/>: n blocks such that every global layer holds blocks
+    /// 0 .. n − 1 and every sliding layer the blocks covering the last window − 1 slots before
+    /// n · BlockTokens. Returns the tokens matched, a multiple of BlockTokens, at most
+    /// <paramref name="maxTokens"/> (pass prompt − 1 so the last prompt token is computed for its logits).
+    /// </summary>
+    public int MatchPrefix(SequenceBlocks seq, ReadOnlySpan<UInt128> blockHashes, int maxTokens)
+    {
+        CheckOwner(seq);
+        if (!seq.IsEmpty)
+        {
+            throw new InvalidOperationException("only an empty sequence can take a cached prefix");
+        }
+
+        int n = LongestCachedPrefix(blockHashes[..Math.Min(blockHashes.Length, Math.Max(maxTokens, 0) / BlockTokens)]);
+        int tokens = n * BlockTokens;
+        int firstSliding = SlidingKeepFrom(tokens);
+        seq.EnsureCapacity(n);
+        ReferenceCached(seq, _globalLayers, blockHashes, 0, n);
+        ReferenceCached(seq, _slidingLayers, blockHashes, firstSliding, n);
+        seq.NumGlobalSlots = seq.NumSlidingSlots = tokens;
+        seq.FirstSlidingBlock = firstSliding;
+        seq.NumCommittedBlocks = n;
+        return tokens;
+    }
+
+    /// <summary>Columns the op's tables need for <paramref name="batch"/>: the most logical blocks of any sequence's layer.</summary>
+    public int TableCols(IReadOnlyList<SequenceBlocks> batch) => PagedAttentionTables.Cols(this, batch);
+
+    /// <summary>
+    /// Fills <paramref name="tables"/> as int32 <c>[layers, batch.Count, cols]</c>, row-major,
+    /// unused entries −1: logical block b in column b (a sliding layer's released blocks −1).
+    /// </summary>
     public void WriteTables(IReadOnlyList<SequenceBlocks> batch, Span<int> tables, int cols)
     {
-        tables[..(_layout.Layers * batch.Count * cols)].Fill(-1);
-        for (int layer = 0; layer < _layout.Layers; layer++)
+        int needed = TableCols(batch);
+        if (cols < needed || tables.Length < (long)Layout.Layers * batch.Count * cols)
         {
-            for (int row = 0; row < batch.Count; row++)
-            {
-                List<int> table = batch[row].Tables[layer];
-                Span<int> target = tables.Slice((layer * batch.Count + row) * cols, cols);
-                for (int i = 0; i < table.Count; i++)
-                {
-                    target[i] = table[i];
-                }
-            }
+            throw new ArgumentException($"tables of {tables.Length} entries and {cols} columns cannot hold {Layout.Layers} layers × {batch.Count} sequences × {needed} columns");
         }
+
+        for (int s = 0; s < batch.Count; s++)
+        {
+            CheckOwner(batch[s]);
+        }
+
+        PagedAttentionTables.Write(this, batch, tables, cols);
     }
+
+    /// <summary>Logical blocks of a layer's table: its slots rounded up to whole blocks.</summary>
+    internal int NumLogicalBlocks(SequenceBlocks seq, int layer) => BlocksFor(Layout.IsTrimmed[layer] ? seq.NumSlidingSlots : seq.NumGlobalSlots);
+
+    internal int RefCount(int block) => _blocks.RefCount(block);
+
+    /// <summary>Whether writing logical block <paramref name="logicalBlock"/> of <paramref name="layer"/> needs a copy first (another sequence references it).</summary>
+    public bool IsShared(SequenceBlocks seq, int layer, int logicalBlock) => NeedsCopy(seq.RawTable(layer)[logicalBlock]);
 
     /// <summary>
-    /// Makes the (empty) sequence share the longest cached run of leading blocks, at most
-    /// <paramref name="maxTokens"/> tokens: every global layer must hold each block, every sliding
-    /// layer the blocks of its window before the run's end. Returns the tokens matched.
+    /// Another sequence references the block, or it holds a registered prefix: a compaction
+    /// copies it rather than dropping the prefix, so requests that share a system prompt keep
+    /// their hit after one of them compressed its cache.
     /// </summary>
-    public int MatchPrefix(SequenceBlocks sequence, ReadOnlySpan<UInt128> hashes, int maxTokens)
+    private bool NeedsCopy(int block) => _blocks.RefCount(block) > 1 || _blocks.IsCached(block);
+
+    internal bool IsCached(int block) => _blocks.IsCached(block);
+
+    /// <summary>Throws when the free structures, counts and registry disagree (tests).</summary>
+    internal void CheckConsistency() => _blocks.CheckConsistency();
+
+    public void Dispose() => Pool.Dispose();
+
+    internal int BlocksFor(int slots) => (int)(((long)slots + BlockTokens - 1) / BlockTokens);
+
+    /// <summary>The first logical block a sliding layer keeps at <paramref name="length"/>: the one holding slot length − (window − 1).</summary>
+    private int SlidingKeepFrom(int length) => _slidingLayers.Length == 0 ? 0 : Math.Max(0, length - Layout.SlidingSlots) / BlockTokens;
+
+    private int LongestCachedPrefix(ReadOnlySpan<UInt128> hashes)
     {
-        int blocks = Math.Min(hashes.Length, maxTokens / BlockTokens);
-        while (blocks > 0 && !IsCached(hashes, blocks))
+        int best = 0, slidingRun = 0;
+        for (int b = 0; b < hashes.Length && AllCached(_globalLayers, hashes[b]); b++)
         {
-            blocks--;
-        }
-
-        if (blocks == 0)
-        {
-            return 0;
-        }
-
-        int first = FirstLiveBlock(blocks * BlockTokens);
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            List<int> table = sequence.Tables[layer];
-            for (int b = 0; b < blocks; b++)
+            // Sliding layers need only the run of blocks ending at the prefix's last block.
+            slidingRun = AllCached(_slidingLayers, hashes[b]) ? slidingRun + 1 : 0;
+            int n = b + 1;
+            if (slidingRun >= n - SlidingKeepFrom(n * BlockTokens))
             {
-                bool skip = _layout.IsTrimmed[layer] && b < first;
-                table.Add(skip ? -1 : Share(_cached[(hashes[b], layer)]));
+                best = n;
             }
         }
 
-        sequence.NumCommitted = blocks;
-        sequence.SlidingSlots = blocks * BlockTokens;
-        return blocks * BlockTokens;
+        return best;
     }
 
-    /// <summary>
-    /// The chain hash of every full block of <paramref name="tokens"/>: block b's hash covers every token
-    /// up to its end and <paramref name="extraKey"/> (anything else that changes the block's contents), as vLLM's do.
-    /// </summary>
-    public UInt128[] PrefixHashes(ReadOnlySpan<int> tokens, UInt128 extraKey = default)
+    private bool AllCached(int[] layers, UInt128 hash)
     {
-        var hashes = new UInt128[tokens.Length / BlockTokens];
-        Span<byte> input = stackalloc byte[32 + 4 * BlockTokens];
-        Span<byte> hash = stackalloc byte[32];
-        UInt128 parent = extraKey;
-        for (int b = 0; b < hashes.Length; b++)
+        foreach (int layer in layers)
         {
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt128LittleEndian(input, parent);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt128LittleEndian(input[16..], extraKey);
-            System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.Slice(b * BlockTokens, BlockTokens)).CopyTo(input[32..]);
-            System.Security.Cryptography.SHA256.HashData(input, hash);
-            hashes[b] = parent = System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(hash);
-        }
-
-        return hashes;
-    }
-
-    /// <summary>Registers the sequence's first <paramref name="numFullBlocks"/> full blocks under their prefix hashes (first writer wins).</summary>
-    public void CommitFullBlocks(SequenceBlocks sequence, ReadOnlySpan<UInt128> hashes, int numFullBlocks)
-    {
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            List<int> table = sequence.Tables[layer];
-            for (int b = sequence.NumCommitted; b < Math.Min(numFullBlocks, hashes.Length); b++)
+            if (!_blocks.TryGetCached(layer, hash, out _))
             {
-                int block = table[b];
-                if (block >= 0 && !_hasHash[block] && _cached.TryAdd((hashes[b], layer), block))
-                {
-                    (_hashOfBlock[block], _hasHash[block]) = (hashes[b], true);
-                }
-            }
-        }
-
-        sequence.NumCommitted = Math.Max(sequence.NumCommitted, Math.Min(numFullBlocks, hashes.Length));
-    }
-
-    private bool IsCached(ReadOnlySpan<UInt128> hashes, int blocks)
-    {
-        int first = FirstLiveBlock(blocks * BlockTokens);
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            for (int b = _layout.IsTrimmed[layer] ? first : 0; b < blocks; b++)
-            {
-                if (!_cached.ContainsKey((hashes[b], layer)))
-                {
-                    return false;
-                }
+                return false;
             }
         }
 
         return true;
     }
 
-    /// <summary>The first logical block a sliding layer still reads when it holds <paramref name="slots"/> slots.</summary>
-    private int FirstLiveBlock(int slots) => Math.Max(0, slots - _layout.SlidingSlots) / BlockTokens;
-
-    private int Share(int block)
+    private void ReferenceCached(SequenceBlocks seq, int[] layers, ReadOnlySpan<UInt128> hashes, int from, int to)
     {
-        if (_refs[block]++ == 0)
+        foreach (int layer in layers)
         {
-            _cachedFree.Remove(_cachedNode[block]!);
-            _cachedNode[block] = null;
-            _numUsed++;
-        }
-
-        return block;
-    }
-
-    /// <summary>A block for a sequence: a free one, else the least recently used cached one (its prefix is forgotten).</summary>
-    private int Take()
-    {
-        int block;
-        if (!_free.TryPop(out block))
-        {
-            block = _cachedFree.First?.Value ?? throw new InvalidOperationException("the KV pool has no free block: callers check NumFreeBlocks first");
-            _cachedFree.RemoveFirst();
-            _cachedNode[block] = null;
-            _cached.Remove((_hashOfBlock[block], LayerOf(block)));
-            _hasHash[block] = false;
-        }
-
-        _refs[block] = 1;
-        _numUsed++;
-        return block;
-    }
-
-    private void Release(int block)
-    {
-        if (block < 0)
-        {
-            return;
-        }
-
-        if (--_refs[block] > 0)
-        {
-            return;
-        }
-
-        _numUsed--;
-        if (_hasHash[block])
-        {
-            _cachedNode[block] = _cachedFree.AddLast(block);
-        }
-        else
-        {
-            _free.Push(block);
-        }
-    }
-
-    /// <summary>The layer a cached block was registered for (blocks of different layers share a hash).</summary>
-    private int LayerOf(int block)
-    {
-        for (int layer = 0; layer < _layout.Layers; layer++)
-        {
-            if (_cached.TryGetValue((_hashOfBlock[block], layer), out int registered) && registered == block)
+            for (int b = from; b < to; b++)
             {
-                return layer;
+                _blocks.TryGetCached(layer, hashes[b], out int block);
+                _blocks.Retain(block);
+                seq.RawTable(layer)[b] = block;
+            }
+        }
+    }
+
+    private void AllocateBlocks(SequenceBlocks seq, int[] layers, int from, int to)
+    {
+        foreach (int layer in layers)
+        {
+            int[] table = seq.RawTable(layer);
+            for (int b = from; b < to; b++)
+            {
+                table[b] = _blocks.Allocate();
+            }
+        }
+    }
+
+    /// <summary>Sliding blocks before <paramref name="keepFrom"/> that releasing would make allocatable (only this sequence holds them).</summary>
+    private int NumReleasable(SequenceBlocks seq, int keepFrom)
+    {
+        int count = 0;
+        foreach (int layer in _slidingLayers)
+        {
+            int[] table = seq.RawTable(layer);
+            for (int b = seq.FirstSlidingBlock; b < keepFrom; b++)
+            {
+                count += table[b] >= 0 && _blocks.RefCount(table[b]) == 1 ? 1 : 0;
             }
         }
 
-        throw new InvalidOperationException($"cached block {block} is not registered");
+        return count;
     }
 
-    public void Dispose() => Pool.Dispose();
-}
+    private void ReleaseSlidingBefore(SequenceBlocks seq, int keepFrom)
+    {
+        for (int b = keepFrom - 1; b >= seq.FirstSlidingBlock; b--)
+        {
+            ReleaseEntry(seq, _slidingLayers, b);
+        }
 
-/// <summary>One sequence's block tables: per layer, the physical block of each logical block (−1: freed, before a sliding window).</summary>
-public sealed class SequenceBlocks(int layers)
-{
-    public List<int>[] Tables { get; } = [.. Enumerable.Range(0, layers).Select(_ => new List<int>())];
+        seq.FirstSlidingBlock = Math.Max(seq.FirstSlidingBlock, keepFrom);
+    }
 
-    /// <summary>Leading full blocks already registered for prefix caching.</summary>
-    public int NumCommitted { get; set; }
+    /// <summary>Releases logical block <paramref name="b"/> of each of <paramref name="layers"/> that holds it and clears the entry.</summary>
+    private void ReleaseEntry(SequenceBlocks seq, int[] layers, int b)
+    {
+        foreach (int layer in layers)
+        {
+            int[] table = seq.RawTable(layer);
+            if (table[b] >= 0)
+            {
+                _blocks.Release(table[b]);
+                table[b] = -1;
+            }
+        }
+    }
 
-    /// <summary>Slots the sliding layers' blocks cover (the sequence's length after its last growth): their window is read from there.</summary>
-    public int SlidingSlots { get; set; }
+    private void CheckGrowth(SequenceBlocks seq, int newGlobalSlots, int newSlidingSlots)
+    {
+        CheckOwner(seq);
+        if (newGlobalSlots < seq.NumGlobalSlots || newSlidingSlots < seq.NumSlidingSlots || newGlobalSlots > newSlidingSlots)
+        {
+            throw new ArgumentOutOfRangeException(nameof(newGlobalSlots), $"growing from ({seq.NumGlobalSlots} global, {seq.NumSlidingSlots} sliding) slots to " +
+                $"({newGlobalSlots}, {newSlidingSlots}): lengths never shrink here (Shrink does) and global slots never exceed the true length");
+        }
+    }
+
+    private void CheckOwner(SequenceBlocks seq)
+    {
+        if (!ReferenceEquals(seq.Owner, this))
+        {
+            throw new ArgumentException("the sequence belongs to another KV cache manager", nameof(seq));
+        }
+    }
 }

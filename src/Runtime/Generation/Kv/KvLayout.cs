@@ -19,13 +19,18 @@ public sealed class KvLayout
         ElementBytes = signature.KvType == TensorElementType.Float16 ? 2 : 4;
         SlidingSlots = slidingWindow - 1;
         var trimmed = new bool[Layers];
+        var global = new List<int>();
+        var sliding = new List<int>();
         for (int i = 0; i < Layers; i++)
         {
             trimmed[i] = signature.Layers[i].HasOwnLength;
             NumTrimmedLayers += trimmed[i] ? 1 : 0;
+            (trimmed[i] ? sliding : global).Add(i);
         }
 
         IsTrimmed = trimmed;
+        GlobalLayers = global;
+        TrimmedLayers = sliding;
     }
 
     public int Layers { get; }
@@ -41,6 +46,12 @@ public sealed class KvLayout
     public IReadOnlyList<bool> IsTrimmed { get; }
 
     public int NumTrimmedLayers { get; }
+
+    /// <summary>Indices of the layers that hold every slot, ascending.</summary>
+    public IReadOnlyList<int> GlobalLayers { get; }
+
+    /// <summary>Indices of the trimmed (sliding) layers, ascending.</summary>
+    public IReadOnlyList<int> TrimmedLayers { get; }
 
     /// <summary>Bytes of one slot of one layer, keys or values: heads × head_dim elements.</summary>
     public long SlotBytes => (long)Heads * HeadDim * ElementBytes;

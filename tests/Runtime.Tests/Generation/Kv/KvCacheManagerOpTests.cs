@@ -17,7 +17,7 @@ namespace Serving.Runtime.Tests.Generation.Kv;
 public sealed class KvCacheManagerOpTests
 {
     private const int Heads = 4, KvHeads = 2, HeadSize = 8, BlockTokens = 4, Window = 9;
-    private static readonly string[] Inputs = ["query", "key", "value", "kv_pool", "block_tables", "past_lens", "query_starts"];
+    private static readonly string[] Inputs = PagedAttentionModel.Inputs;
 
     /// <summary>The past key (part 0) or value (1) of a slot: sequences 0 and 1 share their first 8 slots.</summary>
     private static float Past(int seq, int layer, int slot, int part, int head, int e) =>
@@ -169,27 +169,5 @@ public sealed class KvCacheManagerOpTests
         return output;
     }
 
-    private static ModelProto Model(long window, long layer)
-    {
-        var node = new NodeProto { Name = "attention", OpType = "PagedAttention", Domain = SparseFormat.Domain };
-        node.Input.AddRange(Inputs);
-        node.Output.Add("output");
-        node.Attribute.Add(GraphBuilder.Attr("layer", layer));
-        node.Attribute.Add(GraphBuilder.Attr("num_heads", (long)Heads));
-        node.Attribute.Add(GraphBuilder.Attr("kv_num_heads", (long)KvHeads));
-        node.Attribute.Add(GraphBuilder.Attr("sliding_window", window));
-        var graph = new GraphProto { Name = "paged" };
-        graph.Node.Add(node);
-        foreach (string name in Inputs)
-        {
-            var type = name is "block_tables" or "past_lens" or "query_starts" ? DataType.Int32 : DataType.Float;
-            graph.Input.Add(new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } } });
-        }
-
-        graph.Output.Add(new ValueInfoProto { Name = "output", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DataType.Float } } });
-        var model = new ModelProto { IrVersion = 8, Graph = graph };
-        model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
-        return model;
-    }
+    private static ModelProto Model(long window, long layer) => PagedAttentionModel.Build(window, layer, Heads, KvHeads);
 }

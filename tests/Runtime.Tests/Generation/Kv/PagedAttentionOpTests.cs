@@ -15,37 +15,10 @@ namespace Serving.Runtime.Tests.Generation.Kv;
 public sealed class PagedAttentionOpTests
 {
     private const int Heads = 4, KvHeads = 2, HeadSize = 8, BlockSize = 4, NumBlocks = 6;
-    private static readonly string[] Inputs = ["query", "key", "value", "kv_pool", "block_tables", "past_lens", "query_starts"];
+    private static readonly string[] Inputs = PagedAttentionModel.Inputs;
 
     /// <summary>The node of layer 1 of a 2-layer table: it must read its own slice.</summary>
-    private static ModelProto Model(long window)
-    {
-        var node = new NodeProto { Name = "attention", OpType = "PagedAttention", Domain = SparseFormat.Domain };
-        node.Input.AddRange(Inputs);
-        node.Output.Add("output");
-        node.Attribute.Add(GraphBuilder.Attr("layer", 1L));
-        node.Attribute.Add(GraphBuilder.Attr("num_heads", (long)Heads));
-        node.Attribute.Add(GraphBuilder.Attr("kv_num_heads", (long)KvHeads));
-        node.Attribute.Add(GraphBuilder.Attr("sliding_window", window));
-        var graph = new GraphProto { Name = "paged" };
-        graph.Node.Add(node);
-        foreach (string name in Inputs)
-        {
-            graph.Input.Add(AnyShape(name, name is "block_tables" or "past_lens" or "query_starts" ? DataType.Int32 : DataType.Float));
-        }
-
-        graph.Output.Add(AnyShape("output", DataType.Float));
-        var model = new ModelProto { IrVersion = 8, Graph = graph };
-        model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
-        return model;
-    }
-
-    private static ValueInfoProto AnyShape(string name, DataType type) => new()
-    {
-        Name = name,
-        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } },
-    };
+    private static ModelProto Model(long window) => PagedAttentionModel.Build(window, layer: 1, Heads, KvHeads);
 
     private static float[] Random(Random rng, int count) => Enumerable.Range(0, count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 

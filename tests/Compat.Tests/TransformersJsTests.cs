@@ -30,9 +30,10 @@ public sealed class TransformersJsTests : IDisposable
     {
         // transformers.js resolves a bare folder name under its local model path, as for a download.
         _folder = Path.Combine(_root, "tiny-gemma3");
-        // Random tied-embedding models fall into short greedy cycles; seed 5's continuation of
-        // the prompt has 25 distinct tokens in 32, so every step tests something new.
-        Gemma3ModelWriter.WriteRandom(_folder, Gemma3Presets.Tiny, seed: 5);
+        // Random tied-embedding models fall into short greedy cycles; seed 8's continuation of
+        // the prompt has 21 distinct tokens in 32, so every step tests something new (seed 5 has
+        // 7 since the generator's chunks became independent).
+        Gemma3ModelWriter.WriteRandom(_folder, Gemma3Presets.Tiny, seed: 8);
     }
 
     [Fact]

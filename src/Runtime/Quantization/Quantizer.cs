@@ -93,12 +93,14 @@ public static class Quantizer
         }
     }
 
+    /// <summary>Copies every file but the variant being replaced; listed first, so an output inside the source is not copied into itself.</summary>
     private static void CopyFolder(string source, string output, string skip)
     {
-        foreach (string file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
+        string inside = output + Path.DirectorySeparatorChar;
+        foreach (string file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
         {
             string relative = Path.GetRelativePath(source, file);
-            if (relative == skip || relative == skip + "_data")
+            if (relative == skip || relative == skip + "_data" || file.StartsWith(inside, StringComparison.Ordinal))
             {
                 continue;
             }

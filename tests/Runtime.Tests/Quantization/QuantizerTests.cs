@@ -217,6 +217,18 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         Assert.Equal(["keep.txt"], Directory.EnumerateFileSystemEntries(temp.Path).Select(Path.GetFileName));
     }
 
+    [Fact]
+    public void AnOutputFolderInsideTheModelFolderIsNotCopiedIntoItself()
+    {
+        using var temp = new TempFolder();
+        string model = Path.Combine(temp.Path, "model"), output = Path.Combine(model, "variants", "q8");
+        CopyFolder(fixture.Fp32, model);
+        Quantizer.Run(new QuantizeOptions(model, output, "q8"));
+
+        Assert.True(File.Exists(Path.Combine(output, "onnx/model_quantized.onnx")));
+        Assert.False(Directory.Exists(Path.Combine(output, "variants")));
+    }
+
     private static void CopyFolder(string source, string target, string? skip = null)
     {
         foreach (string file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))

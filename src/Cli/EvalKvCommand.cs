@@ -8,7 +8,7 @@ using Serving.Runtime.Models;
 namespace Serving.Cli;
 
 /// <summary>
-/// <c>serving eval-kv --model DIR --prompts FILE --budgets LIST --policies LIST --gen N [--json]</c>:
+/// <c>serving eval-kv --model DIR [--dtype q4|q8|fp16|fp32] --prompts FILE --budgets LIST --policies LIST --gen N [--json]</c>:
 /// KV policies against full attention, teacher-forced on full attention's continuation.
 /// </summary>
 internal static class EvalKvCommand
@@ -22,11 +22,12 @@ internal static class EvalKvCommand
         var gen = new Option<int>("--gen") { Description = "Tokens full attention generates per prompt, and the others are scored on", DefaultValueFactory = _ => 64 };
         var beta = new Option<int>("--beta") { Description = "Tokens added between compressions (the paper's β)", DefaultValueFactory = _ => new KvCompressionOptions().Beta };
         var json = new Option<bool>("--json") { Description = "Print one JSON array of rows instead of the table" };
+        var dtype = DtypeOption.Create();
         var command = new Command("eval-kv", "Compare KV-cache eviction policies with full attention (top-1 agreement, KL, KV memory, decode speed)")
         {
-            model, prompts, budgets, policies, gen, beta, json,
+            model, dtype, prompts, budgets, policies, gen, beta, json,
         };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(prompts)!, ParseBudgets(result.GetValue(budgets)!),
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(prompts)!, ParseBudgets(result.GetValue(budgets)!),
             ParsePolicies(result.GetValue(policies)!), result.GetValue(gen), result.GetValue(beta), result.GetValue(json)));
         return command;
     }
@@ -60,7 +61,7 @@ internal static class EvalKvCommand
         return policies.Length > 0 ? policies : throw new UsageException("--policies lists no policy");
     }
 
-    private static int Run(DirectoryInfo folder, FileInfo promptFile, int[] budgets, string[] policies, int gen, int beta, bool json)
+    private static int Run(DirectoryInfo folder, string? dtype, FileInfo promptFile, int[] budgets, string[] policies, int gen, int beta, bool json)
     {
         if (gen < 1)
         {
@@ -78,7 +79,7 @@ internal static class EvalKvCommand
         }
 
         using ILoggerFactory logging = CommandLine.StderrLogging();
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype }, logging.CreateLogger("serving"));
         List<int[]> prompts = ReadPrompts(decoder, promptFile, gen);
         var template = new KvCompressionOptions { Beta = beta };
         CheckCompression(decoder, policies, budgets, template);

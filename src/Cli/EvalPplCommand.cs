@@ -7,7 +7,7 @@ using Serving.Trainer.Training;
 namespace Serving.Cli;
 
 /// <summary>
-/// <c>serving eval-ppl --model DIR --text FILE [--seq-len N] [--max-windows N] [--baselines-from TRAIN]</c>:
+/// <c>serving eval-ppl --model DIR [--dtype q4|q8|fp16|fp32] --text FILE [--seq-len N] [--max-windows N] [--baselines-from TRAIN]</c>:
 /// perplexity through ONNX Runtime, and optionally unigram and bigram baselines fitted on TRAIN
 /// with the model's own tokenizer.
 /// </summary>
@@ -20,13 +20,14 @@ internal static class EvalPplCommand
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per scored window (default: min(512, the model's context))" };
         var maxWindows = new Option<int>("--max-windows") { Description = "Score at most this many windows", DefaultValueFactory = _ => int.MaxValue };
         var baselines = new Option<FileInfo?>("--baselines-from") { Description = "Training text: also print unigram and bigram perplexities fitted on it" };
-        var command = new Command("eval-ppl", "Perplexity of a model folder on a text") { model, text, seqLen, maxWindows, baselines };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(text)!, result.GetValue(seqLen), result.GetValue(maxWindows),
+        var dtype = DtypeOption.Create();
+        var command = new Command("eval-ppl", "Perplexity of a model folder on a text") { model, dtype, text, seqLen, maxWindows, baselines };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(text)!, result.GetValue(seqLen), result.GetValue(maxWindows),
             result.GetValue(baselines)));
         return command;
     }
 
-    private static int Run(DirectoryInfo folder, FileInfo text, int? seqLen, int maxWindows, FileInfo? baselines)
+    private static int Run(DirectoryInfo folder, string? dtype, FileInfo text, int? seqLen, int maxWindows, FileInfo? baselines)
     {
         if (baselines is { Exists: false })
         {
@@ -49,7 +50,7 @@ internal static class EvalPplCommand
         }
 
         using ILoggerFactory logging = CommandLine.StderrLogging();
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype }, logging.CreateLogger("serving"));
         int context = decoder.Config.MaxPositionEmbeddings;
         int window = seqLen ?? Math.Min(512, context);
         if (window > context)

@@ -10,7 +10,7 @@ using Serving.Runtime.Text;
 namespace Serving.Cli;
 
 /// <summary>
-/// <c>serving generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
+/// <c>serving generate --model DIR [--dtype q4|q8|fp16|fp32] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
 /// [--kv-policy triattention|window|knorm|none] [--kv-budget N]</c>.
 /// </summary>
 internal static class GenerateCommand
@@ -30,14 +30,15 @@ internal static class GenerateCommand
             DefaultValueFactory = _ => KvCompressionOptions.None,
         };
         var kvBudget = new Option<int>("--kv-budget") { Description = "Tokens each global layer keeps after a compression", DefaultValueFactory = _ => new KvCompressionOptions().Budget };
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(prompt)!, result.GetValue(chat),
+        var dtype = DtypeOption.Create();
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(prompt)!, result.GetValue(chat),
             new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
                 KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) }), result.GetValue(json)));
         return command;
     }
 
-    private static int Run(DirectoryInfo folder, string prompt, bool chat, GenerateOptions options, bool json)
+    private static int Run(DirectoryInfo folder, string? dtype, string prompt, bool chat, GenerateOptions options, bool json)
     {
         if (options.MaxTokens < 1)
         {
@@ -61,7 +62,7 @@ internal static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using ILoggerFactory logging = CommandLine.StderrLogging();
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, logger: logging.CreateLogger("serving"));
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype }, logging.CreateLogger("serving"));
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 

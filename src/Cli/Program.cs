@@ -7,6 +7,7 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     GenerateCommand.Create(),
     EvalDebiasCommand.Create(),
     SparsifyCommand.Create(),
+    QuantizeCommand.Create(),
     TrainCommand.Create(),
     TrainClipCommand.Create(),
     ShapesWorldCommand.Create(),

@@ -12,8 +12,15 @@ namespace Serving.Runtime.Models;
 /// <summary>Options for <see cref="DecoderModel.Load"/>; immutable once loaded.</summary>
 public sealed record DecoderLoadOptions
 {
-    /// <summary>The .onnx file relative to the folder; null finds it (genai_config.json, onnx/model.onnx, model.onnx).</summary>
+    /// <summary>
+    /// The .onnx file relative to the folder; wins over <see cref="Dtype"/>. Null finds it:
+    /// <see cref="Dtype"/>, genai_config.json, config.json's <c>transformers.js_config.dtype</c>,
+    /// then onnx/model.onnx or model.onnx.
+    /// </summary>
     public string? OnnxFile { get; init; }
+
+    /// <summary>A transformers.js dtype (fp32, fp16, q8, q4, …: <see cref="OnnxVariant"/>) picking onnx/model{suffix}.onnx; null for the folder's default.</summary>
+    public string? Dtype { get; init; }
 
     /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.</summary>
     public int IntraOpThreads { get; init; }
@@ -69,9 +76,10 @@ public sealed class DecoderModel : IDisposable
         }
 
         string configPath = Path.Combine(folder, "config.json");
-        Gemma3Config config = ReadConfig(configPath);
+        JsonObject configJson = ReadOptionalJson(configPath) ?? throw new ModelLoadException(configPath, "config.json not found");
+        Gemma3Config config = ReadConfig(configPath, configJson);
         var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, "genai_config.json"));
-        string onnxPath = FindOnnxFile(folder, options.OnnxFile ?? genaiFile);
+        string onnxPath = OnnxFileChoice.Resolve(folder, options, genaiFile, configPath, configJson);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
         KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
@@ -138,9 +146,8 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    private static Gemma3Config ReadConfig(string path)
+    private static Gemma3Config ReadConfig(string path, JsonObject json)
     {
-        JsonObject json = ReadOptionalJson(path) ?? throw new ModelLoadException(path, "config.json not found");
         string? modelType = json["model_type"] is JsonValue value && value.TryGetValue(out string? text) ? text : json["model_type"]?.ToJsonString();
         if (modelType != Gemma3Config.ModelType)
         {
@@ -188,19 +195,6 @@ public sealed class DecoderModel : IDisposable
         {
             throw new ModelLoadException(path, $"invalid JSON: {e.Message}", e);
         }
-    }
-
-    private static string FindOnnxFile(string folder, string? requested)
-    {
-        if (requested is not null)
-        {
-            string path = Path.Combine(folder, requested);
-            return File.Exists(path) ? path : throw new ModelLoadException(path, "ONNX model file not found");
-        }
-
-        string[] candidates = [Path.Combine(folder, "onnx", "model.onnx"), Path.Combine(folder, "model.onnx")];
-        return candidates.FirstOrDefault(File.Exists)
-            ?? throw new ModelLoadException(candidates[0], "ONNX model file not found (also looked for model.onnx in the folder)");
     }
 
     private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options)

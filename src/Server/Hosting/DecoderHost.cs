@@ -48,7 +48,8 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
         {
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
-                var model = DecoderModel.Load(entry.Folder, new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, PagedAttention = true }, logger);
+                var model = DecoderModel.Load(entry.Folder,
+                    new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, Dtype = entry.Dtype, PagedAttention = true }, logger);
                 _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
                     entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);

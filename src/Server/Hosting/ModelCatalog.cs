@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Serving.Server.Hosting;
 
 /// <summary>One model the server serves: its id, folder and <c>config.json</c> model_type.</summary>
-public sealed record ModelEntry(string Id, string Folder, string ModelType, string? OnnxFile = null);
+public sealed record ModelEntry(string Id, string Folder, string ModelType, string? OnnxFile = null, string? Dtype = null);
 
 /// <summary>
 /// The models named by configuration, or the demo models when none are named. Built once at
@@ -37,7 +37,7 @@ public sealed class ModelCatalog
             return new ModelCatalog(DemoModels.EnsureCreated(options.DataDirectory, logger));
         }
 
-        return new ModelCatalog(options.Models.Select(model => new ModelEntry(model.Id, model.Path, ReadModelType(model.Path), model.OnnxFile)).ToArray());
+        return new ModelCatalog(options.Models.Select(model => new ModelEntry(model.Id, model.Path, ReadModelType(model.Path), model.OnnxFile, model.Dtype)).ToArray());
     }
 
     /// <summary>config.json's model_type; a folder without one cannot be served.</summary>

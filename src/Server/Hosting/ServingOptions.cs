@@ -67,6 +67,13 @@ public sealed class ModelOptions
     [Required(AllowEmptyStrings = false)]
     public string Path { get; init; } = "";
 
-    /// <summary>The .onnx file inside the folder (e.g. <c>onnx/model_q4.onnx</c>); default: genai_config.json's, else onnx/model.onnx.</summary>
+    /// <summary>The .onnx file inside the folder (e.g. <c>onnx/model_q4.onnx</c>); wins over <see cref="Dtype"/>.</summary>
     public string? OnnxFile { get; init; }
+
+    /// <summary>
+    /// The weight variant as transformers.js names it: fp32, fp16, q8, q4 (… int8, uint8, q4f16, bnb4) open
+    /// onnx/model.onnx, model_fp16, model_quantized, model_q4. Default: genai_config.json's file, else
+    /// config.json's <c>transformers.js_config.dtype</c>, else onnx/model.onnx.
+    /// </summary>
+    public string? Dtype { get; init; }
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Serving.Runtime.Models;
 
 namespace Serving.Server.Hosting;
 
@@ -33,6 +34,11 @@ public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
             else if (!Directory.Exists(model.Path))
             {
                 failures.Add($"Serving:Models:{i}:Path '{model.Path}' is not a folder.");
+            }
+
+            if (model.Dtype is { } dtype && !OnnxVariant.IsKnown(dtype))
+            {
+                failures.Add($"Serving:Models:{i}:Dtype '{dtype}' is not one of {string.Join(", ", OnnxVariant.Dtypes)}.");
             }
         }
 

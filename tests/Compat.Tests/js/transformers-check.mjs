@@ -1,6 +1,6 @@
-// Loads one of our model folders with transformers.js (onnxruntime-node, CPU, fp32), fully
+// Loads one of our model folders with transformers.js (onnxruntime-node, CPU, fp32 or a dtype), fully
 // offline, and answers a JSON request read from stdin with one JSON object on stdout:
-//   request:  {"model_dir": "...", "encode": ["text", ...], "chats": [[{"role","content"}...], ...],
+//   request:  {"model_dir": "...", "dtype": "fp32" (default) | "q4" | ..., "encode": ["text", ...], "chats": [[{"role","content"}...], ...],
 //              "generate": {"prompt": "...", "max_new_tokens": 32}, "forward": [ids...]}
 //   response: {"encode": [[ids]...], "chats": ["rendered", ...],
 //              "generate": {"prompt_token_ids": [...], "token_ids": [...generated only...]},
@@ -18,7 +18,8 @@ response.encode = (request.encode ?? []).map((text) => Array.from(tokenizer(text
 response.chats = (request.chats ?? []).map((messages) =>
     tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true }));
 
-const model = await AutoModelForCausalLM.from_pretrained(modelId, { local_files_only: true, device: 'cpu', dtype: 'fp32' });
+// dtype picks the variant file as in the browser: q4 → onnx/model_q4.onnx, q8 → model_quantized, fp16 → model_fp16.
+const model = await AutoModelForCausalLM.from_pretrained(modelId, { local_files_only: true, device: 'cpu', dtype: request.dtype ?? 'fp32' });
 if (request.generate) {
     const { input_ids, attention_mask } = tokenizer(request.generate.prompt);
     const sequences = await model.generate({

@@ -15,6 +15,8 @@ public class ServingOptionsTests
                 new ModelOptions { Id = "a", Path = Path.GetTempPath() },
                 new ModelOptions { Id = "a", Path = "/no/such/folder" },
                 new ModelOptions { Id = "", Path = "" },
+                new ModelOptions { Id = "b", Path = Path.GetTempPath(), Dtype = "q3" },
+                new ModelOptions { Id = "c", Path = Path.GetTempPath(), Dtype = "q4" },
             ],
         };
         ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, options);
@@ -23,6 +25,8 @@ public class ServingOptionsTests
         Assert.Contains("Serving:Models:1:Path '/no/such/folder' is not a folder.", result.Failures!);
         Assert.Contains("Serving:Models:2:Id is empty.", result.Failures!);
         Assert.Contains("Serving:Models:2:Path is empty.", result.Failures!);
+        Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:Models:3:Dtype 'q3' is not one of fp32, fp16, q8,", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.Failures!, failure => failure.StartsWith("Serving:Models:4:", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -1,0 +1,143 @@
+using Serving.Runtime.Models;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using Serving.Runtime.Sparsity;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace Serving.Runtime.Quantization;
+
+/// <summary>What <see cref="Quantizer.Run"/> writes: <see cref="Dtype"/> is q4, q8 or fp16 (<see cref="Quantizer.Dtypes"/>).</summary>
+public sealed record QuantizeOptions(string ModelFolder, string OutputFolder, string Dtype)
+{
+    public int BlockSize { get; init; } = 32;
+
+    /// <summary>No zero points (ONNX Runtime's default 2^(bits−1)); false stores one per block.</summary>
+    public bool Symmetric { get; init; } = true;
+
+    /// <summary>MatMulNBits' accuracy_level: 4 (int8 activations) is the only CPU setting that takes the VNNI kernels.</summary>
+    public int AccuracyLevel { get; init; } = 4;
+
+    /// <summary>The first thing wrong with the options (not the folders), or null.</summary>
+    public string? Validate() =>
+        !Quantizer.Dtypes.Contains(Dtype) ? $"unknown dtype '{Dtype}' (quantize writes {string.Join(", ", Quantizer.Dtypes)})"
+        : !BlockSpec.IsValidBlockSize(BlockSize) ? $"block size {BlockSize} is not a power of two ≥ 16"
+        : AccuracyLevel is < 0 or > 4 ? $"accuracy level {AccuracyLevel} is not 0–4"
+        : null;
+}
+
+/// <summary>The variant written: its file, what was quantized, and bytes before and after.</summary>
+public sealed record QuantizeReport(string OnnxFile, int Layers, bool Embedding, bool TiedHead,
+    long WeightBytesBefore, long WeightBytesAfter, long VariantBytes, long FolderBytes);
+
+/// <summary>
+/// <c>serving quantize</c>: copies a decoder folder and adds one weight variant beside its
+/// <c>onnx/model.onnx</c>, named as transformers.js names it (<see cref="OnnxVariant"/>). q4 and q8
+/// are round-to-nearest blocks (<see cref="BlockQuantizer"/>) run by MatMulNBits and
+/// GatherBlockQuantized; fp16 stores fp16 weights behind Cast nodes. The folder is written beside
+/// the output under a temporary name and renamed when complete, so a failure leaves no output.
+/// </summary>
+public static class Quantizer
+{
+    public static IReadOnlyList<string> Dtypes { get; } = ["q4", "q8", "fp16"];
+
+    private static readonly string[] OnnxCandidates = ["onnx/model.onnx", "model.onnx"];
+
+    public static QuantizeReport Run(QuantizeOptions options, IProgress<(long Done, long Total)>? progress = null)
+    {
+        if (options.Validate() is { } invalid)
+        {
+            throw new ArgumentException(invalid, nameof(options));
+        }
+
+        string source = Path.GetFullPath(options.ModelFolder), output = Path.GetFullPath(options.OutputFolder).TrimEnd('/');
+        if (File.Exists(output) || (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()))
+        {
+            throw new IOException($"'{output}' exists and is not an empty folder");
+        }
+
+        string relativeOnnx = OnnxCandidates.FirstOrDefault(path => File.Exists(Path.Combine(source, path)))
+            ?? throw new FileNotFoundException($"no ONNX model in {source} (looked for {string.Join(", ", OnnxCandidates)})");
+        string onnxPath = Path.Combine(source, relativeOnnx);
+        ModelProto model = OnnxModelFile.Load(onnxPath);
+        if (QuantizeRewrite.IsQuantized(model.Graph))
+        {
+            throw new InvalidDataException($"{onnxPath} is already quantized (it has MatMulNBits or GatherBlockQuantized nodes): quantize the fp32 model");
+        }
+
+        var plan = QuantizePlan.Find(model.Graph, onnxPath, options.Dtype);
+        string variant = Path.Combine(Path.GetDirectoryName(relativeOnnx)!, Path.GetFileName(OnnxVariant.FileName(options.Dtype)));
+        string temporary = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            CopyFolder(source, temporary, skip: variant);
+            var writer = new VariantWriter(plan, options, Path.GetDirectoryName(onnxPath)!);
+            var (before, after) = writer.Write(model, Path.Combine(temporary, variant), progress);
+            long variantBytes = FolderBytes(temporary, Path.GetFileName(variant));
+            if (Directory.Exists(output))
+            {
+                Directory.Delete(output);
+            }
+
+            Directory.Move(temporary, output);
+            return new QuantizeReport(variant, plan.Linear.Count, plan.Embedding is not null, plan.Embedding?.Head is not null,
+                before, after, variantBytes, FolderBytes(output, null));
+        }
+        catch
+        {
+            if (Directory.Exists(temporary))
+            {
+                Directory.Delete(temporary, recursive: true);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Copies every file but the variant being replaced; listed first, so an output inside the source is not copied into itself.</summary>
+    private static void CopyFolder(string source, string output, string skip)
+    {
+        string inside = output + Path.DirectorySeparatorChar;
+        foreach (string file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(source, file);
+            if (relative == skip || relative == skip + "_data" || file.StartsWith(inside, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            string target = Path.Combine(output, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+    }
+
+    /// <summary>Bytes of every file in the folder, or of the files whose name starts with <paramref name="prefix"/>.</summary>
+    private static long FolderBytes(string folder, string? prefix) =>
+        Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Where(file => prefix is null || Path.GetFileName(file).StartsWith(prefix, StringComparison.Ordinal))
+            .Sum(file => new FileInfo(file).Length);
+}
+
+/// <summary>The tensors a dtype changes: linear projections, the embedding (and its tied head), and for fp16 every other <c>*.weight</c>.</summary>
+internal sealed record QuantizePlan(IReadOnlyList<SparseTarget> Linear, EmbeddingTarget? Embedding, IReadOnlySet<string> Fp16)
+{
+    public static QuantizePlan Find(GraphProto graph, string onnxPath, string dtype)
+    {
+        var linear = SparseRewrite.FindTargets(graph).Where(t => t.Weight.DataType == (int)DataType.Float).ToList();
+        EmbeddingTarget? embedding = QuantizeRewrite.FindEmbedding(graph);
+        if (linear.Count == 0 && embedding is null)
+        {
+            throw new InvalidDataException($"{onnxPath} has no fp32 attention or MLP projection MatMuls and no fp32 embedding to quantize");
+        }
+
+        var fp16 = new HashSet<string>(StringComparer.Ordinal);
+        if (dtype == "fp16")
+        {
+            fp16.UnionWith(linear.Select(t => t.Weight.Name));
+            fp16.UnionWith(graph.Initializer.Where(t => t.DataType == (int)DataType.Float
+                && (t.Name.EndsWith(".weight", StringComparison.Ordinal) || t.Name == embedding?.Weight.Name)).Select(t => t.Name));
+        }
+
+        return new QuantizePlan(linear, embedding, fp16);
+    }
+}

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
 using Serving.Runtime.Text;
@@ -45,7 +46,7 @@ internal static class GenerateCommand
             throw new UsageException($"--max-tokens must be at least 1, got {options.MaxTokens}");
         }
 
-        if (!Sampler.IsValidTemperature(options.Temperature))
+        if (new SamplingParams { Temperature = options.Temperature }.Validate() is not null)
         {
             throw new UsageException($"--temperature must be a finite number ≥ 0, got {options.Temperature}");
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
 
@@ -33,7 +34,10 @@ public sealed class Generator(DecoderModel model)
                 $"max tokens must be at least 1 and, with the {promptIds.Count}-token prompt, within the context length {context}");
         }
 
-        var sampler = new Sampler(options.Temperature, options.Seed);
+        // The engine's sampler: the same seed and temperature give the CLI the tokens the server gives.
+        int[] prompt = promptIds as int[] ?? [.. promptIds];
+        var sampler = new SequenceSampler(new SamplingParams { Temperature = options.Temperature, Seed = options.Seed }, model.Config.VocabSize, prompt,
+            defaultSeed: Random.Shared.NextInt64());
         using var stepper = new SequenceStepper(model, options.KvCompression);
         var generated = new List<int>(options.MaxTokens);
         var clock = Stopwatch.StartNew();

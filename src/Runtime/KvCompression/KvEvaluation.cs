@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.Models;
 
 namespace Serving.Runtime.KvCompression;
@@ -57,7 +58,7 @@ public static class KvEvaluation
         for (int step = 0; step < reference.Tokens.Length; step++)
         {
             ReadOnlySpan<float> logits = stepper.Logits;
-            totals.Agree += Sampler.ArgMax(logits) == reference.Tokens[step] ? 1 : 0;
+            totals.Agree += SequenceSampler.ArgMax(logits) == reference.Tokens[step] ? 1 : 0;
             LogSoftmax(logits, logProbabilities);
             totals.Kl += KlDivergence(reference.LogProbabilities[step], logProbabilities);
             totals.Steps++;
@@ -84,7 +85,7 @@ public static class KvEvaluation
             stepper.Prefill(prompt);
             for (int step = 0; step < gen; step++)
             {
-                tokens[step] = Sampler.ArgMax(stepper.Logits);
+                tokens[step] = SequenceSampler.ArgMax(stepper.Logits);
                 logProbabilities[step] = new float[model.Config.VocabSize];
                 LogSoftmax(stepper.Logits, logProbabilities[step]);
                 totals.Steps++;

@@ -27,6 +27,19 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public async Task TheCliAndTheServerDrawTheSameTokensFromTheSameSeed()
+    {
+        // One sampler for both: the CLI's Generator samples with the engine's SequenceSampler.
+        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
+        int[] prompt = Prompt(12, 40);
+        var request = new GenerationRequest { PromptIds = prompt, MaxTokens = 24, Sampling = new SamplingParams { Temperature = 0.9, Seed = 77 }, IgnoreEos = true };
+        var served = await EngineReader.ReadAll(engine.TrySubmit([request])![0]);
+        var cli = new Generator(fixture.Model).Generate(prompt, new GenerateOptions(24, Temperature: 0.9, Seed: 77, StopAtEos: false));
+        Assert.Equal(cli.TokenIds, served.Tokens);
+        Assert.NotEqual(Expected(prompt, 24), served.Tokens);
+    }
+
+    [Fact]
     public async Task ConcurrentSequencesOfDifferentLengthsMatchTheirSoloRuns()
     {
         using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });

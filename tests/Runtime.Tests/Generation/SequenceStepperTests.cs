@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Tests.Models.Gemma3;
 
@@ -32,7 +33,7 @@ public sealed class SequenceStepperTests(TinyModelFixture fixture) : IClassFixtu
         full.Prefill(prompt);
         for (int length = prompt.Length; length < 70; length++)
         {
-            int token = Sampler.ArgMax(compressed.Logits);
+            int token = SequenceSampler.ArgMax(compressed.Logits);
             if (compressed.CacheLength == Budget + Beta)
             {
                 // The window keeps the sinks and the newest B − sinks tokens.

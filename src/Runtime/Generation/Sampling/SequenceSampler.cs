@@ -31,6 +31,9 @@ public sealed class SequenceSampler
     private readonly LogitPenalties? _penalties;
     private SeededRandom _random;
 
+    /// <summary>The first index of the largest logit (ties go to the lower id, as PyTorch's argmax).</summary>
+    public static int ArgMax(ReadOnlySpan<float> logits) => ProbabilityMath.ArgMax(logits);
+
     public SequenceSampler(SamplingParams parameters, int vocabSize, ReadOnlySpan<int> promptIds, long defaultSeed)
     {
         ArgumentNullException.ThrowIfNull(parameters);

@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Runtime.Tests.Models.Gemma3;
@@ -56,7 +57,7 @@ public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixtu
         DecoderOutputs outputs = session.Step([[.. tokens]]);
         for (int step = 0; step < 16; step++)
         {
-            int next = Sampler.ArgMax(outputs.Logits(0, outputs.LogitPositions - 1));
+            int next = SequenceSampler.ArgMax(outputs.Logits(0, outputs.LogitPositions - 1));
             tokens.Add(next);
             outputs = session.Step([[next]]);
             AssertClose(fixture.Reference.Forward(tokens)[^1], outputs.Logits(0, 0), $"decode step {step}");
@@ -82,7 +83,7 @@ public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixtu
 
         for (int step = 0; step < 6; step++)
         {
-            int[][] next = [.. Enumerable.Range(0, 2).Select(b => new[] { Sampler.ArgMax(outputs.Logits(b, outputs.LogitPositions - 1)) })];
+            int[][] next = [.. Enumerable.Range(0, 2).Select(b => new[] { SequenceSampler.ArgMax(outputs.Logits(b, outputs.LogitPositions - 1)) })];
             outputs = session.Step(next);
             for (int b = 0; b < 2; b++)
             {

@@ -4,11 +4,12 @@
 #            the pool after), RSS growth, completions — at KV budgets of 256 MiB and 1 GiB
 #   decode   one stream's decode speed after prompts of 512, 4k and 8k tokens, alternating before/after
 #   capacity how many streams of 1,000-token prompts (max_tokens 1,000) run at once in 256 MiB
-# usage: benchmarks/kv-bound/run.sh [PRESET=gemma3-270m]   (BEFORE_REF=<commit> to compare another)
+# usage: benchmarks/kv-bound/run.sh [PRESET=gemma3-270m] [SECTIONS=mixed,decode,capacity]   (BEFORE_REF=<commit> to compare another)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 preset="${1:-gemma3-270m}"
+sections="${2:-mixed,decode,capacity}"
 before_ref="${BEFORE_REF:-e384793}"
 model="${MODEL_DIR:-/tmp/serving-bench/$preset}"
 port="${PORT:-5198}"
@@ -32,6 +33,7 @@ serve() {
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; rm -rf "$data"; }
 work() { echo "$1 $(node "$here/workload.mjs" "http://127.0.0.1:$port" bench "$server" "${@:2}")"; }
 
+if [[ ",$sections," == *",mixed,"* ]]; then
 echo "== mixed workloads (prefix caching off)"
 for budget in 268435456 1073741824; do
   for side in before after; do
@@ -39,15 +41,20 @@ for budget in 268435456 1073741824; do
   done
   serve after "$budget"; work after mixed 8000 63; stop
 done
+fi
 
-echo "== decode after a long prompt, one stream, 1 GiB"
+if [[ ",$sections," == *",decode,"* ]]; then
+echo "== decode after a long prompt, one stream, 1 GiB (after a warm-up request)"
 for round in 1 2; do
   for side in before after; do
     serve "$side" 1073741824; work "$side" decode 512,4096,8192; stop
   done
 done
+fi
 
+if [[ ",$sections," == *",capacity,"* ]]; then
 echo "== capacity: 24 streams of 1,000 + 1,000 tokens in 256 MiB, sampled for 60 s"
 for side in before after; do
   serve "$side" 268435456; work "$side" capacity 24 60; stop
 done
+fi

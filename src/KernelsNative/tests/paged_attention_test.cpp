@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "attention_tile.h"
 #include "paged_attention.h"
 
 namespace {
@@ -206,6 +207,21 @@ TEST(PagedAttention, ValidationNamesTheSequenceAtFault) {
   run.tables[2] = -1;  // sequence 1's slots 0–3: before the window of the token at slot 6
   EXPECT_EQ(paged::validate(sliding, b), "");
   EXPECT_NE(paged::validate(run.shape, b).find("sequence 1: block table entry 0 is -1"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(PagedAttention, TheSoftmaxExponentIsWithinTwoMillionthsOfLibm) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 0.0f; x += 0.00731f) {
+    const double expected = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(paged::kernel::exp_nonpositive(x) - expected) / expected);
+  }
+  EXPECT_LT(worst, 2e-6);
+  EXPECT_GT(paged::kernel::exp_nonpositive(-1000.0f), 0.0f);  // clamped, never a garbage exponent
+  EXPECT_EQ(paged::kernel::exp_nonpositive(0.0f), 1.0f);
 }
 
 }  // namespace

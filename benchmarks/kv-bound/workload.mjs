@@ -37,6 +37,15 @@ function sampler() {
 }
 
 async function stream(prompt, maxTokens, signal) {
+  try {
+    return await streamOnce(prompt, maxTokens, signal);
+  } catch (e) {
+    if (e.name !== 'AbortError') throw e;
+    return { ok: false, aborted: true };
+  }
+}
+
+async function streamOnce(prompt, maxTokens, signal) {
   const start = performance.now();
   const response = await fetch(`${url}/v1/completions`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, signal,
@@ -45,22 +54,17 @@ async function stream(prompt, maxTokens, signal) {
   if (!response.ok) return { ok: false, status: response.status, error: await response.text() };
   const decoder = new TextDecoder();
   let buffer = '', first = null, last = null, tokens = 0, error = null;
-  try {
-    for await (const bytes of response.body) {
-      buffer += decoder.decode(bytes, { stream: true });
-      let end;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const line = buffer.slice(0, end); buffer = buffer.slice(end + 2);
-        if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-        const chunk = JSON.parse(line.slice(6));
-        if (chunk.error) error = chunk.error.message;
-        if (chunk.usage) tokens = chunk.usage.completion_tokens;
-        if (chunk.choices?.length > 0) { const now = performance.now(); first ??= now; last = now; }
-      }
+  for await (const bytes of response.body) {
+    buffer += decoder.decode(bytes, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const line = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+      if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+      const chunk = JSON.parse(line.slice(6));
+      if (chunk.error) error = chunk.error.message;
+      if (chunk.usage) tokens = chunk.usage.completion_tokens;
+      if (chunk.choices?.length > 0) { const now = performance.now(); first ??= now; last = now; }
     }
-  } catch (e) {
-    if (e.name !== 'AbortError') throw e;
-    return { ok: false, aborted: true };
   }
   return { ok: error === null && tokens === maxTokens, error, tokens, start, first, last };
 }

@@ -31,12 +31,17 @@ public static class ServingHostExtensions
         // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
         builder.Services.AddEndpointsApiExplorer();
-        builder.Services.AddSwaggerGen(swagger => swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+        builder.Services.AddSwaggerGen(swagger =>
         {
-            Title = "Serving",
-            Version = "v1",
-            Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
-        }));
+            swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+            {
+                Title = "Serving",
+                Version = "v1",
+                Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
+            });
+            swagger.AddBearerKey();
+        });
+        builder.Services.AddServingAccess();
         builder.Services.AddSingleton<DecoderHost>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
         builder.Services.AddSingleton<Apis.OpenAi.GenerationEndpoint>();
@@ -49,6 +54,7 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseServingAccess();
         app.UseMiddleware<DotSegmentMiddleware>();
         app.UseMiddleware<StrictJsonBodyMiddleware>();
         app.UseSwagger();

@@ -32,8 +32,10 @@ public sealed class ApiKeySet
         var set = new ApiKeySet([.. keys.Where(key => key.Length > 0).Select(key => SHA256.HashData(Encoding.UTF8.GetBytes(key)))]);
         if (set.IsEnabled)
         {
-            logger.LogInformation("API keys: on ({NumKeys} keys, {RequestsPerMinute} requests a minute each, 0 = no limit); /health is open, /metrics and /dashboard are {Metrics}",
-                set.NumKeys, options.RateLimit.RequestsPerMinute, options.ProtectMetrics ? "protected (Serving:ProtectMetrics)" : "open");
+            int perMinute = options.RateLimit.RequestsPerMinute;
+            logger.LogInformation("API keys: on, {NumKeys} configured, {RateLimit}; /health is open, /metrics and /dashboard are {Metrics}",
+                set.NumKeys, perMinute > 0 ? $"{perMinute} requests a minute each" : "no rate limit",
+                options.ProtectMetrics ? "protected (Serving:ProtectMetrics)" : "open");
         }
         else
         {

@@ -17,12 +17,14 @@ public static class DashboardApi
         ("uPlot.min.css", "text/css; charset=utf-8"),
     ];
 
+    public const string Path = "/dashboard";
+
     public static IEndpointRouteBuilder MapDashboardApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/dashboard", () => Resource("index.html", "text/html; charset=utf-8")).WithTags("Status").ExcludeFromDescription();
+        app.MapGet(Path, () => Resource("index.html", "text/html; charset=utf-8")).WithTags("Status").ExcludeFromDescription();
         foreach (var (file, contentType) in Files)
         {
-            app.MapGet("/dashboard/" + file, () => Resource(file, contentType)).ExcludeFromDescription();
+            app.MapGet(Path + "/" + file, () => Resource(file, contentType)).ExcludeFromDescription();
         }
 
         return app;

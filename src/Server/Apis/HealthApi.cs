@@ -5,10 +5,14 @@ namespace Serving.Server.Apis;
 /// <summary>Probes for orchestrators: liveness (the process serves HTTP) and readiness (the models are loaded).</summary>
 public static class HealthApi
 {
+    public const string LivePath = "/health/live";
+
+    public const string ReadyPath = "/health/ready";
+
     public static IEndpointRouteBuilder MapHealthApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/health/live", Live).WithTags("Health");
-        app.MapGet("/health/ready", Ready).WithTags("Health");
+        app.MapGet(LivePath, Live).WithTags("Health");
+        app.MapGet(ReadyPath, Ready).WithTags("Health");
         return app;
     }
 

@@ -48,7 +48,7 @@ public static class RetrievalApi
     private static async Task<IResult> Upload(string name, HttpRequest request, RetrievalService service)
     {
         service.Get(name);
-        IReadOnlyList<NewItem> items = request.HasFormContentType
+        IReadOnlyList<NewItem> items = ItemUploads.IsMultipart(request)
             ? await ItemUploads.ReadMultipartAsync(request)
             : ItemUploads.ReadJson(await RequestJson.ReadObjectAsync(request), service.Options.MaxItemsPerRequest);
         IReadOnlyList<string> ids = await service.UpsertAsync(name, items);

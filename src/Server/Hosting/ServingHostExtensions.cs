@@ -31,12 +31,17 @@ public static class ServingHostExtensions
         // Malformed bodies throw BadHttpRequestException, which OpenAiErrorMiddleware turns into a 400 naming the field.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
         builder.Services.AddEndpointsApiExplorer();
-        builder.Services.AddSwaggerGen(swagger => swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+        builder.Services.AddSwaggerGen(swagger =>
         {
-            Title = "Serving",
-            Version = "v1",
-            Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
-        }));
+            swagger.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+            {
+                Title = "Serving",
+                Version = "v1",
+                Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
+            });
+            swagger.AddBearerKey();
+        });
+        builder.Services.AddServingAccess();
         builder.Services.AddSingleton<DecoderHost>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
         builder.Services.AddSingleton<Apis.OpenAi.GenerationEndpoint>();
@@ -49,6 +54,7 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseServingAccess();
         app.UseMiddleware<DotSegmentMiddleware>();
         app.UseMiddleware<StrictJsonBodyMiddleware>();
         app.UseSwagger();
@@ -62,10 +68,15 @@ public static class ServingHostExtensions
                 StatusCodes.Status404NotFound => $"No route matches {pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path}.",
                 StatusCodes.Status405MethodNotAllowed => $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}.",
                 StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeMessage(pages.HttpContext),
-                StatusCodes.Status415UnsupportedMediaType => "The request body must be JSON (Content-Type: application/json).",
+                StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonMessage,
                 _ => $"The request failed with HTTP status {response.StatusCode}.",
             };
-            string? code = response.StatusCode == StatusCodes.Status413PayloadTooLarge ? OpenAiErrorMiddleware.TooLargeCode : null;
+            string? code = response.StatusCode switch
+            {
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeCode,
+                StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonCode,
+                _ => null,
+            };
             await response.WriteAsJsonAsync(OpenAiErrors.Body(response.StatusCode, message, null, code));
         });
         return app;

@@ -56,6 +56,31 @@ public sealed class ServingOptions
     /// protect_recent, protect_prompt, per_layer.
     /// </summary>
     public KvCompressionOptions KvCompression { get; init; } = new();
+
+    /// <summary>
+    /// Keys clients must send as <c>Authorization: Bearer KEY</c> (<c>Serving__ApiKeys__0=...</c>); with none here
+    /// and no <see cref="ApiKeysFile"/>, every route is open.
+    /// </summary>
+    public List<string> ApiKeys { get; init; } = [];
+
+    /// <summary>A file of more keys, one a line; blank lines and lines starting with <c>#</c> are skipped. Read once at start.</summary>
+    public string? ApiKeysFile { get; init; }
+
+    /// <summary>With API keys on, <c>/metrics</c> and <c>/dashboard</c> need a key too (by default they stay open, like the health probes).</summary>
+    public bool ProtectMetrics { get; init; }
+
+    /// <summary>Requests a minute each API key may make (<c>Serving:RateLimit:RequestsPerMinute</c>); 0, the default, is no limit.</summary>
+    public RateLimitOptions RateLimit { get; init; } = new();
+
+    /// <summary>Origins whose browser pages may call the API; none (the default) sends no CORS headers, so browsers block cross-origin reads.</summary>
+    public CrossOriginOptions Cors { get; init; } = new();
+}
+
+/// <summary>The <c>Serving:Cors</c> section.</summary>
+public sealed class CrossOriginOptions
+{
+    /// <summary>Origins as browsers send them (<c>https://app.example.com</c>, no path), or <c>*</c> for any.</summary>
+    public List<string> AllowedOrigins { get; init; } = [];
 }
 
 /// <summary>One served model: the id clients send in <c>model</c> and its Hugging Face-style folder.</summary>
@@ -76,4 +101,10 @@ public sealed class ModelOptions
     /// config.json's <c>transformers.js_config.dtype</c>, else onnx/model.onnx.
     /// </summary>
     public string? Dtype { get; init; }
+}
+
+/// <summary>The <c>Serving:RateLimit</c> section: a fixed one-minute window per API key (keys off: no limit).</summary>
+public sealed class RateLimitOptions
+{
+    public int RequestsPerMinute { get; init; }
 }

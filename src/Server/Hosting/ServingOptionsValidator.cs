@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Models;
+using Serving.Server.Http;
 
 namespace Serving.Server.Hosting;
 
@@ -48,6 +49,43 @@ public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
             failures.Add($"Serving:KvCompression:{key}: {compression.Message}");
         }
 
+        ValidateAccess(options, failures);
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    /// <summary>API keys and CORS origins: a blank key or an unreadable key file must not leave the server open unnoticed.</summary>
+    private static void ValidateAccess(ServingOptions options, List<string> failures)
+    {
+        for (int i = 0; i < options.ApiKeys.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(options.ApiKeys[i]))
+            {
+                failures.Add($"Serving:ApiKeys:{i} is empty.");
+            }
+        }
+
+        if (options.ApiKeysFile is { } file)
+        {
+            if (ApiKeySet.ReadFile(file, out string? problem).Count == 0)
+            {
+                failures.Add($"Serving:ApiKeysFile '{file}' {problem ?? "holds no key (one a line; blank lines and # comments are skipped)"}.");
+            }
+        }
+
+        if (options.RateLimit.RequestsPerMinute < 0)
+        {
+            failures.Add($"Serving:RateLimit:RequestsPerMinute is {options.RateLimit.RequestsPerMinute}; it must be 0 (no limit) or more.");
+        }
+
+        for (int i = 0; i < options.Cors.AllowedOrigins.Count; i++)
+        {
+            string origin = options.Cors.AllowedOrigins[i];
+            bool isOrigin = origin == "*" || (Uri.TryCreate(origin, UriKind.Absolute, out Uri? uri)
+                && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/" && !origin.EndsWith('/') && uri.Query.Length == 0);
+            if (!isOrigin)
+            {
+                failures.Add($"Serving:Cors:AllowedOrigins:{i} '{origin}' is not an origin (scheme://host[:port], no path) or *.");
+            }
+        }
     }
 }

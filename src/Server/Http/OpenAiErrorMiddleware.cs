@@ -38,8 +38,10 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
                 return;
             }
 
+            // A body that is not declared JSON keeps its 415 (RequestDelegateFactory throws it for a typed body).
+            int status = e.StatusCode == StatusCodes.Status415UnsupportedMediaType ? e.StatusCode : StatusCodes.Status400BadRequest;
             var (message, param, code) = Describe(e);
-            await Write(context, StatusCodes.Status400BadRequest, message, param, code);
+            await Write(context, status, message, param, code);
         }
         catch (Exception e) when (!context.Response.HasStarted && IsStorageFull(e))
         {
@@ -106,7 +108,7 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
         }
 
         return e.StatusCode == StatusCodes.Status415UnsupportedMediaType
-            ? ("The request body must be JSON (Content-Type: application/json).", null, "invalid_json")
+            ? (OpenAiErrors.NotJsonMessage, null, OpenAiErrors.NotJsonCode)
             : ("The request body is missing or not valid JSON.", null, "invalid_json");
     }
 

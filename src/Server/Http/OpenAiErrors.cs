@@ -17,6 +17,11 @@ public sealed record OpenAiError(
 /// </summary>
 public static class OpenAiErrors
 {
+    /// <summary>The one answer to a body that is not declared JSON, from every route (415).</summary>
+    public const string NotJsonMessage = "The request body must be JSON (Content-Type: application/json).";
+
+    public const string NotJsonCode = "invalid_json";
+
     public static IResult Create(int status, string message, string? param = null, string? code = null) =>
         TypedResults.Json(Body(status, message, param, code), statusCode: status);
 

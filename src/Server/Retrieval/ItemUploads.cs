@@ -41,6 +41,11 @@ public static class ItemUploads
         })];
     }
 
+    /// <summary>multipart/form-data; any other body (a urlencoded form included) is read as JSON, which refuses what is not.</summary>
+    public static bool IsMultipart(HttpRequest request) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
+        && type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase);
+
     public static async Task<IReadOnlyList<NewItem>> ReadMultipartAsync(HttpRequest request)
     {
         IFormCollection form = await ReadFormAsync(request);

@@ -9,8 +9,17 @@ public static class RequestJson
     /// <summary>A key twice is refused here too, though <see cref="Http.StrictJsonBodyMiddleware"/> finds it first with its path.</summary>
     private static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
 
+    /// <summary>
+    /// The body as a JSON object; 415 unless its Content-Type is JSON. Browsers send text/plain (and forms)
+    /// cross-origin without a preflight, so accepting them would let any web page post to the server.
+    /// </summary>
     public static async Task<JsonObject> ReadObjectAsync(HttpRequest request)
     {
+        if (!request.HasJsonContentType())
+        {
+            throw new ApiException(StatusCodes.Status415UnsupportedMediaType, Http.OpenAiErrors.NotJsonMessage, null, Http.OpenAiErrors.NotJsonCode);
+        }
+
         try
         {
             JsonNode? node = await JsonNode.ParseAsync(request.Body, documentOptions: Strict, cancellationToken: request.HttpContext.RequestAborted);

@@ -40,6 +40,38 @@ public class ServingOptionsTests
     }
 
     [Fact]
+    public void ApiKeysAndOriginsAreCheckedWithTheirConfigurationKeys()
+    {
+        var options = new ServingOptions
+        {
+            ApiKeys = ["sk-1", " "],
+            ApiKeysFile = "/no/such/keys.txt",
+            Cors = new() { AllowedOrigins = ["https://app.example.com", "*", "http://localhost:3000", "https://app.example.com/", "app.example.com", "ftp://x.org"] },
+        };
+        ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, options);
+        Assert.Contains("Serving:ApiKeys:1 is empty.", result.Failures!);
+        Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:ApiKeysFile '/no/such/keys.txt' cannot be read: ", StringComparison.Ordinal));
+        Assert.Equal(new[] { "Serving:Cors:AllowedOrigins:3", "Serving:Cors:AllowedOrigins:4", "Serving:Cors:AllowedOrigins:5" },
+            result.Failures!.Where(failure => failure.StartsWith("Serving:Cors:", StringComparison.Ordinal)).Select(failure => failure.Split(' ')[0]));
+    }
+
+    [Fact]
+    public void AKeyFileWithoutAKeyIsRefused()
+    {
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, "# keys of the team\n\n   \n");
+            ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, new ServingOptions { ApiKeysFile = file });
+            Assert.Contains($"Serving:ApiKeysFile '{file}' holds no key (one a line; blank lines and # comments are skipped).", result.Failures!);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public void TheDefaultsAreValid() => Assert.True(new ServingOptionsValidator().Validate(null, new ServingOptions()).Succeeded);
 }
 

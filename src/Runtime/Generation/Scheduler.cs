@@ -162,6 +162,11 @@ internal sealed class Scheduler(KvCacheManager kv, EngineOptions options, bool p
                 Sequence sequence = head.Value;
                 if (prefixCaching && sequence.Length == 0)
                 {
+                    if (WaitsForASibling(sequence))
+                    {
+                        return;
+                    }
+
                     ResumeFromPrefix(sequence);
                 }
 
@@ -182,6 +187,32 @@ internal sealed class Scheduler(KvCacheManager kv, EngineOptions options, bool p
                 Add(sequence, count, ref budget, ref tokens, ref sampled);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether a running sequence is still computing a prompt that starts with the same full
+    /// block: then this one waits for its blocks (committed after each step) and shares them,
+    /// rather than computing the same prefix beside it — the n choices of one request, or clients
+    /// sending one system prompt at once. The head is held, not skipped.
+    /// </summary>
+    private bool WaitsForASibling(Sequence sequence)
+    {
+        sequence.PrefixHashes ??= BlockHashes.Of((int[])sequence.Request.PromptIds, kv.BlockTokens, 0);
+        if (sequence.PrefixHashes.Length == 0)
+        {
+            return false;
+        }
+
+        foreach (Sequence running in Running)
+        {
+            if (running.Length < running.PromptLength && running.IsCacheComplete && running.PrefixHashes is { Length: > 0 } hashes
+                && hashes[0] == sequence.PrefixHashes[0])
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>

@@ -63,7 +63,8 @@ internal static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using ILoggerFactory logging = CommandLine.StderrLogging();
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype }, logging.CreateLogger("serving"));
+        // The serving engine's attention over the paged KV cache: the CLI runs what the server runs.
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype, PagedAttention = true }, logging.CreateLogger("serving"));
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
@@ -84,7 +85,7 @@ internal static class GenerateCommand
         GenerationResult result;
         try
         {
-            result = new Generator(decoder).Generate(promptIds, options, json ? null : token => Console.Write(detokenizer.Add(token)));
+            result = BatchOfOne.Generate(decoder, promptIds, options, json ? null : token => Console.Write(detokenizer.Add(token)));
         }
         catch (ArgumentException e) when (e.ParamName == "compression")
         {

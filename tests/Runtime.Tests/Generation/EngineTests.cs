@@ -27,6 +27,19 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public void TheCliRunsTheEnginesStagesAsABatchOfOne()
+    {
+        int[] prompt = Prompt(30, 41);
+        var tokens = new List<int>();
+        GenerationResult result = BatchOfOne.Generate(fixture.PagedModel, prompt, new GenerateOptions(20, StopAtEos: false), tokens.Add);
+        Assert.Equal(Expected(prompt, 20), result.TokenIds);
+        Assert.Equal(result.TokenIds, tokens);
+        Assert.Equal("length", result.FinishReason);
+        Assert.Equal(49, result.KvTokensPeak);
+        Assert.True(result.KvBytesPeak > 0);
+    }
+
+    [Fact]
     public async Task TheCliAndTheServerDrawTheSameTokensFromTheSameSeed()
     {
         // One sampler for both: the CLI's Generator samples with the engine's SequenceSampler.

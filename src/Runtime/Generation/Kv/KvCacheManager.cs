@@ -64,6 +64,9 @@ public sealed class KvCacheManager : IDisposable
     /// <summary>Blocks some sequence references.</summary>
     public int NumUsedBlocks => NumBlocks - NumFreeBlocks;
 
+    /// <summary>The most blocks referenced at once since start (what a single sequence's run peaked at, for `serving generate`).</summary>
+    public int PeakUsedBlocks { get; private set; }
+
     /// <summary>Blocks holding a registered prefix hash, referenced or not.</summary>
     public int NumCachedBlocks => _blocks.NumCached;
 
@@ -107,6 +110,7 @@ public sealed class KvCacheManager : IDisposable
         AllocateBlocks(seq, _slidingLayers, BlocksFor(seq.NumSlidingSlots), BlocksFor(newSlidingSlots));
         seq.NumGlobalSlots = newGlobalSlots;
         seq.NumSlidingSlots = newSlidingSlots;
+        PeakUsedBlocks = Math.Max(PeakUsedBlocks, NumUsedBlocks);
         return true;
     }
 

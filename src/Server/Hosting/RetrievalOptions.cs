@@ -21,9 +21,14 @@ public sealed class RetrievalOptions
     [Range(1, 100_000)]
     public int MaxTopK { get; init; } = 1000;
 
-    /// <summary>Text-query embeddings kept (one entry each: 2 KB at 512 floats, ~20 MB at the default).</summary>
-    [Range(1, 10_000_000)]
-    public int TextCacheEntries { get; init; } = 10_000;
+    /// <summary>
+    /// Bytes of text-query embeddings kept, counted per entry as its key (UTF-16) plus its vector
+    /// plus a fixed overhead: a 512-float entry for a short query is ~2.3 KB, so 64 MiB holds ~28,000
+    /// of them, while a 1 MB query costs its 2 MB key and can no longer pin 10,000 × 2 MB. Replaces
+    /// the entry count (TextCacheEntries) of earlier versions. An entry larger than this is not cached.
+    /// </summary>
+    [Range(1, long.MaxValue)]
+    public long TextCacheBytes { get; init; } = 64L << 20;
 
     /// <summary>
     /// Largest size of retrieval.db (SQLite's max_page_count; 0: no limit but the disk's). An upload

@@ -42,11 +42,11 @@ public static class EmbeddingsApi
 
         embedder.Model(model);
         List<Input> inputs = ParseInputs(body["input"], retrieval.Value.MaxItemsPerRequest);
-        var images = inputs.Select((input, i) => (input, i)).Where(p => p.input.Image is not null)
-            .Select(p => Serving.Server.Retrieval.ImageInput.Decode(p.input.Image!, retrieval.Value.MaxImagePixels, $"input[{p.i}]")).ToList();
+        var images = embedder.DecodeImages(model, [.. inputs.Select((input, i) => (input.Image, Param: $"input[{i}]")).Where(p => p.Image is not null)
+            .Select(p => (p.Image!, p.Param))]);
         var texts = inputs.Where(input => input.Text is not null).Select(input => input.Text!).ToList();
         float[][] textVectors = texts.Count > 0 ? embedder.EmbedTexts(model, texts) : [];
-        float[][] imageVectors = images.Count > 0 ? embedder.EmbedImages(model, images) : [];
+        float[][] imageVectors = images.Length > 0 ? embedder.EmbedImages(model, images) : [];
         var clip = embedder.Model(model);
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
         genAi?.Embedded(tokens);

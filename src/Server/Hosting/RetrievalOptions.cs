@@ -18,6 +18,14 @@ public sealed class RetrievalOptions
     [Range(1, 1_000_000_000)]
     public long MaxImagePixels { get; init; } = 25_000_000;
 
+    /// <summary>
+    /// Pixels (width × height, from the headers) of all the images of one request, checked before
+    /// any is decoded: decoding costs CPU per stored pixel however small the file (a 3 KB PNG can
+    /// hold 25 M). 128 M is a full batch of 64 two-megapixel images, or five at MaxImagePixels.
+    /// </summary>
+    [Range(1, long.MaxValue)]
+    public long MaxPixelsPerRequest { get; init; } = 128_000_000;
+
     [Range(1, 100_000)]
     public int MaxTopK { get; init; } = 1000;
 

@@ -97,6 +97,10 @@ public sealed partial class ClipEmbedder : IDisposable
         return result;
     }
 
+    /// <summary>Decodes a request's images at the size the model's preprocessing needs, within the per-request pixel budget.</summary>
+    public RgbImage[] DecodeImages(string modelId, IReadOnlyList<(byte[] Bytes, string Param)> images) =>
+        ImageInput.DecodeAll(images, _options, Model(modelId).Processor.ShortestEdge);
+
     public float[][] EmbedImages(string modelId, IReadOnlyList<RgbImage> images)
     {
         ClipModel model = Model(modelId);

@@ -165,7 +165,7 @@ public sealed partial class RetrievalService
         }
 
         string[] ids = Ids(items);
-        RgbImage[] images = [.. items.Select((item, i) => ImageInput.Decode(item.Image, _options.MaxImagePixels, $"items[{i}].image"))];
+        RgbImage[] images = _embedder.DecodeImages(state.Record.Model, [.. items.Select((item, i) => (item.Image, $"items[{i}].image"))]);
         float[][] vectors = _embedder.EmbedImages(state.Record.Model, images);
         var stored = items.Select((item, i) => new StoredItem(ids[i], item.Metadata.ToJsonString(), vectors[i])).ToArray();
         await state.WriteLock.WaitAsync();
@@ -283,7 +283,7 @@ public sealed partial class RetrievalService
 
         if (query.Image is not null)
         {
-            return _embedder.EmbedImages(state.Record.Model, [ImageInput.Decode(query.Image, _options.MaxImagePixels, "image")])[0];
+            return _embedder.EmbedImages(state.Record.Model, _embedder.DecodeImages(state.Record.Model, [(query.Image, "image")]))[0];
         }
 
         float[] vector = query.Vector!;
@@ -310,7 +310,7 @@ public sealed partial class RetrievalService
         public float[][] Texts(IReadOnlyList<string> texts) => service._embedder.EmbedTexts(model, texts);
 
         public float[][] Images(IReadOnlyList<byte[]> images, string param) =>
-            service._embedder.EmbedImages(model, [.. images.Select(image => ImageInput.Decode(image, service._options.MaxImagePixels, param))]);
+            service._embedder.EmbedImages(model, service._embedder.DecodeImages(model, [.. images.Select(image => (image, param))]));
 
         public float[][] Nearest(string collection, float[] query, int k, string param)
         {

@@ -1,5 +1,11 @@
+using System.Collections.Concurrent;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Serving.Server.Tests.Apis;
 
 namespace Serving.Server.Tests.Retrieval;
@@ -47,6 +53,70 @@ public sealed class DamagedStoreTests
         // Embeddings need no store.
         var (embedStatus, _) = await server.PostAsync("/v1/embeddings", new JsonObject { ["model"] = "clip-tiny", ["input"] = "a photo" });
         Assert.Equal(200, embedStatus);
+    }
+
+    [Theory]
+    [InlineData("garbage", "not a database")]
+    [InlineData("schema", "no such column")]
+    public async Task TheLogNamesTheFileAtErrorLevel(string damage, string reason)
+    {
+        string dataDirectory = Path.Combine(Path.GetTempPath(), "serving-server-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dataDirectory);
+        string store = Path.Combine(dataDirectory, "retrieval.db");
+        if (damage == "garbage")
+        {
+            File.WriteAllBytes(store, [.. Enumerable.Repeat((byte)0x5A, 4096)]);
+        }
+        else
+        {
+            // A SQLite file whose tables are not the store's (another program's, or an old layout).
+            using var connection = new SqliteConnection($"Data Source={store};Pooling=False");
+            connection.Open();
+            using SqliteCommand command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE collections (label TEXT)";
+            command.ExecuteNonQuery();
+        }
+
+        var logs = new ErrorCapture();
+        using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
+        {
+            host.UseSetting("Serving:DataDirectory", dataDirectory);
+            host.ConfigureServices(services => services.AddSingleton<ILoggerProvider>(logs));
+        });
+        using HttpClient client = factory.CreateClient();
+        using HttpResponseMessage collections = await client.GetAsync("/v1/collections");
+        Assert.Equal(503, (int)collections.StatusCode);
+        string logged = Assert.Single(logs.Errors, message => message.Contains(store, StringComparison.Ordinal));
+        Assert.Contains(reason, logged);
+        factory.Dispose();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(dataDirectory, recursive: true);
+    }
+
+    /// <summary>Messages logged at error level or above.</summary>
+    private sealed class ErrorCapture : ILoggerProvider
+    {
+        public ConcurrentBag<string> Errors { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+        public void Dispose() => Errors.Clear();
+
+        private sealed class Logger(ErrorCapture owner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Error;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (IsEnabled(logLevel))
+                {
+                    owner.Errors.Add(formatter(state, exception));
+                }
+            }
+        }
     }
 
     /// <summary>/health/ready once the decoders are loaded (the in-memory host loads them after start).</summary>

@@ -78,7 +78,9 @@ public static class ImageDecoder
         if (wanted > 0 && shortest >= 2 * wanted)
         {
             SKSizeI scaled = codec.GetScaledDimensions((float)wanted / shortest);
-            if (Math.Min(scaled.Width, scaled.Height) >= wanted && scaled.Width <= width && scaled.Height <= height)
+            // The codec rounds each side; a result past the aspect limit (a 100:1 image rounded) is not used.
+            if (Math.Min(scaled.Width, scaled.Height) >= wanted && scaled.Width <= width && scaled.Height <= height
+                && Math.Max(scaled.Width, scaled.Height) <= (long)MaxAspectRatio * Math.Min(scaled.Width, scaled.Height))
             {
                 (width, height) = (scaled.Width, scaled.Height);
             }

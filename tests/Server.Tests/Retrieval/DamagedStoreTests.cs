@@ -78,7 +78,7 @@ public sealed class DamagedStoreTests
         }
 
         var logs = new ErrorCapture();
-        using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
+        using var factory = new SerialHostFactory().WithWebHostBuilder(host =>
         {
             host.UseSetting("Serving:DataDirectory", dataDirectory);
             host.ConfigureServices(services => services.AddSingleton<ILoggerProvider>(logs));

@@ -13,7 +13,7 @@ namespace Serving.Server.Tests;
 /// The server on a real Kestrel socket on 127.0.0.1 (a free port), serving the tiny demo model
 /// from a data directory of its own. Subclasses set limits through configuration.
 /// </summary>
-public class ServingServer : WebApplicationFactory<Program>
+public class ServingServer : SerialHostFactory
 {
     private readonly string _data = Path.Combine(Path.GetTempPath(), "serving-server-tests-" + Guid.NewGuid().ToString("N"));
 

@@ -1,7 +1,9 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
 using Serving.Runtime.Telemetry;
+using Serving.Server.Hosting;
 using Serving.Server.Http;
 using Serving.Server.Retrieval;
 
@@ -26,7 +28,7 @@ public static class EmbeddingsApi
     /// <summary>One input: text, or image bytes.</summary>
     private sealed record Input(string? Text, byte[]? Image);
 
-    private static async Task<IResult> CreateEmbeddings(HttpRequest request, ClipEmbedder embedder, RetrievalService retrieval)
+    private static async Task<IResult> CreateEmbeddings(HttpRequest request, ClipEmbedder embedder, IOptions<RetrievalOptions> retrieval)
     {
         JsonObject body = await RequestJson.ReadObjectAsync(request);
         string model = RequestJson.RequiredString(body, "model");
@@ -39,12 +41,12 @@ public static class EmbeddingsApi
         }
 
         embedder.Model(model);
-        List<Input> inputs = ParseInputs(body["input"], retrieval.Options.MaxItemsPerRequest);
-        var images = inputs.Select((input, i) => (input, i)).Where(p => p.input.Image is not null)
-            .Select(p => Serving.Server.Retrieval.ImageInput.Decode(p.input.Image!, retrieval.Options.MaxImagePixels, $"input[{p.i}]")).ToList();
+        List<Input> inputs = ParseInputs(body["input"], retrieval.Value.MaxItemsPerRequest);
+        var images = embedder.DecodeImages(model, [.. inputs.Select((input, i) => (input.Image, Param: $"input[{i}]")).Where(p => p.Image is not null)
+            .Select(p => (p.Image!, p.Param))]);
         var texts = inputs.Where(input => input.Text is not null).Select(input => input.Text!).ToList();
         float[][] textVectors = texts.Count > 0 ? embedder.EmbedTexts(model, texts) : [];
-        float[][] imageVectors = images.Count > 0 ? embedder.EmbedImages(model, images) : [];
+        float[][] imageVectors = images.Length > 0 ? embedder.EmbedImages(model, images) : [];
         var clip = embedder.Model(model);
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
         genAi?.Embedded(tokens);

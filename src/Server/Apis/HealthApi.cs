@@ -1,8 +1,14 @@
 using Serving.Server.Hosting;
+using Serving.Server.Retrieval;
 
 namespace Serving.Server.Apis;
 
-/// <summary>Probes for orchestrators: liveness (the process serves HTTP) and readiness (the models are loaded).</summary>
+/// <summary>
+/// Probes for orchestrators: liveness (the process serves HTTP) and readiness (the models are
+/// loaded). Readiness is about the decoders: a retrieval store that could not be opened leaves the
+/// server ready (200) for chat and completions, with <c>"status":"degraded"</c> and the reason under
+/// <c>"retrieval"</c>; taking the pod out of rotation would not repair the file, and would stop chat.
+/// </summary>
 public static class HealthApi
 {
     public const string LivePath = "/health/live";
@@ -18,7 +24,10 @@ public static class HealthApi
 
     private static IResult Live() => TypedResults.Ok(new { status = "live" });
 
-    private static IResult Ready(DecoderHost decoders) => decoders.IsReady
-        ? TypedResults.Ok(new { status = "ready" })
-        : TypedResults.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable);
+    private static IResult Ready(DecoderHost decoders, RetrievalService retrieval) => (decoders.IsReady, retrieval.Unavailable) switch
+    {
+        (false, _) => TypedResults.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable),
+        (true, null) => TypedResults.Ok(new { status = "ready" }),
+        (true, string reason) => TypedResults.Ok(new { status = "degraded", retrieval = reason }),
+    };
 }

@@ -17,12 +17,20 @@ public static class RetrievalHostExtensions
         return builder;
     }
 
-    /// <summary>Opens the store and rebuilds the indexes at start, not on the first request.</summary>
+    /// <summary>
+    /// Opens the store and rebuilds the indexes at start, not on the first request. A store that
+    /// cannot be opened is logged (at error level, naming the file) by the service and leaves the
+    /// server up: chat goes on, the retrieval routes answer 503.
+    /// </summary>
     private sealed class RetrievalStartup(RetrievalService service, ILogger<RetrievalStartup> logger) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
-            logger.LogInformation("Retrieval: {Count} collection(s) loaded", service.Collections.Count());
+            if (service.Unavailable is null)
+            {
+                logger.LogInformation("Retrieval: {Count} collection(s) loaded from {Path}", service.Count, service.StorePath);
+            }
+
             return Task.CompletedTask;
         }
 

@@ -18,12 +18,25 @@ public sealed class RetrievalOptions
     [Range(1, 1_000_000_000)]
     public long MaxImagePixels { get; init; } = 25_000_000;
 
+    /// <summary>
+    /// Pixels (width × height, from the headers) of all the images of one request, checked before
+    /// any is decoded: decoding costs CPU per stored pixel however small the file (a 3 KB PNG can
+    /// hold 25 M). 128 M is a full batch of 64 two-megapixel images, or five at MaxImagePixels.
+    /// </summary>
+    [Range(1, long.MaxValue)]
+    public long MaxPixelsPerRequest { get; init; } = 128_000_000;
+
     [Range(1, 100_000)]
     public int MaxTopK { get; init; } = 1000;
 
-    /// <summary>Text-query embeddings kept (one entry each: 2 KB at 512 floats, ~20 MB at the default).</summary>
-    [Range(1, 10_000_000)]
-    public int TextCacheEntries { get; init; } = 10_000;
+    /// <summary>
+    /// Bytes of text-query embeddings kept, counted per entry as its key (UTF-16) plus its vector
+    /// plus a fixed overhead: a 512-float entry for a short query is ~2.3 KB, so 64 MiB holds ~28,000
+    /// of them, while a 1 MB query costs its 2 MB key and can no longer pin 10,000 × 2 MB. Replaces
+    /// the entry count (TextCacheEntries) of earlier versions. An entry larger than this is not cached.
+    /// </summary>
+    [Range(1, long.MaxValue)]
+    public long TextCacheBytes { get; init; } = 64L << 20;
 
     /// <summary>
     /// Largest size of retrieval.db (SQLite's max_page_count; 0: no limit but the disk's). An upload

@@ -11,8 +11,8 @@ using Serving.Server.Hosting;
 namespace Serving.Server.Retrieval;
 
 /// <summary>
-/// The CLIP models of the catalog, each loaded on first use, and a size-limited cache of text
-/// embeddings keyed by model and normalised text (the tokenizer's own normalisation, so two
+/// The CLIP models of the catalog, each loaded on first use, and a cache of text embeddings bounded
+/// in bytes (<see cref="RetrievalOptions.TextCacheBytes"/>), keyed by model and normalised text (the tokenizer's own normalisation, so two
 /// keys never tokenise differently): a repeated search query skips the text tower.
 /// </summary>
 public sealed partial class ClipEmbedder : IDisposable
@@ -26,7 +26,7 @@ public sealed partial class ClipEmbedder : IDisposable
     {
         _options = options.Value;
         _telemetry = telemetry;
-        _textCache = new MemoryCache(new MemoryCacheOptions { SizeLimit = _options.TextCacheEntries });
+        _textCache = new MemoryCache(new MemoryCacheOptions { SizeLimit = _options.TextCacheBytes, TrackStatistics = true });
         foreach (ModelEntry entry in catalog.OfType(ClipConfig.ModelType))
         {
             _models[entry.Id] = new Lazy<ClipModel>(() => ClipModel.Load(entry.Folder), LazyThreadSafetyMode.ExecutionAndPublication);
@@ -37,6 +37,21 @@ public sealed partial class ClipEmbedder : IDisposable
     public long CacheHits => Interlocked.Read(ref _cacheHits);
 
     private long _cacheHits;
+
+    /// <summary>
+    /// What an entry costs beyond its key's characters and its floats: the string and array headers
+    /// (~50 B) and MemoryCache's entry object and its dictionary slot (~150 B).
+    /// </summary>
+    private const long EntryOverheadBytes = 200;
+
+    /// <summary>Text embeddings in the cache now.</summary>
+    public long TextCacheCount => _textCache.GetCurrentStatistics()?.CurrentEntryCount ?? _textCache.Count;
+
+    /// <summary>Bytes the cache accounts for now (never above <see cref="RetrievalOptions.TextCacheBytes"/>).</summary>
+    public long TextCacheBytes => _textCache.GetCurrentStatistics()?.CurrentEstimatedSize ?? 0;
+
+    /// <summary>An entry's real size: the key in UTF-16, the vector's floats, the overhead.</summary>
+    private static long EntryBytes(string key, float[] vector) => 2L * key.Length + 4L * vector.Length + EntryOverheadBytes;
 
     public bool IsClipModel(string id) => _models.ContainsKey(id);
 
@@ -74,12 +89,17 @@ public sealed partial class ClipEmbedder : IDisposable
             for (int k = 0; k < missing.Count; k++)
             {
                 result[missing[k]] = computed[k];
-                _textCache.Set(Key(modelId, texts[missing[k]]), computed[k], new MemoryCacheEntryOptions { Size = 1 });
+                string key = Key(modelId, texts[missing[k]]);
+                _textCache.Set(key, computed[k], new MemoryCacheEntryOptions { Size = EntryBytes(key, computed[k]) });
             }
         }
 
         return result;
     }
+
+    /// <summary>Decodes a request's images at the size the model's preprocessing needs, within the per-request pixel budget.</summary>
+    public RgbImage[] DecodeImages(string modelId, IReadOnlyList<(byte[] Bytes, string Param)> images) =>
+        ImageInput.DecodeAll(images, _options, Model(modelId).Processor.ShortestEdge);
 
     public float[][] EmbedImages(string modelId, IReadOnlyList<RgbImage> images)
     {

@@ -1,4 +1,5 @@
 using Serving.Runtime.Vision;
+using Serving.Server.Hosting;
 
 namespace Serving.Server.Retrieval;
 
@@ -34,11 +35,35 @@ public static class ImageInput
         }
     }
 
-    public static RgbImage Decode(byte[] bytes, long maxPixels, string param)
+    /// <summary>
+    /// A request's images, decoded for a model whose preprocessing resizes the shortest side to
+    /// <paramref name="shortestSide"/>. Every header is read first and the pixels summed: a request
+    /// past <see cref="RetrievalOptions.MaxPixelsPerRequest"/> is refused (413, naming the image that
+    /// crosses it) before any is decoded, since decoding costs CPU per stored pixel however small the file.
+    /// </summary>
+    public static RgbImage[] DecodeAll(IReadOnlyList<(byte[] Bytes, string Param)> images, RetrievalOptions options, int shortestSide)
+    {
+        long total = 0;
+        foreach (var (bytes, param) in images)
+        {
+            var (width, height) = Guard(param, () => ImageDecoder.ReadSize(bytes));
+            total += (long)width * height;
+            if (total > options.MaxPixelsPerRequest)
+            {
+                throw new ApiException(StatusCodes.Status413PayloadTooLarge,
+                    $"The images of this request hold over {options.MaxPixelsPerRequest} pixels (Serving:Retrieval:MaxPixelsPerRequest) by {param} ({width}×{height}); send fewer or smaller images.",
+                    param, "too_many_pixels");
+            }
+        }
+
+        return [.. images.Select(image => Guard(image.Param, () => ImageDecoder.Decode(image.Bytes, options.MaxImagePixels, shortestSide)))];
+    }
+
+    private static T Guard<T>(string param, Func<T> decode)
     {
         try
         {
-            return ImageDecoder.Decode(bytes, maxPixels);
+            return decode();
         }
         catch (ImageDecodeException e)
         {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Retrieval;
 using Serving.Runtime.Telemetry;
@@ -24,7 +25,7 @@ public sealed record SearchQuery(string? Text, byte[]? Image, float[]? Vector, i
 /// </summary>
 public sealed partial class RetrievalService
 {
-    private readonly CollectionStore _store;
+    private readonly CollectionStore? _store;
     private readonly ClipEmbedder _embedder;
     private readonly RetrievalOptions _options;
     private readonly ConcurrentDictionary<string, CollectionState> _collections = new(StringComparer.Ordinal);
@@ -42,11 +43,37 @@ public sealed partial class RetrievalService
         _telemetry = telemetry;
         _logger = logger;
         telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
-        _store = CollectionStore.Open(Path.Combine(serving.Value.DataDirectory, "retrieval.db"), _options.MaxStoreBytes);
-        foreach (CollectionRecord record in _store.ListCollections())
+        StorePath = Path.GetFullPath(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
+        try
+        {
+            _store = CollectionStore.Open(StorePath, _options.MaxStoreBytes);
+            Load(_store);
+        }
+        catch (Exception e) when (e is SqliteException or InvalidCastException or JsonException or IOException or UnauthorizedAccessException)
+        {
+            // A damaged store must not take chat down with it: retrieval answers 503 until it is repaired.
+            _store = null;
+            _collections.Clear();
+            Unavailable = $"The retrieval store {StorePath} cannot be opened: {e.Message} Retrieval is off until it is repaired (README: Recovering a damaged retrieval.db).";
+            LogStoreUnavailable(StorePath, e.Message, e);
+        }
+    }
+
+    /// <summary>The full path of retrieval.db.</summary>
+    public string StorePath { get; }
+
+    /// <summary>Why the store could not be opened at start (null: it is open); the retrieval routes answer 503 with it.</summary>
+    public string? Unavailable { get; }
+
+    /// <summary>The collections loaded at start (0 when the store is unavailable).</summary>
+    public int Count => _collections.Count;
+
+    private void Load(CollectionStore store)
+    {
+        foreach (CollectionRecord record in store.ListCollections())
         {
             CollectionState state = NewState(record);
-            foreach (StoredItem item in _store.Items(record.Name))
+            foreach (StoredItem item in store.Items(record.Name))
             {
                 state.Index(item.Id, item.Vector, Metadata(record.Name, item));
             }
@@ -55,16 +82,36 @@ public sealed partial class RetrievalService
         }
     }
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "The retrieval store {Path} cannot be opened: {Reason} Chat and completions go on; the retrieval routes answer 503 until the file is repaired or moved aside.")]
+    private partial void LogStoreUnavailable(string path, string reason, Exception exception);
+
+    /// <summary>The store, or a 503 naming the file and SQLite's error when it could not be opened.</summary>
+    private CollectionStore Store => _store ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, Unavailable!, null, "store_unavailable");
+
+    private void ThrowIfUnavailable() => _ = Store;
+
     public RetrievalOptions Options => _options;
 
-    public IEnumerable<CollectionState> Collections => _collections.Values.OrderBy(c => c.Record.Name, StringComparer.Ordinal);
+    public IEnumerable<CollectionState> Collections
+    {
+        get
+        {
+            ThrowIfUnavailable();
+            return _collections.Values.OrderBy(c => c.Record.Name, StringComparer.Ordinal);
+        }
+    }
 
-    public CollectionState Get(string name) => _collections.TryGetValue(name, out CollectionState? state)
-        ? state
-        : throw ApiException.NotFound($"The collection '{name}' does not exist.", "name");
+    public CollectionState Get(string name)
+    {
+        ThrowIfUnavailable();
+        return _collections.TryGetValue(name, out CollectionState? state)
+            ? state
+            : throw ApiException.NotFound($"The collection '{name}' does not exist.", "name");
+    }
 
     public async Task<CollectionState> CreateAsync(string name, string model, JsonNode? debias)
     {
+        ThrowIfUnavailable();
         if (!CollectionName().IsMatch(name))
         {
             throw ApiException.Invalid("name", "a collection name is 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit");
@@ -77,7 +124,7 @@ public sealed partial class RetrievalService
         await _catalogLock.WaitAsync();
         try
         {
-            if (_collections.ContainsKey(name) || !_store.TryCreateCollection(record))
+            if (_collections.ContainsKey(name) || !Store.TryCreateCollection(record))
             {
                 throw new ApiException(StatusCodes.Status409Conflict, $"The collection '{name}' exists already.", "name", "collection_exists");
             }
@@ -98,7 +145,7 @@ public sealed partial class RetrievalService
         await state.WriteLock.WaitAsync();
         try
         {
-            _store.DeleteCollection(name);
+            Store.DeleteCollection(name);
             _collections.TryRemove(name, out _);
         }
         finally
@@ -118,7 +165,7 @@ public sealed partial class RetrievalService
         }
 
         string[] ids = Ids(items);
-        RgbImage[] images = [.. items.Select((item, i) => ImageInput.Decode(item.Image, _options.MaxImagePixels, $"items[{i}].image"))];
+        RgbImage[] images = _embedder.DecodeImages(state.Record.Model, [.. items.Select((item, i) => (item.Image, $"items[{i}].image"))]);
         float[][] vectors = _embedder.EmbedImages(state.Record.Model, images);
         var stored = items.Select((item, i) => new StoredItem(ids[i], item.Metadata.ToJsonString(), vectors[i])).ToArray();
         await state.WriteLock.WaitAsync();
@@ -129,7 +176,7 @@ public sealed partial class RetrievalService
                 throw ApiException.NotFound($"The collection '{name}' was deleted.", "name");
             }
 
-            _store.Upsert(name, stored);
+            Store.Upsert(name, stored);
             for (int i = 0; i < stored.Length; i++)
             {
                 state.Index(ids[i], vectors[i], items[i].Metadata);
@@ -155,7 +202,7 @@ public sealed partial class RetrievalService
     public (StoredItem Item, JsonObject Metadata) GetItem(string name, string id)
     {
         Get(name);
-        StoredItem item = _store.Find(name, id) ?? throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
+        StoredItem item = Store.Find(name, id) ?? throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
         return (item, Metadata(name, item));
     }
 
@@ -180,7 +227,7 @@ public sealed partial class RetrievalService
         await state.WriteLock.WaitAsync();
         try
         {
-            if (!_store.Delete(name, id))
+            if (!Store.Delete(name, id))
             {
                 throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
             }
@@ -236,7 +283,7 @@ public sealed partial class RetrievalService
 
         if (query.Image is not null)
         {
-            return _embedder.EmbedImages(state.Record.Model, [ImageInput.Decode(query.Image, _options.MaxImagePixels, "image")])[0];
+            return _embedder.EmbedImages(state.Record.Model, _embedder.DecodeImages(state.Record.Model, [(query.Image, "image")]))[0];
         }
 
         float[] vector = query.Vector!;
@@ -263,7 +310,7 @@ public sealed partial class RetrievalService
         public float[][] Texts(IReadOnlyList<string> texts) => service._embedder.EmbedTexts(model, texts);
 
         public float[][] Images(IReadOnlyList<byte[]> images, string param) =>
-            service._embedder.EmbedImages(model, [.. images.Select(image => ImageInput.Decode(image, service._options.MaxImagePixels, param))]);
+            service._embedder.EmbedImages(model, service._embedder.DecodeImages(model, [.. images.Select(image => (image, param))]));
 
         public float[][] Nearest(string collection, float[] query, int k, string param)
         {
@@ -275,7 +322,7 @@ public sealed partial class RetrievalService
                 throw ApiException.Invalid(param, $"the reference collection '{collection}' must hold images embedded by '{model}'");
             }
 
-            return [.. reference.Raw.Search(query, k).Select(hit => service._store.Find(collection, hit.Id)!.Vector)];
+            return [.. reference.Raw.Search(query, k).Select(hit => service.Store.Find(collection, hit.Id)!.Vector)];
         }
     }
 

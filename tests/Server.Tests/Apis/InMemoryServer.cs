@@ -11,7 +11,7 @@ public sealed class InMemoryServer : IDisposable
     public InMemoryServer(string? dataDirectory = null, params (string Key, string Value)[] settings)
     {
         DataDirectory = dataDirectory ?? Path.Combine(Path.GetTempPath(), "serving-server-tests", Guid.NewGuid().ToString("N"));
-        Factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
+        Factory = new SerialHostFactory().WithWebHostBuilder(host =>
         {
             host.UseSetting("Serving:DataDirectory", DataDirectory);
             foreach (var (key, value) in settings)

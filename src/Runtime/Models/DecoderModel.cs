@@ -197,17 +197,32 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
+    /// <summary>The export as it is, with <see cref="DecoderFusions"/> applied in memory; the weights are read from the folder's data file in place.</summary>
     private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options)
     {
+        byte[] fused;
+        try
+        {
+            Onnx.Proto.ModelProto model = Onnx.OnnxModelFile.Load(onnxPath);
+            DecoderFusions.Apply(model);
+            fused = Google.Protobuf.MessageExtensions.ToByteArray(model);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model: {e.Message}", e);
+        }
+
         using var sessionOptions = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             IntraOpNumThreads = options.IntraOpThreads,
         };
+        sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
+        ProfileWhenAsked(sessionOptions);
         try
         {
             Sparsity.SparseKernels.RegisterIfUsed(sessionOptions, onnxPath);
-            return new InferenceSession(onnxPath, sessionOptions);
+            return new InferenceSession(fused, sessionOptions);
         }
         catch (FileNotFoundException e) when (e.FileName?.EndsWith(Sparsity.SparseKernels.LibraryFile, StringComparison.Ordinal) == true)
         {
@@ -227,7 +242,7 @@ public sealed class DecoderModel : IDisposable
         {
             rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names));
         }
-        catch (PagedRewriteException e)
+        catch (Exception e) when (e is PagedRewriteException or InvalidDataException)
         {
             throw new ModelLoadException(onnxPath, e.Message, e);
         }
@@ -245,6 +260,7 @@ public sealed class DecoderModel : IDisposable
         };
         sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
         sessionOptions.RegisterCustomOpLibrary(library);
+        ProfileWhenAsked(sessionOptions);
         try
         {
             return new InferenceSession(rewritten, sessionOptions);
@@ -252,6 +268,19 @@ public sealed class DecoderModel : IDisposable
         catch (OnnxRuntimeException e)
         {
             throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model rewritten for the paged KV cache: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// <c>SERVING_ORT_PROFILE=PREFIX</c>: ONNX Runtime's per-node profile of every run, written to
+    /// <c>PREFIX_&lt;time&gt;.json</c> when the session closes (benchmarks/generate/ort-profile.py sums it by operator).
+    /// </summary>
+    private static void ProfileWhenAsked(SessionOptions sessionOptions)
+    {
+        if (Environment.GetEnvironmentVariable("SERVING_ORT_PROFILE") is { Length: > 0 } prefix)
+        {
+            sessionOptions.ProfileOutputPathPrefix = prefix;
+            sessionOptions.EnableProfiling = true;
         }
     }
 

@@ -49,8 +49,9 @@ public static class PagedAttentionRewrite
 
         KeepSelectedLogits(graph, consumers, names);
         ReplaceInterface(graph, config, names);
-        RemoveDeadNodes(graph);
+        GraphEdits.RemoveDeadNodes(graph);
         GraphEdits.RemoveUnusedInitializers(graph);
+        DecoderFusions.Apply(rewritten);
         if (!rewritten.OpsetImport.Any(opset => opset.Domain == SparseFormat.Domain))
         {
             rewritten.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
@@ -192,26 +193,6 @@ public static class PagedAttentionRewrite
         graph.Input.Add(ValueInfo(PastLengths, DataType.Int32, config.NumHiddenLayers, "num_sequences"));
         graph.Input.Add(ValueInfo(QueryStarts, DataType.Int32, "num_sequences_plus_1"));
         graph.Input.Add(ValueInfo(LogitsIndices, DataType.Int64, "num_logits"));
-    }
-
-    /// <summary>Drops every node whose outputs no graph output needs (the mask subgraph, the old attention).</summary>
-    private static void RemoveDeadNodes(GraphProto graph)
-    {
-        var needed = new HashSet<string>(graph.Output.Select(output => output.Name));
-        var live = new List<NodeProto>(graph.Node.Count);
-        for (int i = graph.Node.Count - 1; i >= 0; i--)
-        {
-            NodeProto node = graph.Node[i];
-            if (node.Output.Any(needed.Contains))
-            {
-                live.Add(node);
-                needed.UnionWith(node.Input.Where(input => input.Length > 0));
-            }
-        }
-
-        live.Reverse();
-        graph.Node.Clear();
-        graph.Node.AddRange(live);
     }
 
     /// <summary>Who reads each value, built once: the pattern walks forward from the past inputs.</summary>

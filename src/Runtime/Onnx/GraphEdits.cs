@@ -54,6 +54,26 @@ public static class GraphEdits
         graph.Node[index] = replacement;
     }
 
+    /// <summary>Drops every node whose outputs no graph output needs (the mask subgraph, the old attention).</summary>
+    public static void RemoveDeadNodes(GraphProto graph)
+    {
+        var needed = new HashSet<string>(graph.Output.Select(output => output.Name));
+        var live = new List<NodeProto>(graph.Node.Count);
+        for (int i = graph.Node.Count - 1; i >= 0; i--)
+        {
+            NodeProto node = graph.Node[i];
+            if (node.Output.Any(needed.Contains))
+            {
+                live.Add(node);
+                needed.UnionWith(node.Input.Where(input => input.Length > 0));
+            }
+        }
+
+        live.Reverse();
+        graph.Node.Clear();
+        graph.Node.AddRange(live);
+    }
+
     /// <summary>Drops initializers that no node reads; returns how many were removed.</summary>
     public static int RemoveUnusedInitializers(GraphProto graph)
     {

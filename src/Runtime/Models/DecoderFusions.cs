@@ -1,0 +1,493 @@
+using System.Runtime.InteropServices;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using static Serving.Runtime.Onnx.GraphBuilder;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace Serving.Runtime.Models;
+
+/// <summary>
+/// Replaces the element-wise chains of a decoder graph by ONNX Runtime's fused CPU kernels, at
+/// load, in memory: a decode step of the 270M model ran ~1,100 tiny nodes, and their dispatch
+/// cost more than the 4-bit matrix products. Each pattern is matched on operators, not names, so it fits
+/// any export that writes the same arithmetic; a chain that does not match exactly is left as
+/// it is (the fusion is an optimisation, never a requirement).
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>RMSNorm <c>Mul(x, x) | Pow(x, 2) → ReduceMean(−1) → Add(ε) → Sqrt → Div(x, ·) → Mul(·, γ)</c>
+/// → <c>SimplifiedLayerNormalization(x, γ)</c>.</item>
+/// <item>tanh GELU <c>0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))</c> → <c>com.microsoft.FastGelu</c>.</item>
+/// <item>(Paged graphs) RoPE between the token-major transposes the paged rewrite adds:
+/// <c>Transpose → Split/Neg/Concat/Mul/Mul/Add → Transpose → Reshape</c> → <c>com.microsoft.RotaryEmbedding</c>
+/// on the <c>[1, T, heads·D]</c> rows, its caches the per-token cos/sin the graph computes once per step
+/// and its position ids 0…T−1 (so the positions stay the graph's <c>position_ids</c>, evictions included).</item>
+/// <item>(Paged graphs) The value path <c>Reshape(0,0,H,D) → Transpose → Transpose → Reshape(0,0,−1)</c>, an identity, is skipped.</item>
+/// </list>
+/// </remarks>
+public static class DecoderFusions
+{
+    public const string MicrosoftDomain = "com.microsoft";
+
+    /// <summary>What was fused, by pattern.</summary>
+    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes);
+
+    public static Counts Apply(ModelProto model)
+    {
+        GraphProto graph = model.Graph;
+        var fusion = new Fusion(graph);
+        int norms = fusion.RmsNorms();
+        int gelus = fusion.Gelus();
+        int ropes = fusion.Ropes();
+        int identities = fusion.IdentityValuePaths();
+        fusion.Commit();
+        if (gelus + ropes > 0 && !model.OpsetImport.Any(opset => opset.Domain == MicrosoftDomain))
+        {
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = MicrosoftDomain, Version = 1 });
+        }
+
+        return new Counts(norms, gelus, ropes, identities);
+    }
+
+    private sealed class Fusion
+    {
+        private readonly GraphProto _graph;
+        private readonly Dictionary<string, NodeProto> _producer = [];
+        private readonly Dictionary<string, List<NodeProto>> _readers = [];
+        private readonly Dictionary<string, TensorProto> _initializers = [];
+        private readonly HashSet<string> _graphOutputs;
+
+        /// <summary>New nodes, each to be placed where the node it replaces stood.</summary>
+        private readonly Dictionary<NodeProto, List<NodeProto>> _insertBefore = [];
+        private readonly HashSet<NodeProto> _removed = [];
+
+        public Fusion(GraphProto graph)
+        {
+            _graph = graph;
+            _graphOutputs = [.. graph.Output.Select(output => output.Name)];
+            foreach (TensorProto tensor in graph.Initializer)
+            {
+                _initializers[tensor.Name] = tensor;
+            }
+
+            foreach (NodeProto node in graph.Node)
+            {
+                foreach (string output in node.Output)
+                {
+                    _producer[output] = node;
+                }
+
+                foreach (string input in node.Input)
+                {
+                    if (!_readers.TryGetValue(input, out List<NodeProto>? list))
+                    {
+                        _readers[input] = list = [];
+                    }
+
+                    list.Add(node);
+                }
+            }
+        }
+
+        public int RmsNorms()
+        {
+            int count = 0;
+            foreach (NodeProto sqrt in _graph.Node.Where(node => node.OpType == "Sqrt").ToList())
+            {
+                if (Op(sqrt.Input[0], "Add") is not { } addEps
+                    || !TryOtherInput(addEps, input => Op(input, "ReduceMean") is not null, out string meanValue, out string epsValue)
+                    || Scalar(epsValue) is not { } eps
+                    || Op(meanValue, "ReduceMean") is not { } mean
+                    || !ReducesLastAxis(mean)
+                    || SquareOf(mean.Input[0]) is not { } x
+                    || SoleReader(sqrt.Output[0]) is not { OpType: "Div" } div
+                    || div.Input[0] != x || div.Input[1] != sqrt.Output[0]
+                    || SoleReader(div.Output[0]) is not { OpType: "Mul" } scale)
+                {
+                    continue;
+                }
+
+                string gamma = scale.Input[0] == div.Output[0] ? scale.Input[1] : scale.Input[0];
+                NodeProto square = _producer[mean.Input[0]];
+                if (!OnlyReadInside(square, [mean]) || !OnlyReadInside(mean, [addEps]) || !OnlyReadInside(addEps, [sqrt]))
+                {
+                    continue;
+                }
+
+                var fused = new NodeProto { Name = scale.Name + "/SimplifiedLayerNormalization", OpType = "SimplifiedLayerNormalization" };
+                fused.Input.AddRange([x, gamma]);
+                fused.Output.Add(scale.Output[0]);
+                fused.Attribute.Add(Attr("axis", -1L));
+                fused.Attribute.Add(Attr("epsilon", eps));
+                fused.Attribute.Add(Attr("stash_type", 1L));
+                Replace(scale, [fused], square, mean, addEps, sqrt, div);
+                count++;
+            }
+
+            return count;
+        }
+
+        public int Gelus()
+        {
+            int count = 0;
+            foreach (NodeProto tanh in _graph.Node.Where(node => node.OpType == "Tanh").ToList())
+            {
+                // tanh(c·inner), inner = x + 0.044715·x³, then (tanh + 1) · (0.5·x).
+                if (Op(tanh.Input[0], "Mul") is not { } scaled
+                    || !TryOtherInput(scaled, input => Op(input, "Add") is not null, out string innerValue, out string cValue)
+                    || !Near(Scalar(cValue), MathF.Sqrt(2f / MathF.PI))
+                    || Op(innerValue, "Add") is not { } inner
+                    || !TryOtherInput(inner, input => Op(input, "Mul") is { } m && CubeCoefficient(m) is not null, out string cubeTermValue, out string x)
+                    || Op(cubeTermValue, "Mul") is not { } cubeTerm
+                    || CubeCoefficient(cubeTerm) is not { } cube
+                    || CubeOf(cube) != x
+                    || SoleReader(tanh.Output[0]) is not { OpType: "Add" } plusOne
+                    || !TryOtherInput(plusOne, input => input == tanh.Output[0], out _, out string oneValue)
+                    || !Near(Scalar(oneValue), 1f)
+                    || SoleReader(plusOne.Output[0]) is not { OpType: "Mul" } product
+                    || !TryOtherInput(product, input => input == plusOne.Output[0], out _, out string halfValue)
+                    || Op(halfValue, "Mul") is not { } half
+                    || !TryOtherInput(half, input => input == x, out _, out string halfConstant)
+                    || !Near(Scalar(halfConstant), 0.5f))
+                {
+                    continue;
+                }
+
+                NodeProto square = _producer[cube.Input[0] == x ? cube.Input[1] : cube.Input[0]];
+                NodeProto[] chain = [square, cube, cubeTerm, inner, scaled, tanh, plusOne, half];
+                if (!chain.All(node => OnlyReadInside(node, [.. chain, product])))
+                {
+                    continue;
+                }
+
+                var fused = new NodeProto { Name = product.Name + "/FastGelu", OpType = "FastGelu", Domain = MicrosoftDomain };
+                fused.Input.Add(x);
+                fused.Output.Add(product.Output[0]);
+                Replace(product, [fused], chain);
+                count++;
+            }
+
+            return count;
+        }
+
+        /// <summary>The RoPE chains that feed PagedAttention's q and k.</summary>
+        public int Ropes()
+        {
+            var caches = new Dictionary<string, (string Cos, string Sin, string Positions)>();
+            int count = 0;
+            foreach (NodeProto attention in _graph.Node.Where(node => node.OpType == PagedAttentionRewrite.OpType).ToList())
+            {
+                for (int slot = 0; slot < 2; slot++)
+                {
+                    if (TryRope(attention.Input[slot], caches))
+                    {
+                        count++;
+                    }
+                }
+            }
+
+            return count;
+        }
+
+        private bool TryRope(string rows, Dictionary<string, (string Cos, string Sin, string Positions)> caches)
+        {
+            if (Op(rows, "Reshape") is not { } reshape
+                || Op(reshape.Input[0], "Transpose") is not { } back || !IsPerm0213(back)
+                || Op(back.Input[0], "Add") is not { } sum
+                || Op(sum.Input[0], "Mul") is not { } first || Op(sum.Input[1], "Mul") is not { } second)
+            {
+                return false;
+            }
+
+            // One product reads the head-major x and cos, the other Concat(Neg(x₂), x₁) and sin.
+            NodeProto? concat = null;
+            NodeProto cosProduct = first, sinProduct = second;
+            foreach (var (candidate, other) in new[] { (first, second), (second, first) })
+            {
+                if (candidate.Input.Select(input => Op(input, "Concat")).FirstOrDefault(node => node is not null) is { } found)
+                {
+                    concat = found;
+                    sinProduct = candidate;
+                    cosProduct = other;
+                    break;
+                }
+            }
+
+            if (concat is null || concat.Input.Count != 2
+                || Op(concat.Input[0], "Neg") is not { } neg
+                || Op(neg.Input[0], "Split") is not { } split || split.Output.Count != 2
+                || neg.Input[0] != split.Output[1] || concat.Input[1] != split.Output[0]
+                || PagedAttentionRewrite.IntAttribute(split, "axis") is not (-1 or 3)
+                || split.Input.Count != 2 || Int64s(split.Input[1]) is not [var h1, var h2] || h1 != h2
+                || PagedAttentionRewrite.IntAttribute(concat, "axis") is not (-1 or 3))
+            {
+                return false;
+            }
+
+            string headMajor = split.Input[0];
+            if (!TryOtherInput(cosProduct, input => input == headMajor, out _, out string cos)
+                || !TryOtherInput(sinProduct, input => input == concat.Output[0], out _, out string sin)
+                || Op(headMajor, "Transpose") is not { } forward || !IsPerm0213(forward)
+                || CacheSource(cos, "Cos") is not { } angles || CacheSource(sin, "Sin") != angles)
+            {
+                return false;
+            }
+
+            NodeProto[] chain = [forward, split, neg, concat, cosProduct, sinProduct, sum, back];
+            if (!chain.All(node => OnlyReadInside(node, [.. chain, reshape])))
+            {
+                return false;
+            }
+
+            var nodes = new List<NodeProto>();
+            if (!caches.TryGetValue(angles, out var cache))
+            {
+                cache = RotaryCaches(nodes, angles);
+                caches[angles] = cache;
+            }
+
+            string name = reshape.Name + "/rotary";
+            var flat = new NodeProto { Name = name + "/Reshape", OpType = "Reshape" };
+            flat.Input.AddRange([forward.Input[0], Int64Vector(name + "/shape", 0, 0, -1)]);
+            flat.Output.Add(name + "/Reshape/output_0");
+            var rotary = new NodeProto { Name = name + "/RotaryEmbedding", OpType = "RotaryEmbedding", Domain = MicrosoftDomain };
+            rotary.Input.AddRange([flat.Output[0], cache.Positions, cache.Cos, cache.Sin]);
+            rotary.Output.Add(reshape.Output[0]);
+            rotary.Attribute.Add(Attr("interleaved", 0L));
+            nodes.AddRange([flat, rotary]);
+            Replace(reshape, nodes, chain);
+            return true;
+        }
+
+        /// <summary>
+        /// <c>Unsqueeze(Cos|Sin(Concat(a, a, axis = −1)), axis 1)</c> → <c>a</c>, the angles
+        /// <c>[1, T, D/2]</c> of each token.
+        /// </summary>
+        private string? CacheSource(string value, string function)
+        {
+            if (Op(value, "Unsqueeze") is not { } unsqueeze
+                || Op(unsqueeze.Input[0], function) is not { } trig
+                || Op(trig.Input[0], "Concat") is not { } both
+                || both.Input.Count != 2 || both.Input[0] != both.Input[1]
+                || PagedAttentionRewrite.IntAttribute(both, "axis") != -1)
+            {
+                return null;
+            }
+
+            return both.Input[0];
+        }
+
+        /// <summary>cos and sin of the angles as <c>[T, D/2]</c> caches, and position ids <c>[1, T]</c> = 0…T−1 into them.</summary>
+        private (string Cos, string Sin, string Positions) RotaryCaches(List<NodeProto> nodes, string angles)
+        {
+            string name = $"{angles}/rotary_cache";
+            string rows = Add(nodes, "Flatten", name + "/rows", [angles]);
+            nodes[^1].Attribute.Add(Attr("axis", 2L));
+            string cos = Add(nodes, "Cos", name + "/cos", [rows]);
+            string sin = Add(nodes, "Sin", name + "/sin", [rows]);
+            string shape = Add(nodes, "Shape", name + "/shape", [rows]);
+            string count = Add(nodes, "Gather", name + "/count", [shape, Int64Scalar(name + "/zero", 0)]);
+            string range = Add(nodes, "Range", name + "/range", [Int64Scalar(name + "/start", 0), count, Int64Scalar(name + "/step", 1)]);
+            string positions = Add(nodes, "Unsqueeze", name + "/positions", [range, Int64Vector(name + "/axis0", 0)]);
+            return (cos, sin, positions);
+        }
+
+        /// <summary><c>Reshape(0,0,H,D) → Transpose(0,2,1,3) → Transpose(0,2,1,3) → Reshape(0,0,−1)</c> before PagedAttention's v: the input as it was.</summary>
+        public int IdentityValuePaths()
+        {
+            int count = 0;
+            foreach (NodeProto attention in _graph.Node.Where(node => node.OpType == PagedAttentionRewrite.OpType).ToList())
+            {
+                if (Op(attention.Input[2], "Reshape") is { } flat && IsShape(flat.Input[1], [0, 0, -1])
+                    && Op(flat.Input[0], "Transpose") is { } back && IsPerm0213(back)
+                    && Op(back.Input[0], "Transpose") is { } forward && IsPerm0213(forward)
+                    && Op(forward.Input[0], "Reshape") is { } split && IsFourDimSplit(split.Input[1])
+                    && OnlyReadInside(back, [flat]) && OnlyReadInside(forward, [back]))
+                {
+                    attention.Input[2] = split.Input[0];
+                    _removed.UnionWith([flat, back, forward]);
+                    count++;
+                }
+            }
+
+            return count;
+        }
+
+        /// <summary>Puts the new nodes in and the matched ones out, keeping topological order.</summary>
+        public void Commit()
+        {
+            var nodes = new List<NodeProto>(_graph.Node.Count);
+            foreach (NodeProto node in _graph.Node)
+            {
+                if (_insertBefore.TryGetValue(node, out List<NodeProto>? added))
+                {
+                    nodes.AddRange(added);
+                }
+                else if (!_removed.Contains(node))
+                {
+                    nodes.Add(node);
+                }
+            }
+
+            _graph.Node.Clear();
+            _graph.Node.AddRange(nodes);
+            GraphEdits.RemoveDeadNodes(_graph);
+            GraphEdits.RemoveUnusedInitializers(_graph);
+        }
+
+        /// <summary><paramref name="last"/> gives way to <paramref name="added"/> (which write its output); <paramref name="dead"/> go.</summary>
+        private void Replace(NodeProto last, List<NodeProto> added, params NodeProto[] dead)
+        {
+            _insertBefore[last] = added;
+            _removed.UnionWith(dead);
+            _removed.Add(last);
+            foreach (NodeProto node in added)
+            {
+                foreach (string output in node.Output)
+                {
+                    _producer[output] = node;
+                }
+            }
+        }
+
+        private NodeProto? Op(string value, string opType) =>
+            _producer.TryGetValue(value, out NodeProto? node) && node.OpType == opType && string.IsNullOrEmpty(node.Domain) && !_removed.Contains(node) ? node : null;
+
+        private NodeProto? SoleReader(string value) =>
+            !_graphOutputs.Contains(value) && _readers.TryGetValue(value, out List<NodeProto>? readers) && readers.Count == 1 ? readers[0] : null;
+
+        /// <summary>Every output of <paramref name="node"/> is read only by <paramref name="inside"/> and is no graph output.</summary>
+        private bool OnlyReadInside(NodeProto node, NodeProto[] inside) =>
+            node.Output.All(output => !_graphOutputs.Contains(output)
+                && (!_readers.TryGetValue(output, out List<NodeProto>? readers) || readers.All(inside.Contains)));
+
+        /// <summary>Of a two-input node, the input that passes <paramref name="test"/> and the other one.</summary>
+        private static bool TryOtherInput(NodeProto node, Func<string, bool> test, out string matched, out string other)
+        {
+            matched = other = "";
+            if (node.Input.Count != 2)
+            {
+                return false;
+            }
+
+            for (int i = 0; i < 2; i++)
+            {
+                if (test(node.Input[i]))
+                {
+                    (matched, other) = (node.Input[i], node.Input[1 - i]);
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        /// <summary>x for <c>Mul(x, x)</c> or <c>Pow(x, 2)</c>.</summary>
+        private string? SquareOf(string value)
+        {
+            if (Op(value, "Mul") is { } mul && mul.Input.Count == 2 && mul.Input[0] == mul.Input[1])
+            {
+                return mul.Input[0];
+            }
+
+            return Op(value, "Pow") is { } pow && Near(Scalar(pow.Input[1]), 2f) ? pow.Input[0] : null;
+        }
+
+        /// <summary>Of <c>Mul(cube, 0.044715)</c>, the cube's node.</summary>
+        private NodeProto? CubeCoefficient(NodeProto mul) =>
+            TryOtherInput(mul, input => Near(Scalar(input), 0.044715f), out _, out string cube) ? Op(cube, "Mul") : null;
+
+        /// <summary>x for <c>Mul(Mul(x, x), x)</c> in either order.</summary>
+        private string? CubeOf(NodeProto cube)
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                if (SquareOf(cube.Input[i]) is { } x && cube.Input[1 - i] == x)
+                {
+                    return x;
+                }
+            }
+
+            return null;
+        }
+
+        private bool ReducesLastAxis(NodeProto mean)
+        {
+            if (PagedAttentionRewrite.IntAttribute(mean, "keepdims") is 0)
+            {
+                return false;
+            }
+
+            AttributeProto? axes = mean.Attribute.FirstOrDefault(a => a.Name == "axes");
+            if (axes is not null)
+            {
+                return axes.Ints.Count == 1 && axes.Ints[0] == -1;
+            }
+
+            return mean.Input.Count == 2 && IsShape(mean.Input[1], [-1]);
+        }
+
+        private static bool IsPerm0213(NodeProto transpose) =>
+            transpose.Attribute.FirstOrDefault(a => a.Name == "perm") is { } perm && perm.Ints.SequenceEqual([0L, 2, 1, 3]);
+
+        private bool IsShape(string value, long[] expected) => Int64s(value) is { } values && values.SequenceEqual(expected);
+
+        private bool IsFourDimSplit(string value) => Int64s(value) is { Length: 4 } values && values[0] == 0 && values[1] == 0 && values[2] > 0 && values[3] > 0;
+
+        private long[]? Int64s(string value)
+        {
+            if (Constant(value) is not { } tensor || tensor.DataType != (int)DataType.Int64)
+            {
+                return null;
+            }
+
+            return tensor.Int64Data.Count > 0 ? [.. tensor.Int64Data] : MemoryMarshal.Cast<byte, long>(tensor.RawData.Span).ToArray();
+        }
+
+        /// <summary>A float initializer with one value, or a Constant node's.</summary>
+        private float? Scalar(string value)
+        {
+            if (Constant(value) is not { } tensor || tensor.DataType != (int)DataType.Float || tensor.Dims.Aggregate(1L, (a, b) => a * b) != 1)
+            {
+                return null;
+            }
+
+            return tensor.FloatData.Count == 1 ? tensor.FloatData[0] : MemoryMarshal.Read<float>(tensor.RawData.Span);
+        }
+
+        /// <summary>An initializer stored in the graph, or a Constant node's tensor.</summary>
+        private TensorProto? Constant(string value)
+        {
+            TensorProto? tensor = _initializers.TryGetValue(value, out TensorProto? found) ? found
+                : _producer.TryGetValue(value, out NodeProto? node) && node.OpType == "Constant"
+                    ? node.Attribute.FirstOrDefault(a => a.Name == "value")?.T
+                    : null;
+            return tensor is null || tensor.DataLocation == TensorProto.Types.DataLocation.External ? null : tensor;
+        }
+
+        private static bool Near(float? value, float expected) => value is { } v && MathF.Abs(v - expected) <= 1e-5f * MathF.Max(1f, MathF.Abs(expected));
+
+        private string Int64Vector(string name, params long[] values) => Int64Initializer(name, [values.Length], values);
+
+        private string Int64Scalar(string name, long value) => Int64Initializer(name, [], [value]);
+
+        private string Int64Initializer(string name, long[] dims, long[] values)
+        {
+            var tensor = new TensorProto { Name = name, DataType = (int)DataType.Int64 };
+            tensor.Dims.AddRange(dims);
+            tensor.Int64Data.AddRange(values);
+            _graph.Initializer.Add(tensor);
+            _initializers[name] = tensor;
+            return name;
+        }
+
+        private static string Add(List<NodeProto> nodes, string opType, string name, string[] inputs)
+        {
+            var node = new NodeProto { Name = name, OpType = opType };
+            node.Input.AddRange(inputs);
+            node.Output.Add(name + "/output_0");
+            nodes.Add(node);
+            return node.Output[0];
+        }
+    }
+}

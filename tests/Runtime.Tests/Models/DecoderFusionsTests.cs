@@ -1,0 +1,106 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Serving.Runtime.Models;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using Serving.Runtime.Tests.Models.Gemma3;
+
+namespace Serving.Runtime.Tests.Models;
+
+/// <summary>The fused graph computes what the export computes, with the element-wise chains gone.</summary>
+public sealed class DecoderFusionsTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
+{
+    private ModelProto Export() => OnnxModelFile.Load(tiny.Model.OnnxPath);
+
+    private static int Count(ModelProto model, string opType) => model.Graph.Node.Count(node => node.OpType == opType);
+
+    [Fact]
+    public void EveryNormAndGeluOfTheExportIsFused()
+    {
+        ModelProto model = Export();
+        int layers = tiny.Config.NumHiddenLayers;
+        int norms = Count(model, "ReduceMean");
+
+        DecoderFusions.Counts counts = DecoderFusions.Apply(model);
+
+        Assert.Equal(layers * 6 + 1, norms); // input, post-attention, pre- and post-feedforward, q and k; the final norm
+        Assert.Equal(new DecoderFusions.Counts(norms, layers, 0, 0), counts);
+        Assert.Equal(norms, Count(model, "SimplifiedLayerNormalization"));
+        Assert.Equal(layers, Count(model, "FastGelu"));
+        Assert.Equal(0, Count(model, "ReduceMean") + Count(model, "Sqrt") + Count(model, "Tanh"));
+    }
+
+    [Fact]
+    public void ThePagedGraphAlsoLosesItsRopeChainsAndValueTransposes()
+    {
+        ModelProto paged = PagedAttentionRewrite.Rewrite(Export(), tiny.Config);
+        int layers = tiny.Config.NumHiddenLayers;
+
+        Assert.Equal(2 * layers, Count(paged, "RotaryEmbedding"));
+        Assert.Equal(0, Count(paged, "Neg") + Count(paged, "Split") + Count(paged, "Transpose"));
+        Assert.Equal(layers, Count(paged, PagedAttentionRewrite.OpType));
+    }
+
+    [Fact]
+    public void FusedLogitsEqualTheExportsOnAPrompt()
+    {
+        int[] prompt = [2, 17, 301, 44, 9, 870, 12, 5, 66, 123, 7];
+        ModelProto fused = Export();
+        DecoderFusions.Apply(fused);
+
+        float[] expected = Logits(Export(), prompt);
+        float[] actual = Logits(fused, prompt);
+
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-4 + 1e-4 * Math.Abs(expected[i]), $"logit {i}: {actual[i]} against {expected[i]}");
+        }
+    }
+
+    [Fact]
+    public void AChainThatDiffersIsLeftAsItIs()
+    {
+        ModelProto model = Export();
+        // The first norm's ε no longer a constant: that norm stays written out, the others fuse.
+        NodeProto addEps = model.Graph.Node.First(node => node.OpType == "Add"
+            && model.Graph.Node.Any(sqrt => sqrt.OpType == "Sqrt" && sqrt.Input[0] == node.Output[0]));
+        string constant = addEps.Input.First(input => model.Graph.Initializer.Any(tensor => tensor.Name == input));
+        var identity = new NodeProto { Name = "eps_identity", OpType = "Identity" };
+        identity.Input.Add(constant);
+        identity.Output.Add("eps_identity_out");
+        model.Graph.Node.Insert(0, identity);
+        addEps.Input[addEps.Input.IndexOf(constant)] = "eps_identity_out";
+
+        DecoderFusions.Counts counts = DecoderFusions.Apply(model);
+
+        Assert.Equal(tiny.Config.NumHiddenLayers * 6, counts.RmsNorms);
+        Assert.Equal(1, Count(model, "ReduceMean"));
+        Assert.Equal(1, Count(model, "Sqrt"));
+    }
+
+    /// <summary>The last position's logits of a prefill from an empty cache.</summary>
+    private float[] Logits(ModelProto model, int[] prompt)
+    {
+        using var options = new SessionOptions { IntraOpNumThreads = 1 };
+        options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(tiny.Model.OnnxPath)!);
+        using var session = new InferenceSession(model.ToByteArray(), options);
+        var config = tiny.Config;
+        var inputs = new List<NamedOnnxValue>();
+        foreach (string name in session.InputMetadata.Keys)
+        {
+            inputs.Add(name switch
+            {
+                "input_ids" => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(prompt.Select(id => (long)id).ToArray(), [1, prompt.Length])),
+                "attention_mask" => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(Enumerable.Repeat(1L, prompt.Length).ToArray(), [1, prompt.Length])),
+                "position_ids" => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(Enumerable.Range(0, prompt.Length).Select(i => (long)i).ToArray(), [1, prompt.Length])),
+                "num_logits_to_keep" => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(new[] { 1L }, [])),
+                _ => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<float>([1, config.NumKeyValueHeads, 0, config.HeadDim])),
+            });
+        }
+
+        using var results = session.Run(inputs);
+        return [.. results.First(result => result.Name == "logits").AsEnumerable<float>()];
+    }
+}

@@ -6,7 +6,7 @@ namespace Serving.Cli;
 
 /// <summary>
 /// <c>serving quantize --model DIR --out DIR --dtype q4|q8|fp16 [--block-size 32] [--symmetric|--asymmetric]
-/// [--accuracy-level 4] [--method rtn]</c>.
+/// [--accuracy-level 4] [--method rtn|awq --calibration FILE [--calibration-tokens 4096]]</c>.
 /// </summary>
 internal static class QuantizeCommand
 {
@@ -19,10 +19,12 @@ internal static class QuantizeCommand
         var symmetric = new Option<bool>("--symmetric") { Description = "No zero points (the default)" };
         var asymmetric = new Option<bool>("--asymmetric") { Description = "One zero point per block" };
         var accuracy = new Option<int>("--accuracy-level") { Description = "MatMulNBits accuracy_level: 4 = int8 activations (fast CPU path), 1 = fp32", DefaultValueFactory = _ => 4 };
-        var method = new Option<string>("--method") { Description = "rtn: round to nearest per block (AWQ is not implemented)", DefaultValueFactory = _ => "rtn" };
+        var method = new Option<string>("--method") { Description = "rtn: round to nearest per block; awq: activation-aware channel scales searched on --calibration text, then rtn", DefaultValueFactory = _ => "rtn" };
+        var calibration = new Option<FileInfo?>("--calibration") { Description = "Text file whose activations awq weighs the input channels by" };
+        var calibrationTokens = new Option<int>("--calibration-tokens") { Description = "Tokens of the calibration text awq runs at most", DefaultValueFactory = _ => 4096 };
         var command = new Command("quantize", "Add a q4, q8 or fp16 weight variant to a copy of a model folder (transformers.js file names)")
         {
-            model, output, dtype, blockSize, symmetric, asymmetric, accuracy, method,
+            model, output, dtype, blockSize, symmetric, asymmetric, accuracy, method, calibration, calibrationTokens,
         };
         command.SetAction(result =>
         {
@@ -31,16 +33,14 @@ internal static class QuantizeCommand
                 throw new UsageException("--symmetric and --asymmetric exclude each other");
             }
 
-            if (result.GetValue(method) != "rtn")
-            {
-                throw new UsageException($"--method '{result.GetValue(method)}' is not implemented: only rtn (round to nearest) is (AWQ is not done)");
-            }
-
             return Run(new QuantizeOptions(result.GetValue(model)!.FullName, result.GetValue(output)!.FullName, result.GetValue(dtype)!)
             {
                 BlockSize = result.GetValue(blockSize),
                 Symmetric = !result.GetValue(asymmetric),
                 AccuracyLevel = result.GetValue(accuracy),
+                Method = result.GetValue(method)!,
+                CalibrationText = result.GetValue(calibration)?.FullName,
+                CalibrationTokens = result.GetValue(calibrationTokens),
             });
         });
         return command;
@@ -54,7 +54,9 @@ internal static class QuantizeCommand
         QuantizeReport report;
         try
         {
-            report = ProgressBars.Run("tensors", progress => Quantizer.Run(options, progress));
+            report = options.Method == "awq"
+                ? ProgressBars.Run(["awq scale search", "tensors"], progress => Quantizer.Run(options, progress[1], progress[0]))
+                : ProgressBars.Run("tensors", progress => Quantizer.Run(options, progress));
         }
         catch (InvalidDataException e)
         {
@@ -69,6 +71,10 @@ internal static class QuantizeCommand
         Console.WriteLine($"weight bytes: {report.WeightBytesBefore} -> {report.WeightBytesAfter} ({Percent(report.WeightBytesAfter, report.WeightBytesBefore)})");
         Console.WriteLine($"variant bytes: {report.VariantBytes}");
         Console.WriteLine($"folder bytes: {report.FolderBytes}");
+        foreach (var group in report.Awq ?? [])
+        {
+            Console.WriteLine($"awq: {group.Input} -> alpha {group.Alpha:F2}, output error {group.AwqError:G4} (rtn {group.RtnError:G4}), 1/s folded into {group.FoldedInto}");
+        }
         return CommandLine.Ok;
     }
 

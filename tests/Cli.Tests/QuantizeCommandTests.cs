@@ -40,6 +40,7 @@ public sealed class QuantizeCommandTests : IDisposable
     [InlineData("--block-size", "24")]
     [InlineData("--block-size", "8")]
     [InlineData("--method", "awq")]
+    [InlineData("--method", "gptq")]
     public void BadOptionsExit2AndWriteNothing(string option, string value)
     {
         string[] dtype = option == "--dtype" ? [] : ["--dtype", "q4"];
@@ -47,6 +48,20 @@ public sealed class QuantizeCommandTests : IDisposable
         Assert.Equal(2, result.ExitCode);
         Assert.StartsWith("error: ", result.Stderr);
         Assert.Equal(["tiny"], Entries());
+    }
+
+    [Fact]
+    public void AwqSearchesOnTheCalibrationTextAndGenerateRunsTheResult()
+    {
+        string text = _temp.Sub("calibration.txt");
+        File.WriteAllText(text, string.Join("\n", Enumerable.Repeat("And God said, Let there be light: and there was light.", 30)));
+        string output = _temp.Sub("awq");
+        var result = ServingProcess.Run("quantize", "--model", _model, "--out", output, "--dtype", "q4", "--method", "awq", "--calibration", text);
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Contains("awq: /model/layers.0/input_layernorm/", result.Stdout);
+        var generated = ServingProcess.Run("generate", "--model", output, "--dtype", "q4", "--prompt", "And God said", "--max-tokens", "4", "--json");
+        Assert.True(generated.ExitCode == 0, generated.Stderr);
     }
 
     [Fact]

@@ -17,17 +17,32 @@ public sealed record QuantizeOptions(string ModelFolder, string OutputFolder, st
     /// <summary>MatMulNBits' accuracy_level: 4 (int8 activations) is the only CPU setting that takes the VNNI kernels.</summary>
     public int AccuracyLevel { get; init; } = 4;
 
+    /// <summary><see cref="Quantizer.Methods"/>: rtn rounds each block to nearest; awq first scales input channels by calibration activations (<see cref="ActivationAwareScaling"/>).</summary>
+    public string Method { get; init; } = "rtn";
+
+    /// <summary>The text whose activations awq weighs the channels by.</summary>
+    public string? CalibrationText { get; init; }
+
+    /// <summary>Tokens of <see cref="CalibrationText"/> that awq runs at most.</summary>
+    public int CalibrationTokens { get; init; } = 4096;
+
     /// <summary>The first thing wrong with the options (not the folders), or null.</summary>
     public string? Validate() =>
         !Quantizer.Dtypes.Contains(Dtype) ? $"unknown dtype '{Dtype}' (quantize writes {string.Join(", ", Quantizer.Dtypes)})"
         : !BlockSpec.IsValidBlockSize(BlockSize) ? $"block size {BlockSize} is not a power of two ≥ 16"
         : AccuracyLevel is < 0 or > 4 ? $"accuracy level {AccuracyLevel} is not 0–4"
+        : !Quantizer.Methods.Contains(Method) ? $"unknown method '{Method}' (quantize knows {string.Join(", ", Quantizer.Methods)})"
+        : Method == "awq" && Dtype == "fp16" ? "awq scales the weights of 4- and 8-bit variants; fp16 is a plain conversion"
+        : Method == "awq" && CalibrationText is null ? "--method awq needs --calibration FILE (text whose activations weigh the channels)"
+        : Method == "awq" && !File.Exists(CalibrationText) ? $"calibration file not found: {CalibrationText}"
+        : CalibrationTokens < 1 ? "calibration tokens must be at least 1"
         : null;
 }
 
-/// <summary>The variant written: its file, what was quantized, and bytes before and after.</summary>
+/// <summary>The variant written: its file, what was quantized, and bytes before and after; for awq, the search's result per group.</summary>
 public sealed record QuantizeReport(string OnnxFile, int Layers, bool Embedding, bool TiedHead,
-    long WeightBytesBefore, long WeightBytesAfter, long VariantBytes, long FolderBytes);
+    long WeightBytesBefore, long WeightBytesAfter, long VariantBytes, long FolderBytes,
+    IReadOnlyList<ActivationAwareScaling.GroupResult>? Awq = null);
 
 /// <summary>
 /// <c>serving quantize</c>: copies a decoder folder and adds one weight variant beside its
@@ -40,9 +55,12 @@ public static class Quantizer
 {
     public static IReadOnlyList<string> Dtypes { get; } = ["q4", "q8", "fp16"];
 
+    public static IReadOnlyList<string> Methods { get; } = ["rtn", "awq"];
+
     private static readonly string[] OnnxCandidates = ["onnx/model.onnx", "model.onnx"];
 
-    public static QuantizeReport Run(QuantizeOptions options, IProgress<(long Done, long Total)>? progress = null)
+    public static QuantizeReport Run(QuantizeOptions options, IProgress<(long Done, long Total)>? progress = null,
+        IProgress<(long Done, long Total)>? awqProgress = null)
     {
         if (options.Validate() is { } invalid)
         {
@@ -65,12 +83,16 @@ public static class Quantizer
         }
 
         var plan = QuantizePlan.Find(model.Graph, onnxPath, options.Dtype);
+        ActivationAwareScaling.Scales? scales = options.Method == "awq"
+            ? ActivationAwareScaling.Search(onnxPath, model, plan.Linear, CalibrationTokens(source, options),
+                new BlockSpec(options.Dtype == "q8" ? 8 : 4, options.BlockSize, options.Symmetric), progress: awqProgress)
+            : null;
         string variant = Path.Combine(Path.GetDirectoryName(relativeOnnx)!, Path.GetFileName(OnnxVariant.FileName(options.Dtype)));
         string temporary = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.{Guid.NewGuid():N}.tmp");
         try
         {
             CopyFolder(source, temporary, skip: variant);
-            var writer = new VariantWriter(plan, options, Path.GetDirectoryName(onnxPath)!);
+            var writer = new VariantWriter(plan, options, Path.GetDirectoryName(onnxPath)!, scales);
             var (before, after) = writer.Write(model, Path.Combine(temporary, variant), progress);
             long variantBytes = FolderBytes(temporary, Path.GetFileName(variant));
             if (Directory.Exists(output))
@@ -80,7 +102,7 @@ public static class Quantizer
 
             Directory.Move(temporary, output);
             return new QuantizeReport(variant, plan.Linear.Count, plan.Embedding is not null, plan.Embedding?.Head is not null,
-                before, after, variantBytes, FolderBytes(output, null));
+                before, after, variantBytes, FolderBytes(output, null), scales?.Groups);
         }
         catch
         {
@@ -91,6 +113,14 @@ public static class Quantizer
 
             throw;
         }
+    }
+
+    /// <summary>The first <see cref="QuantizeOptions.CalibrationTokens"/> tokens of the calibration text, as the model's tokenizer reads it.</summary>
+    private static List<int> CalibrationTokens(string folder, QuantizeOptions options)
+    {
+        string text = File.ReadAllText(options.CalibrationText!);
+        List<int> tokens = [.. Text.GemmaTokenizer.Load(folder).Encode(text).Take(options.CalibrationTokens)];
+        return tokens.Count > 0 ? tokens : throw new InvalidDataException($"the calibration text {options.CalibrationText} has no tokens");
     }
 
     /// <summary>Copies every file but the variant being replaced; listed first, so an output inside the source is not copied into itself.</summary>

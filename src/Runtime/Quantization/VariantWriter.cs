@@ -9,7 +9,7 @@ namespace Serving.Runtime.Quantization;
 /// Streams one variant's tensors into its <c>_data</c> file, one source tensor at a time (peak
 /// memory: the largest weight and its quantized form), then rewrites and saves the graph.
 /// </summary>
-internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, string sourceDirectory)
+internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, string sourceDirectory, ActivationAwareScaling.Scales? scales = null)
 {
     private readonly BlockSpec _spec = new(options.Dtype == "q8" ? 8 : 4, options.BlockSize, options.Symmetric);
     private readonly bool _fp16 = options.Dtype == "fp16";
@@ -69,7 +69,17 @@ internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, 
         if (linear.TryGetValue(tensor.Name, out SparseTarget? target))
         {
             float[] weight = TensorData.ReadFloats(tensor, sourceDirectory);
+            scales?.Apply(tensor.Name, weight, target.K, target.N);
             return [.. QuantizeRewrite.Tensors(tensor, BlockQuantizer.QuantizeTransposed(weight, target.K, target.N, _spec))];
+        }
+
+        if (scales is not null && scales.NormWeights.TryGetValue(tensor.Name, out float[]? norm))
+        {
+            // The norm in front of a scaled group divides by the channel scales: same name, new values.
+            var folded = new TensorProto { Name = tensor.Name, DataType = tensor.DataType };
+            folded.Dims.AddRange(tensor.Dims);
+            folded.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(norm.AsSpan()));
+            return [folded];
         }
 
         if (plan.Embedding is { } embedding && embedding.Weight.Name == tensor.Name)

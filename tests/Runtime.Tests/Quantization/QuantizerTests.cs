@@ -97,6 +97,81 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         model.Graph.Initializer[index] = SingleOpModel.Floats(tensor.Name, values, [.. tensor.Dims]);
     }
 
+    /// <summary>Calibration tokens for awq: a varied stretch of the tiny vocabulary.</summary>
+    private static readonly int[] CalibrationTokens = [2, .. Enumerable.Range(0, 300).Select(i => 5 + (i * 53 + i * i) % 900)];
+
+    /// <summary>
+    /// awq's rescaling is exact before rounding: every searched weight row times sₖ, the norm in front
+    /// divided by sₖ (Gemma's 1 + w), up_proj's columns divided by down_proj's sₖ: the fp32 model computes
+    /// what it computed.
+    /// </summary>
+    [Fact]
+    public void FoldingTheAwqScalesLeavesTheFp32ModelsFunction()
+    {
+        using var temp = new TempFolder();
+        string source = Path.Combine(fixture.Fp32, "onnx");
+        ModelProto model = OnnxModelFile.Load(Path.Combine(fixture.Fp32, Gemma3ModelWriter.OnnxFile));
+        var targets = Serving.Runtime.Sparsity.SparseRewrite.FindTargets(model.Graph);
+        var scales = ActivationAwareScaling.Search(Path.Combine(fixture.Fp32, Gemma3ModelWriter.OnnxFile), model, targets, CalibrationTokens, new BlockSpec(4, 32, true));
+        Assert.Contains(scales.RowMultipliers.Values, s => s.Any(v => MathF.Abs(v - 1) > 0.05f));
+        foreach (var target in targets)
+        {
+            float[] weight = TensorData.ReadFloats(target.Weight, source);
+            scales.Apply(target.Weight.Name, weight, target.K, target.N);
+            Replace(model, target.Weight, weight);
+        }
+
+        foreach (var (name, values) in scales.NormWeights)
+        {
+            Replace(model, model.Graph.Initializer.Single(t => t.Name == name), values);
+        }
+
+        string folder = Path.Combine(temp.Path, "rescaled");
+        CopyFolder(fixture.Fp32, folder, skip: "onnx");
+        OnnxModelFile.Save(model, Path.Combine(folder, Gemma3ModelWriter.OnnxFile), sourceDirectory: source);
+
+        double error = LogitError(folder, null);
+        Assert.True(error <= 1e-4, $"relative logit error {error:G3} after folding the scales");
+    }
+
+    /// <summary>
+    /// Three groups per layer (q/k/v behind input_layernorm, gate/up behind pre_feedforward_layernorm,
+    /// down behind up's columns); o_proj stays RTN; α = 0 is RTN, so the chosen error is never above it.
+    /// </summary>
+    [Fact]
+    public void AwqSearchesEveryFoldableGroupAndNeverLosesToRtn()
+    {
+        using var temp = new TempFolder();
+        string text = temp.File("calibration.txt");
+        File.WriteAllText(text, string.Join("\n", Enumerable.Range(0, 40).Select(i => $"In the beginning {i} the earth was without form, and void.")));
+        QuantizeReport report = Quantizer.Run(new QuantizeOptions(fixture.Fp32, Path.Combine(temp.Path, "awq"), "q4") { Method = "awq", CalibrationText = text });
+
+        var groups = report.Awq!;
+        Assert.Equal(3 * Gemma3Presets.Tiny.NumHiddenLayers, groups.Count);
+        Assert.DoesNotContain(groups, g => g.Weights.Any(w => w.Contains("o_proj", StringComparison.Ordinal)));
+        Assert.All(groups, g => Assert.True(g.AwqError <= g.RtnError, $"{g.Input}: {g.AwqError} > {g.RtnError}"));
+        Assert.Contains(groups, g => g.Alpha > 0 && g.AwqError < g.RtnError);
+        Assert.Contains(groups, g => g.FoldedInto.EndsWith("up_proj.weight (columns)", StringComparison.Ordinal));
+
+        double error = LogitError(Path.Combine(temp.Path, "awq"), "q4");
+        Assert.True(error <= 0.9, $"awq q4: relative logit error {error:G3}");
+    }
+
+    [Theory]
+    [InlineData("q4", null, "needs --calibration")]
+    [InlineData("fp16", "calibration.txt", "plain conversion")]
+    [InlineData("q4", "missing.txt", "calibration file not found")]
+    public void AwqWithoutUsableCalibrationIsRefusedBeforeAnythingIsWritten(string dtype, string? calibration, string reason)
+    {
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("calibration.txt"), "In the beginning");
+        string output = Path.Combine(temp.Path, "out");
+        var options = new QuantizeOptions(fixture.Fp32, output, dtype) { Method = "awq", CalibrationText = calibration is null ? null : temp.File(calibration) };
+        var error = Assert.Throws<ArgumentException>(() => Quantizer.Run(options));
+        Assert.Contains(reason, error.Message);
+        Assert.False(Directory.Exists(output));
+    }
+
     [Fact]
     public void Q8GreedyTokensMatchFp32()
     {

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -81,30 +82,43 @@ public sealed class DecoderModel : IDisposable
         var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, "genai_config.json"));
         string onnxPath = OnnxFileChoice.Resolve(folder, options, genaiFile, configPath, configJson);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
-        GemmaTokenizer tokenizer = LoadTokenizer(folder, config);
         KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
 
-        if (options.PagedAttention)
-        {
-            InferenceSession paged = OpenPagedSession(onnxPath, config, names, options);
-            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, paged, DecoderSignature.Paged(config), kvCalibration);
-        }
-
-        InferenceSession session = OpenSession(onnxPath, options);
+        // The tokenizer (a 262k-entry tokenizer.json takes ~0.8 s) loads while ONNX Runtime builds
+        // the session; its errors still come first, as when they loaded one after the other.
+        Task<GemmaTokenizer> tokenizerLoad = Task.Run(() => LoadTokenizer(folder, config));
+        InferenceSession? session = null;
+        ExceptionDispatchInfo? sessionError = null;
         try
         {
-            var signature = DecoderSignature.Discover(session, config, names, message => new ModelLoadException(onnxPath, message));
+            session = options.PagedAttention ? OpenPagedSession(onnxPath, config, names, options) : OpenSession(onnxPath, options);
+        }
+        catch (Exception e)
+        {
+            sessionError = ExceptionDispatchInfo.Capture(e);
+        }
+
+        try
+        {
+            GemmaTokenizer tokenizer = tokenizerLoad.GetAwaiter().GetResult();
+            sessionError?.Throw();
+            if (options.PagedAttention)
+            {
+                return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config), kvCalibration);
+            }
+
+            var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message));
             if (!signature.SupportsKvCompression)
             {
                 logger.LogWarning("{File} has no {Input} input (e.g. fused GroupQueryAttention): it is served, but KV-cache compression is unavailable for it",
                     onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
             }
 
-            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session, signature, kvCalibration);
+            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, signature, kvCalibration);
         }
         catch
         {
-            session.Dispose();
+            session?.Dispose();
             throw;
         }
     }

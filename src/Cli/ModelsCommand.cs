@@ -1,12 +1,14 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Serving.Runtime.Models.Clip;
+using Serving.Runtime.Models;
 using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Quantization;
 using Spectre.Console;
 
 namespace Serving.Cli;
 
-/// <summary><c>serving models create --preset NAME --out DIR [--seed N]</c>.</summary>
+/// <summary><c>serving models create --preset NAME --out DIR [--seed N] [--dtypes fp32,q4,q8,fp16]</c>.</summary>
 internal static class ModelsCommand
 {
     public static Command Create()
@@ -16,8 +18,13 @@ internal static class ModelsCommand
         preset.AcceptOnlyFromAmong(names);
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write (created if missing)", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights (same seed, same bytes)", DefaultValueFactory = _ => 0 };
-        var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed };
-        create.SetAction(result => Run(Find(result.GetValue(preset)!), result.GetValue(output)!, result.GetValue(seed)));
+        var dtypes = new Option<string>("--dtypes")
+        {
+            Description = "Weight variants to write beside each other, as on Hugging Face (fp32 always; q4 → onnx/model_q4.onnx, q8 → model_quantized.onnx, fp16 → model_fp16.onnx); Gemma 3 presets only",
+            DefaultValueFactory = _ => "fp32",
+        };
+        var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed, dtypes };
+        create.SetAction(result => Run(result.GetValue(preset)!, result.GetValue(output)!, result.GetValue(seed), ParseDtypes(result.GetValue(dtypes)!)));
         return new Command("models", "Create model folders") { create };
     }
 
@@ -30,8 +37,26 @@ internal static class ModelsCommand
             ? new Preset("Gemma 3", gemma.ParameterCount, (folder, seed, progress) => Gemma3ModelWriter.WriteRandom(folder, gemma, seed, progress))
             : throw new UsageException($"unknown preset '{name}'");
 
-    private static int Run(Preset config, DirectoryInfo output, ulong seed)
+    private static string[] ParseDtypes(string list)
     {
+        string[] dtypes = [.. list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Distinct()];
+        if (dtypes.FirstOrDefault(d => d != "fp32" && !Quantizer.Dtypes.Contains(d)) is { } unknown)
+        {
+            throw new UsageException($"unknown dtype '{unknown}' in --dtypes (known: fp32, {string.Join(", ", Quantizer.Dtypes)})");
+        }
+
+        return dtypes;
+    }
+
+    private static int Run(string name, DirectoryInfo output, ulong seed, string[] dtypes)
+    {
+        Preset config = Find(name);
+        string[] variants = [.. dtypes.Where(d => d != "fp32")];
+        if (variants.Length > 0 && Gemma3Presets.Find(name) is null)
+        {
+            throw new UsageException($"--dtypes {string.Join(",", variants)}: weight variants are written for Gemma 3 presets only, not '{name}'");
+        }
+
         if (File.Exists(output.FullName))
         {
             throw new UsageException($"'{output.FullName}' is a file, not a folder");
@@ -53,8 +78,18 @@ internal static class ModelsCommand
             WriteWithProgress(output.FullName, config, seed);
         }
 
+        foreach (string dtype in variants)
+        {
+            Console.Error.WriteLine($"Adding the {dtype} variant ({OnnxVariant.FileName(dtype)})");
+            ProgressBars.Run(dtype, progress => { Quantizer.AddVariant(output.FullName, dtype, progress); return 0; });
+        }
+
         Console.Error.WriteLine($"Done in {clock.Elapsed.TotalSeconds:F1} s");
         Console.WriteLine($"parameters: {config.ParameterCount}");
+        foreach (string dtype in variants)
+        {
+            Console.WriteLine($"variant: {OnnxVariant.FileName(dtype)}");
+        }
         return CommandLine.Ok;
     }
 

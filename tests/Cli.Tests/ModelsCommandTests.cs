@@ -18,6 +18,25 @@ public class ModelsCommandTests
     }
 
     [Fact]
+    public void DtypesWritesTheVariantsBesideTheFp32ModelAndGenerateOpensEach()
+    {
+        using var temp = new TempFolder();
+        string folder = temp.Sub("tiny");
+        var result = ServingProcess.Run("models", "create", "--preset", "tiny", "--out", folder, "--dtypes", "fp32,q4,fp16");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Equal("parameters: 214208\nvariant: onnx/model_q4.onnx\nvariant: onnx/model_fp16.onnx", result.Stdout.Trim());
+        Assert.Equal(["model.onnx", "model.onnx_data", "model_fp16.onnx", "model_fp16.onnx_data", "model_q4.onnx", "model_q4.onnx_data"],
+            Directory.EnumerateFiles(Path.Combine(folder, "onnx")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.DoesNotContain(Directory.EnumerateDirectories(folder), d => Path.GetFileName(d).StartsWith('.'));
+        foreach (string dtype in (string[])["fp32", "q4", "fp16"])
+        {
+            var generated = ServingProcess.Run("generate", "--model", folder, "--dtype", dtype, "--prompt", "In the beginning", "--max-tokens", "3", "--json");
+            Assert.True(generated.ExitCode == 0, $"{dtype}: {generated.Stderr}");
+        }
+    }
+
+    [Fact]
     public void SameSeedSameBytesOtherSeedOtherWeights()
     {
         using var temp = new TempFolder();
@@ -38,6 +57,8 @@ public class ModelsCommandTests
     [InlineData("--out", "x")]
     [InlineData("--preset", "tiny")]
     [InlineData("--preset", "tiny", "--out", "x", "--seed", "minus-one")]
+    [InlineData("--preset", "tiny", "--out", "x", "--dtypes", "fp32,q3")]
+    [InlineData("--preset", "clip-tiny", "--out", "x", "--dtypes", "q4")]
     public void BadArgumentsExitWithTwoAndAMessage(params string[] args)
     {
         var result = ServingProcess.Run(["models", "create", .. args]);

@@ -115,6 +115,41 @@ public static class Quantizer
         }
     }
 
+    /// <summary>
+    /// Writes the <paramref name="dtype"/> variant (default options: RTN, block 32, symmetric) into
+    /// <paramref name="folder"/> itself, beside its fp32 <c>onnx/model.onnx</c>, as a Hugging Face
+    /// repository holds them (<c>serving models create --dtypes</c>). The variant's two files are
+    /// written under a temporary folder and moved in when both are complete.
+    /// </summary>
+    public static void AddVariant(string folder, string dtype, IProgress<(long Done, long Total)>? progress = null)
+    {
+        var options = new QuantizeOptions(folder, folder, dtype);
+        if (options.Validate() is { } invalid)
+        {
+            throw new ArgumentException(invalid, nameof(dtype));
+        }
+
+        string onnxPath = Path.Combine(folder, OnnxCandidates[0]);
+        ModelProto model = OnnxModelFile.Load(onnxPath);
+        var plan = QuantizePlan.Find(model.Graph, onnxPath, dtype);
+        string variant = Path.Combine(Path.GetDirectoryName(onnxPath)!, Path.GetFileName(OnnxVariant.FileName(dtype)));
+        string temporary = Path.Combine(folder, $".{dtype}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            string written = Path.Combine(temporary, Path.GetFileName(variant));
+            new VariantWriter(plan, options, Path.GetDirectoryName(onnxPath)!).Write(model, written, progress);
+            File.Move(written + "_data", variant + "_data", overwrite: true);
+            File.Move(written, variant, overwrite: true);
+        }
+        finally
+        {
+            if (Directory.Exists(temporary))
+            {
+                Directory.Delete(temporary, recursive: true);
+            }
+        }
+    }
+
     /// <summary>The first <see cref="QuantizeOptions.CalibrationTokens"/> tokens of the calibration text, as the model's tokenizer reads it.</summary>
     private static List<int> CalibrationTokens(string folder, QuantizeOptions options)
     {

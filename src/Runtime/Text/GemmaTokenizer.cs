@@ -124,6 +124,12 @@ public sealed class GemmaTokenizer
     /// <summary>Whether <paramref name="id"/> is a special token (left out by <c>skipSpecialTokens</c>).</summary>
     public bool IsSpecial(int id) => _decoder.IsSpecial(id);
 
+    /// <summary>How many ids the tokenizer knows.</summary>
+    public int VocabularySize => _decoder.Count;
+
+    /// <summary>The UTF-8 bytes token <paramref name="id"/> adds to text (a byte piece: its one byte); null for added and special tokens.</summary>
+    public byte[]? TokenBytes(int id) => _decoder.TextBytes(id);
+
     /// <summary>A streaming decoder for one generated sequence.</summary>
     public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(_decoder, skipSpecialTokens);
 

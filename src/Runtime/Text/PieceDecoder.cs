@@ -54,6 +54,17 @@ internal sealed class PieceDecoder
 
     public bool IsSpecial(int id) => (uint)id < (uint)_kinds.Length && _kinds[id] == Kind.Special;
 
+    /// <summary>
+    /// The UTF-8 bytes a normal or byte piece adds to the text in the middle of a sequence; null
+    /// for added and special tokens (markers, not text).
+    /// </summary>
+    public byte[]? TextBytes(int id) => _kinds[id] switch
+    {
+        Kind.Byte => [(byte)_texts[id][0]],
+        Kind.Normal => Encoding.UTF8.GetBytes(_texts[id]),
+        _ => null,
+    };
+
     /// <summary>Appends the text of <paramref name="ids"/> to <paramref name="output"/>.</summary>
     /// <param name="atSequenceStart">Whether <paramref name="ids"/> begins the sequence (for the dummy-prefix rule).</param>
     public void Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens, bool atSequenceStart, StringBuilder output)

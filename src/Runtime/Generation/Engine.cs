@@ -182,8 +182,17 @@ public sealed class Engine : IDisposable
         KvCompressionOptions compression = CompressionOf(request);
         KvCompressor? compressor = compression.IsEnabled ? new KvCompressor(Kv.Layout, _policies.Get(compression.Policy), compression) : null;
         return new Sequence(Interlocked.Increment(ref _nextId), request with { PromptIds = prompt }, sampler,
-            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.NewSequence(), compressor);
+            _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.NewSequence(), compressor)
+        {
+            Constraint = request.ResponseSchema is { } schema ? new Structured.JsonConstraint(Masks, schema, _model.Tokenizer.TokenBytes) : null,
+        };
     }
+
+    /// <summary>The model's token masks for constrained JSON, built on the first request that asks (its vocabulary's bytes and tries).</summary>
+    private Structured.TokenMasks Masks => LazyInitializer.EnsureInitialized(ref _masks,
+        () => new Structured.TokenMasks(_model.Tokenizer, _model.Config.VocabSize, _model.Generation.EosTokenIds));
+
+    private Structured.TokenMasks? _masks;
 
     private void Wake() => _wake.Release();
 

@@ -34,6 +34,13 @@ public sealed record GenerationRequest
 
     /// <summary>Tokens each compressed layer keeps (null: the engine's default budget).</summary>
     public int? KvBudget { get; init; }
+
+    /// <summary>
+    /// Constrains the output to compact JSON matching this compiled schema (response_format, tool
+    /// calls): each step samples only among the tokens that keep it valid, and end of sequence
+    /// only once the value is complete. Null: free text.
+    /// </summary>
+    public Structured.SchemaNode? ResponseSchema { get; init; }
 }
 
 /// <summary>Why a sequence ended, as OpenAI names it (plus <c>cancelled</c> and <c>error</c>, which are never sent as such).</summary>

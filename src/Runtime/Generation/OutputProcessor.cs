@@ -12,6 +12,36 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
 {
     private static readonly (float Logprob, TokenLogprob[]? Top) NoLogprob = (0, null);
 
+    private float[]? _masked;
+
+    /// <summary><paramref name="logits"/> where <paramref name="allowed"/> has the token's bit, −∞ elsewhere.</summary>
+    internal static void Mask(ReadOnlySpan<float> logits, ulong[] allowed, Span<float> masked)
+    {
+        for (int word = 0; word < allowed.Length; word++)
+        {
+            int start = word * 64, count = Math.Min(64, logits.Length - start);
+            ulong bits = allowed[word];
+            if (bits == ulong.MaxValue && count == 64)
+            {
+                logits.Slice(start, 64).CopyTo(masked.Slice(start, 64));
+                continue;
+            }
+
+            Span<float> target = masked.Slice(start, count);
+            target.Fill(float.NegativeInfinity);
+            while (bits != 0)
+            {
+                int bit = System.Numerics.BitOperations.TrailingZeroCount(bits);
+                if (bit < count)
+                {
+                    target[bit] = logits[start + bit];
+                }
+
+                bits &= bits - 1;
+            }
+        }
+    }
+
     /// <summary>Samples every chunk that samples, in plan order, from its row of <paramref name="logits"/>.</summary>
     public void Process(StepPlan plan, ReadOnlySpan<float> logits)
     {
@@ -39,9 +69,18 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
     {
         float logprob = 0;
         int topCount = 0;
+        if (sequence.Constraint is { } constraint)
+        {
+            // Tokens that would break the JSON get −∞ before penalties, temperature, top-k and top-p.
+            _masked ??= new float[vocabSize];
+            Mask(logits, constraint.Allowed(), _masked);
+            logits = _masked;
+        }
+
         int token = sequence.Request.Sampling.TopLogprobs is null
             ? sequence.Sampler.Sample(logits)
             : sequence.Sampler.Sample(logits, out logprob, sequence.TopLogprobs, out topCount);
+        sequence.Constraint?.Accept(token);
         sequence.Append(token);
         if (first)
         {

@@ -43,6 +43,10 @@ internal sealed class Sequence
     public long Id { get; }
     public GenerationRequest Request { get; }
     public SequenceSampler Sampler { get; }
+
+    /// <summary>The JSON automaton the output must follow (<see cref="GenerationRequest.ResponseSchema"/>), or null.</summary>
+    public Structured.JsonConstraint? Constraint { get; init; }
+
     public IncrementalDetokenizer Detokenizer { get; }
     public StopStringMatcher Stop { get; }
 

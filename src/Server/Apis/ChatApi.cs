@@ -42,11 +42,6 @@ public static class ChatApi
                 : "tools must be an array (and function calling is not supported by this server).");
         }
 
-        if (body.ResponseFormat is { ValueKind: not JsonValueKind.Null } format && !IsText(format))
-        {
-            return OpenAiErrors.InvalidParameter("response_format", "Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).");
-        }
-
         if (body.TopLogprobs is not null && body.Logprobs != true)
         {
             return OpenAiErrors.InvalidParameter("top_logprobs", "top_logprobs needs logprobs set to true.");

@@ -140,7 +140,9 @@ public class ChatApiTests(ServingServer server) : IClassFixture<ServingServer>
     [InlineData("""{"model":"tiny","messages":[{"role":"assistant","content":"hi"}]}""", "messages")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}]}""", "model")]
     [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools")]
-    [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}""", "response_format")]
+    [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^a"}}}}""", "response_format")]
+    [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"string"}}}}""", "response_format")]
+    [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}""", "response_format")]
     public async Task BadRequestsAre400NamingTheParameter(string body, string? param)
     {
         using HttpClient client = server.Client();

@@ -47,6 +47,12 @@ public abstract class SamplingRequest
 
     /// <summary>Serving extension: tokens each global layer's cache keeps after a compression.</summary>
     public int? KvBudget { get; set; }
+
+    /// <summary>
+    /// <c>{"type": "text"}</c>, <c>{"type": "json_object"}</c> or <c>{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}</c>:
+    /// the output is constrained to (compact) JSON, of that schema for json_schema (<see cref="ResponseFormats"/>).
+    /// </summary>
+    public JsonElement? ResponseFormat { get; set; }
 }
 
 public sealed class StreamOptions
@@ -68,8 +74,6 @@ public sealed class ChatCompletionRequest : SamplingRequest
     /// <summary>Function calling is not supported; a request that offers tools is refused rather than silently ignored.</summary>
     public JsonElement? Tools { get; set; }
 
-    /// <summary>Only <c>{"type": "text"}</c> is supported (no JSON mode or schemas yet).</summary>
-    public JsonElement? ResponseFormat { get; set; }
 }
 
 public sealed class ChatMessageDto

@@ -41,6 +41,12 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
             return (null, OpenAiErrors.InvalidParameter("stop", $"stop must be a string or an array of at most {MaxStopStrings} non-empty strings."));
         }
 
+        var (schema, formatError) = ResponseFormats.Read(body.ResponseFormat);
+        if (formatError is not null)
+        {
+            return (null, OpenAiErrors.InvalidParameter("response_format", formatError));
+        }
+
         int n = body.N ?? 1;
         long baseSeed = body.Seed ?? Random.Shared.NextInt64();
         var requests = new List<GenerationRequest>(prompts.Count * n);
@@ -59,6 +65,7 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
                     DefaultSeed = baseSeed + i,
                     KvPolicy = body.KvPolicy,
                     KvBudget = body.KvBudget,
+                    ResponseSchema = schema,
                 };
                 if (engine.Validate(request) is { } error)
                 {

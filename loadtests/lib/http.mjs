@@ -60,7 +60,23 @@ function parseResponse(bytes) {
       headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
     }
   }
-  return { status: Number(match[1]), headers, body: end < 0 ? '' : bytes.subarray(end + 4).toString('utf8') };
+  const body = end < 0 ? Buffer.alloc(0) : bytes.subarray(end + 4);
+  return { status: Number(match[1]), headers, body: (/chunked/i.test(headers['transfer-encoding'] ?? '') ? unchunk(body) : body).toString('utf8') };
+}
+
+/** The payload of a chunked body (as far as it goes). */
+function unchunk(bytes) {
+  const parts = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = bytes.indexOf('\r\n', at);
+    const size = lineEnd < 0 ? NaN : parseInt(bytes.subarray(at, lineEnd).toString('latin1'), 16);
+    if (!(size > 0)) {
+      return Buffer.concat(parts);
+    }
+    parts.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
 }
 
 export async function postJson(url, path, body, { timeoutMs = 60_000 } = {}) {

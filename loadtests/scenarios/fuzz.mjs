@@ -241,7 +241,6 @@ function methodCases() {
 
 export async function run(ctx) {
   const { url } = ctx;
-  const started = performance.now();
   const image = pngDataUrl(7);
   // A collection the item, search and path cases aim at (created fresh; a leftover from an earlier run is reused).
   const made = await postJson(url, '/v1/collections', { name: COLLECTION, model: 'clip-tiny' });

@@ -266,6 +266,9 @@ export async function run(ctx) {
   for (const r of [...serverErrors, ...unanswered]) {
     ctx.detail(`fuzz: ${r.response.status ?? r.response.error} ← ${r.what.slice(0, 160)} ${r.response.body ? '→ ' + r.response.body.slice(0, 200) : ''}`);
   }
+  for (const r of results.filter((r) => r.response.status >= 200 && r.response.status < 300)) {
+    ctx.detail(`fuzz: accepted (${r.response.status}) ← ${r.what.slice(0, 160)}`);
+  }
   for (const r of closedWithout) {
     ctx.detail(`fuzz: closed without an answer (${r.response.error ?? 'eof'}) ← ${r.what.slice(0, 160)}`);
   }

@@ -23,11 +23,16 @@ function routes(image) {
       path: '/v1/chat/completions',
       body: {
         model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0.5, top_p: 0.9, n: 1, seed: 1,
-        stop: ['x'], logprobs: false, top_logprobs: 0, stream: false, kv_policy: 'none', kv_budget: 256, stream_options: { include_usage: true },
+        stop: ['x'], logprobs: true, top_logprobs: 2, stream: false, kv_policy: 'none', kv_budget: 256,
         presence_penalty: 0, frequency_penalty: 0, top_k: 5, min_p: 0, repetition_penalty: 1, stop_token_ids: [1], ignore_eos: false,
         max_completion_tokens: 4,
       },
-      nested: [['messages', 0], ['messages', 0, 'role'], ['messages', 0, 'content'], ['stop', 0], ['stream_options', 'include_usage']],
+      nested: [['messages', 0], ['messages', 0, 'role'], ['messages', 0, 'content'], ['stop', 0]],
+    },
+    {
+      path: '/v1/chat/completions',
+      body: { model: 'tiny', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'hi' }] }], max_tokens: 4, stream: true, stream_options: { include_usage: true } },
+      nested: [['messages', 1, 'content', 0], ['messages', 1, 'content', 0, 'type'], ['messages', 1, 'content', 0, 'text'], ['stream_options', 'include_usage']],
     },
     {
       path: '/v1/completions',
@@ -57,7 +62,7 @@ function routes(image) {
       body: { text: 'a red circle', top_k: 3, filter: { kind: 'a' }, debias: null },
       nested: [['filter', 'kind']],
     },
-    { path: `/v1/collections/${COLLECTION}/search`, body: { vector: Array(8).fill(0.1), top_k: 1 }, nested: [['vector', 0]] },
+    { path: `/v1/collections/${COLLECTION}/search`, body: { vector: Array(16).fill(0.1), top_k: 1 }, nested: [['vector', 0]] },
   ];
 }
 

@@ -69,8 +69,12 @@ export async function run(ctx) {
   // The machine's 1-minute load average at the end of the first window and at the end: on a shared
   // machine a slower last window next to a higher load is the neighbours, not the server.
   let loadFirst = null;
+  let rssMid = null;
   const sampler = setInterval(() => {
     rssPeak = Math.max(rssPeak ?? 0, server?.rssBytes() ?? 0) || null;
+    if (rssMid === null && performance.now() - started >= seconds * 500) {
+      rssMid = server?.rssBytes() ?? null;
+    }
     if (loadFirst === null && performance.now() - started >= window * 1000) {
       loadFirst = loadavg()[0];
     }
@@ -113,7 +117,7 @@ export async function run(ctx) {
   return {
     pass: failed === 0 && kv === 0 && rssOk && driftOk,
     figures: `${records.length} requests in ${elapsed.toFixed(0)} s (${(records.length / elapsed).toFixed(1)}/s, ${CONCURRENCY} at a time, ${ops.length} kinds), ` +
-      `${failed} failed${failed ? ` (${JSON.stringify(failures)})` : ''}; RSS start ${mib(rssStart)}, end ${mib(rssEnd)}, peak ${mib(rssPeak)}; ` +
+      `${failed} failed${failed ? ` (${JSON.stringify(failures)})` : ''}; RSS start ${mib(rssStart)}, half-way ${mib(rssMid)}, end ${mib(rssEnd)}, peak ${mib(rssPeak)}; ` +
       `latency first ${f(window)} s p50 ${f(first.p50)} ms / p99 ${f(first.p99)} ms (${first.count} req), last ${f(window)} s p50 ${f(last.p50)} ms / p99 ${f(last.p99)} ms (${last.count} req); load average ${loadFirst?.toFixed(1) ?? 'n/a'} → ${loadEnd.toFixed(1)}; KV used after: ${kv ?? 'n/a'} B`,
   };
 }

@@ -190,6 +190,18 @@ export async function metric(url, name, labelFilter = '') {
 /** KV bytes that running sequences of `model` hold (serving_kv_cache_used_bytes). */
 export const kvUsedBytes = (url, model = 'tiny') => metric(url, 'serving_kv_cache_used_bytes', `gen_ai_request_model="${model}"`);
 
+/** KV used bytes once they reach 0 (polled for up to `timeoutMs`: the engine frees blocks on its next step), else the last value. */
+export async function kvUsedAfter(url, model = 'tiny', timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const used = await kvUsedBytes(url, model).catch(() => null);
+    if (used === 0 || used === null || Date.now() > deadline) {
+      return used;
+    }
+    await sleep(100);
+  }
+}
+
 /** Polls until /health/ready answers 200 and `model` generates, within `timeoutMs`. */
 export async function isHealthy(url, model = 'tiny', timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;

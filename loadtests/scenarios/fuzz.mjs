@@ -1,7 +1,7 @@
 // 1. Bad-input fuzzer: generated bad requests on every route (wrong types, missing fields, huge
 // numbers, duplicate keys, bad UTF-8, wrong content types, malformed multipart, path tricks).
 // Pass: no 5xx, no request left unanswered past its timeout, and the server healthy after.
-import { count, histogram, isHealthy, kvUsedBytes, pool, postJson, rawRequest, sleep } from '../lib/http.mjs';
+import { count, histogram, isHealthy, kvUsedAfter, pool, postJson, rawRequest, sleep } from '../lib/http.mjs';
 import { png, pngDataUrl } from '../lib/png.mjs';
 
 export const name = 'fuzz';
@@ -263,7 +263,7 @@ export async function run(ctx) {
   const closedWithout = results.filter((r) => r.response.status === 0 || (r.response.status === null && r.response.error !== 'timeout'));
   await sleep(500);
   const healthy = await isHealthy(url);
-  const kv = await kvUsedBytes(url).catch(() => null);
+  const kv = await kvUsedAfter(url);
   const collectionKept = (await fetch(`${url}/v1/collections/${COLLECTION}`)).status === 200;
   const alive = ctx.server ? ctx.server.isRunning : true;
   const errorLogs = ctx.server ? ctx.server.errorLogLines().length : null;

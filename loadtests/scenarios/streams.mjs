@@ -1,5 +1,5 @@
 // 2. 64 concurrent chat streams on the tiny model: every one answers 200 and ends with [DONE].
-import { count, histogram, kvUsedBytes, percentile, sleep, streamChat } from '../lib/http.mjs';
+import { count, histogram, kvUsedAfter, percentile, sleep, streamChat } from '../lib/http.mjs';
 
 export const name = 'streams';
 export const title = '64 concurrent streams';
@@ -19,7 +19,7 @@ export async function run(ctx) {
     ctx.detail(`streams: ended ${r.end} after ${r.events} events: ${r.error ?? ''}`);
   }
   await sleep(300);
-  const kv = await kvUsedBytes(url).catch(() => null);
+  const kv = await kvUsedAfter(url);
   const firstEvent = results.map((r) => r.firstEventMs).filter((ms) => ms !== null);
   return {
     pass: done === streams && kv === 0,

@@ -9,7 +9,7 @@
 # need (the queue, kill -9 and SIGTERM scenarios start their own). With --url it runs against that
 # server; the scenarios that must kill or signal the server are skipped, and the queue scenario
 # assumes the default queue (--queue-length 256 --max-batch-size 64 to say otherwise).
-# --short (the default, the CI set) takes about 1.5 minutes on 2 cores; --full about 6 minutes.
+# --short (the default, the CI set) takes 1.5–2.5 minutes on 2 cores; --full about 6 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

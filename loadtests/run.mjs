@@ -125,6 +125,11 @@ const cleanUp = async () => {
 };
 process.on('SIGINT', () => cleanUp().then(() => process.exit(130)));
 process.on('SIGTERM', () => cleanUp().then(() => process.exit(143)));
+// A scenario's stray promise that rejects must not end the runner and leave its servers running.
+process.on('unhandledRejection', (error) => {
+  console.log(`FAIL loadtests: unhandled error: ${error?.stack ?? error}`);
+  cleanUp().then(() => process.exit(1));
+});
 
 try {
   process.exitCode = await main();

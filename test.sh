@@ -20,3 +20,7 @@ ORT_INCLUDE=$(sed -n 's/^ORT_INCLUDE_DIR:PATH=//p' src/Runtime/obj/native/CMakeC
 cmake -S src/KernelsNative -B artifacts/native-tests -DCMAKE_BUILD_TYPE=Release -DORT_INCLUDE_DIR="$ORT_INCLUDE"
 cmake --build artifacts/native-tests -j 2
 ctest --test-dir artifacts/native-tests --output-on-failure
+
+# Load scenarios, short set (1.5–2.5 minutes on 2 cores; loadtests/README.md): the server built
+# above (Debug; the build is incremental) as a real process on temporary data directories.
+loadtests/run.sh --short --configuration Debug

@@ -12,7 +12,7 @@ namespace Serving.Cli;
 
 /// <summary>
 /// <c>serving generate --model DIR [--dtype q4|q8|fp16|fp32] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
-/// [--kv-policy triattention|window|knorm|none] [--kv-budget N]</c>.
+/// [--kv-policy triattention|window|knorm|none] [--kv-budget N] [--json-schema FILE]</c>.
 /// </summary>
 internal static class GenerateCommand
 {
@@ -31,12 +31,40 @@ internal static class GenerateCommand
             DefaultValueFactory = _ => KvCompressionOptions.None,
         };
         var kvBudget = new Option<int>("--kv-budget") { Description = "Tokens each global layer keeps after a compression", DefaultValueFactory = _ => new KvCompressionOptions().Budget };
+        var jsonSchema = new Option<FileInfo?>("--json-schema") { Description = "Constrain the output to JSON matching this JSON Schema file (as response_format json_schema does)" };
         var dtype = DtypeOption.Create();
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget };
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
         command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(prompt)!, result.GetValue(chat),
             new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
-                KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) }), result.GetValue(json)));
+                KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) },
+                ResponseSchema: ReadSchema(result.GetValue(jsonSchema))), result.GetValue(json)));
         return command;
+    }
+
+    private static Serving.Runtime.Generation.Structured.SchemaNode? ReadSchema(FileInfo? file)
+    {
+        if (file is null)
+        {
+            return null;
+        }
+
+        if (!file.Exists)
+        {
+            throw new UsageException($"--json-schema: file not found: {file.FullName}");
+        }
+
+        try
+        {
+            return Serving.Runtime.Generation.Structured.JsonSchemaCompiler.Compile(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file.FullName)));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new UsageException($"--json-schema: {file.FullName} is not JSON: {e.Message}");
+        }
+        catch (Serving.Runtime.Generation.Structured.UnsupportedSchemaException e)
+        {
+            throw new UsageException($"--json-schema: {e.Message}");
+        }
     }
 
     private static int Run(DirectoryInfo folder, string? dtype, string prompt, bool chat, GenerateOptions options, bool json)

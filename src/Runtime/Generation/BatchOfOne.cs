@@ -44,6 +44,7 @@ public static class BatchOfOne
                 Sampling = new SamplingParams { Temperature = options.Temperature, Seed = options.Seed },
                 IgnoreEos = !options.StopAtEos,
                 DefaultSeed = Random.Shared.NextInt64(),
+                ResponseSchema = options.ResponseSchema,
             };
             return Read(engine, engine.TrySubmit([request])![0], onToken);
         }

@@ -6,7 +6,9 @@ using Serving.Runtime.Models;
 namespace Serving.Runtime.Generation;
 
 /// <param name="KvCompression">How the cache is compressed (null or <c>none</c>: every token is kept).</param>
-public sealed record GenerateOptions(int MaxTokens, double Temperature = 0, int? Seed = null, bool StopAtEos = true, KvCompressionOptions? KvCompression = null);
+/// <param name="ResponseSchema">Constrains the output to JSON of this schema (the serving engine's path, <see cref="BatchOfOne"/>).</param>
+public sealed record GenerateOptions(int MaxTokens, double Temperature = 0, int? Seed = null, bool StopAtEos = true, KvCompressionOptions? KvCompression = null,
+    Structured.SchemaNode? ResponseSchema = null);
 
 /// <param name="FinishReason"><c>stop</c> (an EOS id) or <c>length</c> (max tokens).</param>
 /// <param name="KvTokensPeak">The most tokens any global-attention layer's cache held.</param>

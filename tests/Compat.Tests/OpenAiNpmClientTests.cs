@@ -20,6 +20,12 @@ public class OpenAiNpmClientTests(ServingServer server) : IClassFixture<ServingS
         Assert.Equal(["assistant"], stream["roles"]!.AsArray().Select(role => role!.GetValue<string>()));
         Assert.False(string.IsNullOrEmpty(seen["completionText"]!.GetValue<string>()));
 
+        // chat.completions.parse with a zod schema: the reply parsed and validated by zod itself, streamed or not.
+        JsonNode parsed = seen["parsed"]!;
+        Assert.Equal("stop", parsed["finish"]!.GetValue<string>());
+        Assert.Contains(parsed["value"]!["genre"]!.GetValue<string>(), (string[])["drama", "comedy"]);
+        Assert.Equal(parsed["value"]!.ToJsonString(), seen["streamedParsed"]!.ToJsonString());
+
         JsonNode error = seen["error"]!;
         Assert.Equal(404, error["status"]!.GetValue<int>());
         Assert.Equal("model_not_found", error["code"]!.GetValue<string>());

@@ -53,4 +53,34 @@ public class OpenAiSdkTests(ServingServer server) : IClassFixture<ServingServer>
         var error = await Assert.ThrowsAsync<ClientResultException>(() => client.CompleteChatAsync([new UserChatMessage("hi")]));
         Assert.Equal(404, error.Status);
     }
+
+    /// <summary>The .NET SDK's JSON-schema response format: the reply deserializes and validates, streamed or not.</summary>
+    [Fact]
+    public async Task JsonSchemaResponseFormatGivesJsonOfTheSchema()
+    {
+        const string schema = """{"type":"object","properties":{"name":{"type":"string","maxLength":10},"ok":{"type":"boolean"},"kind":{"enum":["x","y"]}},"required":["name","ok","kind"],"additionalProperties":false}""";
+        var options = new ChatCompletionOptions
+        {
+            MaxOutputTokenCount = 80,
+            Temperature = 0,
+            ResponseFormat = ChatResponseFormat.CreateJsonSchemaFormat("thing", BinaryData.FromString(schema), jsonSchemaIsStrict: true),
+        };
+        ChatMessage[] messages = [new UserChatMessage("A thing as JSON")];
+        ChatCompletion whole = await Chat().CompleteChatAsync(messages, options);
+        Assert.Equal(ChatFinishReason.Stop, whole.FinishReason);
+        string text = whole.Content[0].Text;
+        using var document = System.Text.Json.JsonDocument.Parse(text);
+        Assert.True(Json.Schema.JsonSchema.FromText(schema).Evaluate(document.RootElement).IsValid, text);
+
+        var streamed = new System.Text.StringBuilder();
+        await foreach (StreamingChatCompletionUpdate update in Chat().CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (ChatMessageContentPart part in update.ContentUpdate)
+            {
+                streamed.Append(part.Text);
+            }
+        }
+
+        Assert.Equal(text, streamed.ToString());
+    }
 }

@@ -41,6 +41,10 @@ public static class ServingHostExtensions
             });
             swagger.AddBearerKey();
         });
+        builder.Services.AddSingleton<ShutdownDrain>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<ShutdownDrain>());
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<ServingOptions>>((host, serving) =>
+            host.ShutdownTimeout = TimeSpan.FromSeconds(serving.Value.ShutdownDrainSeconds) + ShutdownDrain.StopMargin);
         builder.Services.AddServingAccess();
         builder.Services.AddSingleton<DecoderHost>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
@@ -54,6 +58,7 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseMiddleware<ShutdownDrainMiddleware>();
         app.UseServingAccess();
         app.UseMiddleware<DotSegmentMiddleware>();
         app.UseMiddleware<StrictJsonBodyMiddleware>();

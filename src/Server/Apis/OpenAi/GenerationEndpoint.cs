@@ -9,7 +9,7 @@ namespace Serving.Server.Apis.OpenAi;
 
 /// <summary>What chat and text completions share: finding the model, submitting, timeouts, SSE.</summary>
 public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalog, IOptions<ServingOptions> options,
-    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, ShutdownDrain drain)
 {
     /// <summary>Seconds a client should wait after a 429: about one short generation.</summary>
     private const int RetryAfterSeconds = 1;
@@ -59,7 +59,7 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, context.Features.Get<GenAiOperation>(), CancellationToken.None);
         if (guard.IsExpired)
         {
-            return (null, TimedOut());
+            return (null, OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable, EndedMessage(guard), null, EndedCode(guard)));
         }
 
         return Failure(results) is { } failure ? (null, failure) : (results, null);
@@ -73,23 +73,26 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         }
     }
 
-    /// <summary>Watches <paramref name="streams"/> for the client leaving, the request timeout, and the handler exiting early.</summary>
+    /// <summary>Watches <paramref name="streams"/> for the client leaving, the request timeout, the end of a shutdown's drain, and the handler exiting early.</summary>
     public StreamGuard Guard(HttpContext context, IReadOnlyList<GenerationStream> streams) =>
-        new(context.RequestAborted, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds), streams);
+        new(context.RequestAborted, drain.Expired, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds), streams);
 
-    public IResult TimedOut() => OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable,
-        $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout");
+    /// <summary>Why the server ended a request early (its timeout, or a shutdown's drain time), for the 503 body or error event.</summary>
+    private string EndedMessage(StreamGuard guard) => guard.IsShutdown
+        ? $"The server is shutting down; the request was still running after the drain time of {options.Value.ShutdownDrainSeconds} s and was cancelled. Retry on another replica."
+        : $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.";
 
-    /// <summary>Mid-stream, a timeout is an error event (the status line is long gone), then [DONE].</summary>
-    public async Task WriteTimeoutAsync(HttpResponse response, CancellationToken cancellation)
+    private static string EndedCode(StreamGuard guard) => guard.IsShutdown ? Http.ShutdownDrainMiddleware.Code : "timeout";
+
+    /// <summary>Mid-stream, a timeout or the end of the drain is an error event (the status line is long gone), then [DONE].</summary>
+    private async Task WriteEndedAsync(HttpResponse response, StreamGuard guard, CancellationToken cancellation)
     {
         if (cancellation.IsCancellationRequested)
         {
             return;
         }
 
-        await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(StatusCodes.Status503ServiceUnavailable,
-            $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout"), Json, cancellation);
+        await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(StatusCodes.Status503ServiceUnavailable, EndedMessage(guard), null, EndedCode(guard)), Json, cancellation);
         await ServerSentEvents.WriteDoneAsync(response, cancellation);
     }
 
@@ -131,8 +134,8 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
 
         if (guard.IsExpired)
         {
-            genAi?.Fail(aborted.IsCancellationRequested ? "cancelled" : "timeout");
-            await WriteTimeoutAsync(response, aborted);
+            genAi?.Fail(aborted.IsCancellationRequested ? "cancelled" : EndedCode(guard));
+            await WriteEndedAsync(response, guard, aborted);
             return Results.Empty;
         }
 
@@ -180,26 +183,31 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
 }
 
 /// <summary>
-/// Cancels a request's streams when the client leaves or the deadline passes, and again when
-/// disposed: whatever way the handler exits (an exception from a dead socket included), no
-/// sequence keeps its KV memory for a reader that is gone. Cancelling a finished stream is a no-op.
+/// Cancels a request's streams when the client leaves, the deadline passes or a shutdown's drain time ends, and again
+/// when disposed: whatever way the handler exits (an exception from a dead socket included), no sequence keeps its KV
+/// memory for a reader that is gone. Cancelling a finished stream is a no-op.
 /// </summary>
 public sealed class StreamGuard : IDisposable
 {
     private readonly CancellationTokenSource _deadline;
+    private readonly CancellationToken _shutdown;
     private readonly CancellationTokenRegistration _registration;
     private readonly IReadOnlyList<GenerationStream> _streams;
 
-    public StreamGuard(CancellationToken aborted, TimeSpan timeout, IReadOnlyList<GenerationStream> streams)
+    public StreamGuard(CancellationToken aborted, CancellationToken shutdown, TimeSpan timeout, IReadOnlyList<GenerationStream> streams)
     {
         _streams = streams;
-        _deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        _shutdown = shutdown;
+        _deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted, shutdown);
         _deadline.CancelAfter(timeout);
         _registration = _deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
     }
 
-    /// <summary>The client left or the timeout passed.</summary>
+    /// <summary>The client left, the timeout passed, or the server is shutting down.</summary>
     public bool IsExpired => _deadline.IsCancellationRequested;
+
+    /// <summary>The server's drain time ended while the request ran.</summary>
+    public bool IsShutdown => _shutdown.IsCancellationRequested;
 
     public void Dispose()
     {

@@ -67,7 +67,12 @@ public static class ChatApi
             return OpenAiErrors.InvalidParameter("messages", e.Message);
         }
 
-        int[] prompt = engine.Model.Tokenizer.Encode(rendered, addSpecialTokens: false);
+        var (encoded, tooLong) = GenerationEndpoint.Encode(engine, rendered, "messages", addSpecialTokens: false);
+        if (encoded is not { } prompt)
+        {
+            return tooLong!;
+        }
+
         int? topLogprobs = body.Logprobs == true ? body.TopLogprobs ?? 0 : null;
         var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
         if (plan is null)

@@ -38,6 +38,26 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
             : (null, OpenAiErrors.ModelNotFound(model));
     }
 
+    public const string ContextLengthCode = "context_length_exceeded";
+
+    /// <summary>
+    /// Encodes <paramref name="text"/> unless its UTF-8 length alone shows it cannot fit the model's context: then a 400
+    /// naming <paramref name="param"/>, answered without encoding megabytes (about 1.5 s of CPU per MB).
+    /// </summary>
+    public static (int[]? Ids, IResult? Error) Encode(Engine engine, string text, string param, bool addSpecialTokens = true)
+    {
+        long bytes = System.Text.Encoding.UTF8.GetByteCount(text);
+        if (engine.Model.Tokenizer.IsSurelyLongerThan(bytes, engine.ContextLength))
+        {
+            return (null, OpenAiErrors.Create(StatusCodes.Status400BadRequest,
+                $"This model's maximum context length is {engine.ContextLength} tokens; the {param} has {bytes} bytes of text, and no token "
+                + $"of its tokenizer stands for more than {engine.Model.Tokenizer.MaxBytesPerToken} bytes, so it cannot fit. Shorten the {param}.",
+                param, ContextLengthCode));
+        }
+
+        return (engine.Model.Tokenizer.Encode(text, addSpecialTokens), null);
+    }
+
     /// <summary>Validates the sampling fields and queues every (prompt, choice); a 400 or 429 when that fails.</summary>
     public static (GenerationPlan? Plan, IReadOnlyList<GenerationStream>? Streams, IResult? Error) Start(
         Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs)
@@ -46,6 +66,14 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         if (plan is null)
         {
             return (null, null, invalid);
+        }
+
+        // Queued all or none: more sequences than the queue holds would get 429 on every retry.
+        if (plan.Requests.Count > engine.MaxQueueLength)
+        {
+            return (null, null, OpenAiErrors.InvalidParameter(prompts.Count > 1 ? "prompt" : "n",
+                $"The request makes {plan.Requests.Count} sequences ({prompts.Count} prompts × n = {plan.NumChoices}), more than the server's wait queue "
+                + $"of {engine.MaxQueueLength} (Serving:MaxQueueLength) can ever hold. Send fewer prompts or choices per call."));
         }
 
         IReadOnlyList<GenerationStream>? streams = engine.TrySubmit(plan.Requests);

@@ -19,7 +19,8 @@ public static class HealthApi
     public static IEndpointRouteBuilder MapHealthApi(this IEndpointRouteBuilder app)
     {
         app.MapGet(LivePath, Live).WithTags("Health");
-        app.MapGet(ReadyPath, Ready).WithTags("Health");
+        app.MapGet(ReadyPath, Ready).WithTags("Health")
+            .Produces(StatusCodes.Status200OK, contentType: "application/json").Produces(StatusCodes.Status503ServiceUnavailable, contentType: "application/json");
         return app;
     }
 

@@ -1,6 +1,6 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Serving.Runtime.Retrieval;
+using Serving.Server.Http;
 using Serving.Server.Retrieval;
 
 namespace Serving.Server.Apis;
@@ -10,28 +10,35 @@ public static class RetrievalApi
 {
     public static IEndpointRouteBuilder MapRetrievalApi(this IEndpointRouteBuilder app)
     {
-        RouteGroupBuilder collections = app.MapGroup("/v1/collections").AddEndpointFilter<ApiExceptionFilter>();
-        collections.MapPost("", Create);
+        RouteGroupBuilder collections = app.MapGroup("/v1/collections").WithTags("Collections").AddEndpointFilter<ApiExceptionFilter>();
+        collections.MapPost("", Create)
+            .Produces(StatusCodes.Status201Created, contentType: "application/json").ProducesOpenAiErrors(400, 404, 409, 413, 415, 503, 507);
         collections.MapGet("", (RetrievalService service) => TypedResults.Json(new JsonObject
         {
             ["object"] = "list",
             ["data"] = new JsonArray([.. service.Collections.Select(c => (JsonNode)c.ToJson())]),
-        }));
-        collections.MapGet("{name}", (string name, RetrievalService service) => TypedResults.Json(service.Get(name).ToJson()));
-        collections.MapDelete("{name}", Delete);
-        collections.MapPost("{name}/items", Upload).DisableAntiforgery();
-        collections.MapGet("{name}/items/{id}", GetItem);
-        collections.MapDelete("{name}/items/{id}", DeleteItem);
-        collections.MapPost("{name}/search", Search);
+        })).Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(503);
+        collections.MapGet("{name}", (string name, RetrievalService service) => TypedResults.Json(service.Get(name).ToJson()))
+            .Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(404, 503);
+        collections.MapDelete("{name}", Delete).Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(404, 503);
+        collections.MapPost("{name}/items", Upload).DisableAntiforgery()
+            // Accepts also routes by content type, so it names both; the multipart form is not this record (the description says what it is).
+            .Accepts<UploadItemsRequest>("application/json", "multipart/form-data")
+            .WithDescription("JSON: {\"items\": [{\"id\"?, \"image\", \"metadata\"?}]}. multipart/form-data: image files (in order), and optional fields "
+                + "metadata (a JSON array, one object per file) and ids (a JSON array of strings, one per file).")
+            .Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(400, 404, 413, 415, 503, 507);
+        collections.MapGet("{name}/items/{id}", GetItem).Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(400, 404, 503);
+        collections.MapDelete("{name}/items/{id}", DeleteItem).Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(404, 503);
+        collections.MapPost("{name}/search", Search)
+            .Produces(StatusCodes.Status200OK, contentType: "application/json").ProducesOpenAiErrors(400, 404, 413, 415, 503);
         return app;
     }
 
-    private static async Task<IResult> Create(HttpRequest request, RetrievalService service, ClipEmbedder embedder)
+    private static async Task<IResult> Create(CreateCollectionRequest body, RetrievalService service, ClipEmbedder embedder)
     {
-        JsonObject body = await RequestJson.ReadObjectAsync(request);
-        string name = RequestJson.RequiredString(body, "name");
-        string model = RequestJson.OptionalString(body, "model") ?? DefaultModel(embedder);
-        CollectionState state = await service.CreateAsync(name, model, body["debias"]);
+        string name = body.Name ?? throw ApiException.Invalid("name", "name is required");
+        string model = body.Model ?? DefaultModel(embedder);
+        CollectionState state = await service.CreateAsync(name, model, body.Debias);
         return TypedResults.Json(state.ToJson(), statusCode: StatusCodes.Status201Created);
     }
 
@@ -50,7 +57,7 @@ public static class RetrievalApi
         service.Get(name);
         IReadOnlyList<NewItem> items = ItemUploads.IsMultipart(request)
             ? await ItemUploads.ReadMultipartAsync(request)
-            : ItemUploads.ReadJson(await RequestJson.ReadObjectAsync(request), service.Options.MaxItemsPerRequest);
+            : ItemUploads.ReadJson(await RequestJson.ReadAsync(request, RetrievalJson.Default.UploadItemsRequest), service.Options.MaxItemsPerRequest);
         IReadOnlyList<string> ids = await service.UpsertAsync(name, items);
         return TypedResults.Json(new JsonObject { ["object"] = "list", ["ids"] = new JsonArray([.. ids.Select(id => (JsonNode)id)]) });
     }
@@ -73,18 +80,11 @@ public static class RetrievalApi
         return TypedResults.Json(new JsonObject { ["object"] = "collection.item.deleted", ["id"] = id, ["deleted"] = true });
     }
 
-    private static async Task<IResult> Search(string name, HttpRequest request, RetrievalService service)
+    private static IResult Search(string name, SearchRequest body, RetrievalService service)
     {
         service.Get(name);
-        JsonObject body = await RequestJson.ReadObjectAsync(request);
-        string? image = RequestJson.OptionalString(body, "image");
-        var query = new SearchQuery(
-            RequestJson.OptionalString(body, "text"),
-            image is null ? null : ImageInput.DecodeBase64(image, "image"),
-            RequestJson.OptionalFloats(body, "vector"),
-            RequestJson.OptionalInt(body, "top_k", 10),
-            RequestJson.OptionalObject(body, "filter"),
-            RequestJson.OptionalBool(body, "debias"));
+        var query = new SearchQuery(body.Text, body.Image is null ? null : ImageInput.DecodeBase64(body.Image, "image"), body.Vector,
+            body.TopK ?? 10, body.Filter, body.Debias);
         var hits = service.Search(name, query);
         return TypedResults.Json(new JsonObject
         {

@@ -25,6 +25,7 @@ public static class ServingHostExtensions
             // and a key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
             json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
             json.SerializerOptions.AllowDuplicateProperties = false;
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, Retrieval.RetrievalJson.Default);
         });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
         builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
@@ -40,6 +41,8 @@ public static class ServingHostExtensions
                 Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
             });
             swagger.AddBearerKey();
+            // Metadata and filters are free-form objects, not the JsonNode class Swashbuckle would describe.
+            swagger.MapType<System.Text.Json.Nodes.JsonObject>(() => new Microsoft.OpenApi.OpenApiSchema { Type = Microsoft.OpenApi.JsonSchemaType.Object });
         });
         builder.Services.AddSingleton<ShutdownDrain>();
         builder.Services.AddHostedService(services => services.GetRequiredService<ShutdownDrain>());

@@ -97,14 +97,9 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
             return ($"The parameter '{name}' is missing or has the wrong type ({e.Message})", name, "invalid_value");
         }
 
-        if (e.InnerException is System.Text.Json.JsonException { Path: { } path } json)
+        if (e.InnerException is System.Text.Json.JsonException json)
         {
-            string param = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
-            bool isSyntax = json.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase) && json.Message.Contains("LineNumber", StringComparison.Ordinal)
-                && !json.Message.Contains("could not be converted", StringComparison.Ordinal);
-            return isSyntax
-                ? ($"The request body is not valid JSON (at {path}).", null, "invalid_json")
-                : ($"The field '{param}' has the wrong type (see the API reference at /swagger).", param.Length > 0 && param != "$" ? param : null, "invalid_json");
+            return OpenAiErrors.DescribeJson(json);
         }
 
         return e.StatusCode == StatusCodes.Status415UnsupportedMediaType

@@ -41,6 +41,25 @@ public static class OpenAiErrors
     public static IResult NotFound(string message, string? param = null) =>
         Create(StatusCodes.Status404NotFound, message, param, "not_found");
 
+    /// <summary>
+    /// What a body System.Text.Json could not read gets, for framework-bound and hand-read bodies alike: a value of the
+    /// wrong type names its field (from the JSON path, <c>items[1].image</c>); broken syntax is invalid JSON.
+    /// </summary>
+    public static (string Message, string? Param, string Code) DescribeJson(System.Text.Json.JsonException json)
+    {
+        if (json.Path is not { } path)
+        {
+            return ("The request body is missing or not valid JSON.", null, "invalid_json");
+        }
+
+        string param = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
+        bool isSyntax = json.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase) && json.Message.Contains("LineNumber", StringComparison.Ordinal)
+            && !json.Message.Contains("could not be converted", StringComparison.Ordinal);
+        return isSyntax
+            ? ($"The request body is not valid JSON (at {path}).", null, "invalid_json")
+            : ($"The field '{param}' has the wrong type (see the API reference at /swagger).", param.Length > 0 && param != "$" ? param : null, "invalid_json");
+    }
+
     /// <summary>The types OpenAI and its peers use, by status; clients switch on them.</summary>
     private static string TypeOf(int status) => status switch
     {

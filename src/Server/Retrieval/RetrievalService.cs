@@ -109,7 +109,7 @@ public sealed partial class RetrievalService
             : throw ApiException.NotFound($"The collection '{name}' does not exist.", "name");
     }
 
-    public async Task<CollectionState> CreateAsync(string name, string model, JsonNode? debias)
+    public async Task<CollectionState> CreateAsync(string name, string model, DebiasRequest? debias)
     {
         ThrowIfUnavailable();
         if (!CollectionName().IsMatch(name))

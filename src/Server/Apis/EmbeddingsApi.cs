@@ -20,7 +20,7 @@ public static class EmbeddingsApi
     public static IEndpointRouteBuilder MapEmbeddingsApi(this IEndpointRouteBuilder app)
     {
         app.MapPost("/v1/embeddings", CreateEmbeddings).WithTags("OpenAI")
-            .Produces(StatusCodes.Status200OK, contentType: "application/json")
+            .Produces<EmbeddingList>()
             .ProducesOpenAiErrors(400, 404, 413, 415, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("embeddings"))
             .AddEndpointFilter<ApiExceptionFilter>();
@@ -52,32 +52,18 @@ public static class EmbeddingsApi
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
         genAi?.Embedded(tokens);
 
-        JsonArray data = Data(inputs, textVectors, imageVectors, format);
-        return TypedResults.Json(new JsonObject
-        {
-            ["object"] = "list",
-            ["data"] = data,
-            ["model"] = model,
-            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
-        });
+        return TypedResults.Ok(new EmbeddingList("list", Data(inputs, textVectors, imageVectors, format), model, new EmbeddingUsage(tokens, tokens)));
     }
 
     /// <summary>One entry per input, in request order (texts and images were embedded in two batches).</summary>
-    private static JsonArray Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
+    private static EmbeddingData[] Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
     {
-        var data = new JsonArray();
+        var data = new EmbeddingData[inputs.Count];
         int nextText = 0, nextImage = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
             float[] vector = inputs[i].Text is not null ? textVectors[nextText++] : imageVectors[nextImage++];
-            data.Add(new JsonObject
-            {
-                ["object"] = "embedding",
-                ["index"] = i,
-                ["embedding"] = format == "base64"
-                    ? Convert.ToBase64String(MemoryMarshal.AsBytes(vector.AsSpan()))
-                    : new JsonArray([.. vector.Select(v => (JsonNode)v)]),
-            });
+            data[i] = new EmbeddingData("embedding", i, format == "base64" ? Convert.ToBase64String(MemoryMarshal.AsBytes(vector.AsSpan())) : vector);
         }
 
         return data;

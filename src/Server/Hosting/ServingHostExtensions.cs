@@ -75,13 +75,13 @@ public static class ServingHostExtensions
             {
                 StatusCodes.Status404NotFound => $"No route matches {pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path}.",
                 StatusCodes.Status405MethodNotAllowed => $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}.",
-                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeMessage(pages.HttpContext),
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrors.TooLargeMessage(pages.HttpContext),
                 StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonMessage,
                 _ => $"The request failed with HTTP status {response.StatusCode}.",
             };
             string? code = response.StatusCode switch
             {
-                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeCode,
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrors.TooLargeCode,
                 StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonCode,
                 _ => null,
             };

@@ -1,7 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Data.Sqlite;
-using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 
@@ -34,7 +33,7 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
         {
             if (e.StatusCode == StatusCodes.Status413PayloadTooLarge || e.InnerException is BadHttpRequestException { StatusCode: 413 })
             {
-                await Write(context, StatusCodes.Status413PayloadTooLarge, TooLargeMessage(context), null, TooLargeCode);
+                await Write(context, StatusCodes.Status413PayloadTooLarge, OpenAiErrors.TooLargeMessage(context), null, OpenAiErrors.TooLargeCode);
                 return;
             }
 
@@ -61,12 +60,6 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
             await Write(context, StatusCodes.Status500InternalServerError, "The server failed to process the request; its log has the details.", null, "internal_error");
         }
     }
-
-    /// <summary>The one <c>code</c> of every 413, whichever layer finds the body too large.</summary>
-    public const string TooLargeCode = "request_too_large";
-
-    public static string TooLargeMessage(HttpContext context) =>
-        $"The request body is larger than the server's limit of {context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes (Serving:MaxRequestBodyBytes).";
 
     /// <summary>
     /// SQLite reports a full disk (ENOSPC) and a full store (max_page_count) as SQLITE_FULL; other

@@ -22,6 +22,12 @@ public static class OpenAiErrors
 
     public const string NotJsonCode = "invalid_json";
 
+    /// <summary>The one <c>code</c> of every body over Serving:MaxRequestBodyBytes, whichever layer finds it (413).</summary>
+    public const string TooLargeCode = "request_too_large";
+
+    public static string TooLargeMessage(HttpContext context) =>
+        $"The request body is larger than the server's limit of {context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes (Serving:MaxRequestBodyBytes).";
+
     public static IResult Create(int status, string message, string? param = null, string? code = null) =>
         TypedResults.Json(Body(status, message, param, code), statusCode: status);
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization.Metadata;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 

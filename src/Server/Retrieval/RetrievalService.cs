@@ -8,6 +8,7 @@ using Serving.Runtime.Retrieval;
 using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 

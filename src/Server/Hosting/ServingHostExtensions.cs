@@ -26,6 +26,7 @@ public static class ServingHostExtensions
             json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
             json.SerializerOptions.AllowDuplicateProperties = false;
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, Retrieval.RetrievalJson.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, Apis.OpenAi.OpenAiJson.Default);
         });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
         builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);

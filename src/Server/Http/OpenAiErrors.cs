@@ -51,14 +51,16 @@ public static class OpenAiErrors
     /// What a body System.Text.Json could not read gets, for framework-bound and hand-read bodies alike: a value of the
     /// wrong type names its field (from the JSON path, <c>items[1].image</c>); broken syntax is invalid JSON.
     /// </summary>
-    public static (string Message, string? Param, string Code) DescribeJson(System.Text.Json.JsonException json)
+    /// <param name="json">The serializer's error.</param>
+    /// <param name="under">The field a nested value was read from (a union read by its handler), whose path the error's continues.</param>
+    public static (string Message, string? Param, string Code) DescribeJson(System.Text.Json.JsonException json, string? under = null)
     {
         if (json.Path is not { } path)
         {
-            return ("The request body is missing or not valid JSON.", null, "invalid_json");
+            return ("The request body is missing or not valid JSON.", under, "invalid_json");
         }
 
-        string param = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
+        string param = under is not null ? under + (path.Length > 0 ? path[1..] : "") : path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
         bool isSyntax = json.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase) && json.Message.Contains("LineNumber", StringComparison.Ordinal)
             && !json.Message.Contains("could not be converted", StringComparison.Ordinal);
         return isSyntax

@@ -146,8 +146,8 @@ public static class DebiasSettings
         }
         catch (JsonException e)
         {
-            string path = e.Path is { Length: > 1 } p ? p[1..] : "";
-            throw ApiException.Invalid(param + path, $"{param + path} has the wrong type (see the API reference at /swagger)");
+            var (message, field, code) = OpenAiErrors.DescribeJson(e, under: param);
+            throw new ApiException(StatusCodes.Status400BadRequest, message, field, code);
         }
     }
 

@@ -16,7 +16,7 @@ public static class ChatApi
         app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI")
             .Produces<ChatCompletion>(contentType: "application/json")
             .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .ProducesOpenAiErrors(400, 404, 413, 415, 429, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("chat"));
         return app;
     }

@@ -14,7 +14,7 @@ public static class CompletionsApi
         app.MapPost("/v1/completions", CreateCompletion).WithTags("OpenAI")
             .Produces<TextCompletion>(contentType: "application/json")
             .Produces<TextCompletion>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .ProducesOpenAiErrors(400, 404, 413, 415, 429, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("text_completion"));
         return app;
     }

@@ -9,8 +9,8 @@ public static class TokenizeApi
 {
     public static IEndpointRouteBuilder MapTokenizeApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/tokenize", Tokenize).WithTags("Tokenizer").Produces<TokenizeResponse>().ProducesOpenAiErrors(400, 404, 503);
-        app.MapPost("/detokenize", Detokenize).WithTags("Tokenizer").Produces<DetokenizeResponse>().ProducesOpenAiErrors(400, 404, 503);
+        app.MapPost("/tokenize", Tokenize).WithTags("Tokenizer").Produces<TokenizeResponse>().ProducesOpenAiErrors(400, 404, 413, 415, 503);
+        app.MapPost("/detokenize", Detokenize).WithTags("Tokenizer").Produces<DetokenizeResponse>().ProducesOpenAiErrors(400, 404, 413, 415, 503);
         return app;
     }
 

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Serving.Runtime.Generation;
 using Serving.Server.Hosting;
 
@@ -29,6 +30,15 @@ public class ServingServer : SerialHostFactory
     public Uri BaseAddress { get; }
 
     public Engine Engine => Services.GetRequiredService<DecoderHost>().Find("tiny")!;
+
+    /// <summary>The running host, for tests of shutdown (<c>StopAsync</c>).</summary>
+    public IHost Host { get; private set; } = null!;
+
+    protected override IHost CreateHost(IHostBuilder builder)
+    {
+        Host = base.CreateHost(builder);
+        return Host;
+    }
 
     protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
 

@@ -74,6 +74,9 @@ public sealed class Engine : IDisposable
 
     public int ContextLength => _model.Config.MaxPositionEmbeddings;
 
+    /// <summary>Requests that may wait at once; a call of more sequences than this can never be queued.</summary>
+    public int MaxQueueLength => _options.MaxQueueLength;
+
     /// <summary>Steps run so far (each one model call).</summary>
     internal long NumSteps { get; private set; }
 

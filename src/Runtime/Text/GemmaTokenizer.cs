@@ -21,7 +21,8 @@ public sealed class GemmaTokenizer
     private readonly AddedTokenMatcher _addedTokens;
     private readonly PieceDecoder _decoder;
 
-    private GemmaTokenizer(SentencePieceTokenizer sentencePiece, PieceDecoder decoder, AddedTokenMatcher addedTokens, TokenizerConfig config)
+    private GemmaTokenizer(SentencePieceTokenizer sentencePiece, PieceDecoder decoder, AddedTokenMatcher addedTokens, TokenizerConfig config,
+        ModelProto model)
     {
         _sentencePiece = sentencePiece;
         _decoder = decoder;
@@ -30,7 +31,21 @@ public sealed class GemmaTokenizer
         (BosId, EosId, PadId, UnkId) = (config.BosId, config.EosId, config.PadId, config.UnkId);
         (StartOfTurnId, EndOfTurnId) = (config.StartOfTurnId, config.EndOfTurnId);
         (AddBosToken, AddEosToken, ChatTemplateJinja) = (config.AddBosToken, config.AddEosToken, config.ChatTemplate);
+        MaxBytesPerToken = BytesPerTokenBound(model, config);
     }
+
+    /// <summary>
+    /// The most UTF-8 bytes of text one token can stand for: the longest piece or added token, at least 4 (an unknown
+    /// character). Null when the normalizer may shrink text
+    /// (a charsmap, collapsed whitespace), which leaves no such bound. Gemma 3's vocabulary gives a few tens of bytes.
+    /// </summary>
+    public int? MaxBytesPerToken { get; }
+
+    /// <summary>
+    /// True when a text of <paramref name="utf8Bytes"/> bytes must encode to more than <paramref name="maxTokens"/> tokens,
+    /// known without encoding it (encoding costs about 1.5 s per MB).
+    /// </summary>
+    public bool IsSurelyLongerThan(long utf8Bytes, int maxTokens) => MaxBytesPerToken is { } max && utf8Bytes > (long)maxTokens * max;
 
     public int VocabSize { get; }
     public int BosId { get; }
@@ -70,7 +85,7 @@ public sealed class GemmaTokenizer
         }
 
         return new GemmaTokenizer(sentencePiece, new PieceDecoder(model, config.SpecialIds),
-            new AddedTokenMatcher(config.AddedTokens), config);
+            new AddedTokenMatcher(config.AddedTokens), config, model);
     }
 
     /// <summary>
@@ -132,6 +147,31 @@ public sealed class GemmaTokenizer
 
     /// <summary>A streaming decoder for one generated sequence.</summary>
     public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(_decoder, skipSpecialTokens);
+
+    private static int? BytesPerTokenBound(ModelProto model, TokenizerConfig config)
+    {
+        NormalizerSpec normalizer = model.NormalizerSpec;
+        if (normalizer.RemoveExtraWhitespaces || !normalizer.PrecompiledCharsmap.IsEmpty || normalizer.Name is not ("" or "identity"))
+        {
+            return null;
+        }
+
+        int max = 4;
+        foreach (ModelProto.Types.SentencePiece piece in model.Pieces)
+        {
+            // A byte piece (<0x41>) stands for one byte; any other for at most its own text (its U+2581, 3 bytes, for a
+            // space, or for a U+2581 in the input).
+            int bytes = piece.Type == PieceType.Byte ? 1 : Encoding.UTF8.GetByteCount(piece.Piece);
+            max = Math.Max(max, bytes);
+        }
+
+        foreach (string content in config.AddedTokens.Keys)
+        {
+            max = Math.Max(max, Encoding.UTF8.GetByteCount(content));
+        }
+
+        return max;
+    }
 
     private void EncodePlain(ReadOnlySpan<char> text, List<int> ids)
     {

@@ -16,7 +16,7 @@ public static class ChatApi
         app.MapPost("/v1/chat/completions", CreateChatCompletion).WithTags("OpenAI")
             .Produces<ChatCompletion>(contentType: "application/json")
             .Produces<ChatCompletionChunk>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .ProducesOpenAiErrors(400, 404, 413, 415, 429, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("chat"));
         return app;
     }
@@ -62,7 +62,12 @@ public static class ChatApi
             return OpenAiErrors.InvalidParameter("messages", e.Message);
         }
 
-        int[] prompt = engine.Model.Tokenizer.Encode(rendered, addSpecialTokens: false);
+        var (encoded, tooLong) = GenerationEndpoint.Encode(engine, rendered, "messages", addSpecialTokens: false);
+        if (encoded is not { } prompt)
+        {
+            return tooLong!;
+        }
+
         int? topLogprobs = body.Logprobs == true ? body.TopLogprobs ?? 0 : null;
         var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
         if (plan is null)

@@ -14,7 +14,7 @@ public static class CompletionsApi
         app.MapPost("/v1/completions", CreateCompletion).WithTags("OpenAI")
             .Produces<TextCompletion>(contentType: "application/json")
             .Produces<TextCompletion>(contentType: "text/event-stream")
-            .ProducesOpenAiErrors(400, 404, 413, 429, 503)
+            .ProducesOpenAiErrors(400, 404, 413, 415, 429, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("text_completion"));
         return app;
     }
@@ -27,7 +27,13 @@ public static class CompletionsApi
             return error!;
         }
 
-        if (ReadPrompts(body.Prompt, engine) is not { } prompts)
+        var (read, tooLong) = ReadPrompts(body.Prompt, engine);
+        if (tooLong is not null)
+        {
+            return tooLong;
+        }
+
+        if (read is not { } prompts)
         {
             return OpenAiErrors.InvalidParameter("prompt",
                 "prompt must be a non-empty string, an array of strings, an array of token ids, or an array of token-id arrays.");
@@ -52,39 +58,40 @@ public static class CompletionsApi
             : await responder.CompleteAsync(context, streams!, plan);
     }
 
-    /// <summary>The prompts as token ids (text gets the tokenizer's BOS), or null when malformed.</summary>
-    private static List<int[]>? ReadPrompts(JsonElement? prompt, Engine engine)
+    /// <summary>The prompts as token ids (text gets the tokenizer's BOS); null when malformed, or the error of a text too long to encode.</summary>
+    private static (List<int[]>? Prompts, IResult? Error) ReadPrompts(JsonElement? prompt, Engine engine)
     {
         switch (prompt)
         {
             case { ValueKind: JsonValueKind.String } text when text.GetString() is { Length: > 0 } value:
-                return [engine.Model.Tokenizer.Encode(value)];
+                var (ids, error) = GenerationEndpoint.Encode(engine, value, "prompt");
+                return (ids is null ? null : [ids], error);
             case { ValueKind: JsonValueKind.Array } array when array.GetArrayLength() > 0:
                 if (array[0].ValueKind == JsonValueKind.Number)
                 {
-                    return ReadIds(array) is { } ids ? [ids] : null;
+                    return (ReadIds(array) is { } tokens ? [tokens] : null, null);
                 }
 
                 var prompts = new List<int[]>();
                 foreach (JsonElement item in array.EnumerateArray())
                 {
-                    int[]? ids = item.ValueKind switch
+                    var (itemIds, itemError) = item.ValueKind switch
                     {
-                        JsonValueKind.String when item.GetString() is { Length: > 0 } value => engine.Model.Tokenizer.Encode(value),
-                        JsonValueKind.Array when item.GetArrayLength() > 0 => ReadIds(item),
-                        _ => null,
+                        JsonValueKind.String when item.GetString() is { Length: > 0 } value => GenerationEndpoint.Encode(engine, value, "prompt"),
+                        JsonValueKind.Array when item.GetArrayLength() > 0 => (ReadIds(item), null),
+                        _ => (null, null),
                     };
-                    if (ids is null)
+                    if (itemIds is null)
                     {
-                        return null;
+                        return (null, itemError);
                     }
 
-                    prompts.Add(ids);
+                    prompts.Add(itemIds);
                 }
 
-                return prompts;
+                return (prompts, null);
             default:
-                return null;
+                return (null, null);
         }
     }
 

@@ -19,7 +19,9 @@ public static class EmbeddingsApi
 {
     public static IEndpointRouteBuilder MapEmbeddingsApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/embeddings", CreateEmbeddings)
+        app.MapPost("/v1/embeddings", CreateEmbeddings).WithTags("OpenAI")
+            .Produces<EmbeddingList>()
+            .ProducesOpenAiErrors(400, 404, 413, 415, 503)
             .AddEndpointFilter(new GenAiTelemetryFilter("embeddings"))
             .AddEndpointFilter<ApiExceptionFilter>();
         return app;
@@ -28,20 +30,19 @@ public static class EmbeddingsApi
     /// <summary>One input: text, or image bytes.</summary>
     private sealed record Input(string? Text, byte[]? Image);
 
-    private static async Task<IResult> CreateEmbeddings(HttpRequest request, ClipEmbedder embedder, IOptions<RetrievalOptions> retrieval)
+    private static IResult CreateEmbeddings(EmbeddingsRequest body, HttpContext context, ClipEmbedder embedder, IOptions<RetrievalOptions> retrieval)
     {
-        JsonObject body = await RequestJson.ReadObjectAsync(request);
-        string model = RequestJson.RequiredString(body, "model");
-        GenAiOperation? genAi = request.HttpContext.Features.Get<GenAiOperation>();
-        genAi?.SetModel(GenAiTelemetryFilter.ModelLabel(request.HttpContext.RequestServices, model));
-        string format = RequestJson.OptionalString(body, "encoding_format") ?? "float";
+        string model = body.Model ?? throw ApiException.Invalid("model", "model is required");
+        GenAiOperation? genAi = context.Features.Get<GenAiOperation>();
+        genAi?.SetModel(GenAiTelemetryFilter.ModelLabel(context.RequestServices, model));
+        string format = body.EncodingFormat ?? "float";
         if (format is not ("float" or "base64"))
         {
             throw ApiException.Invalid("encoding_format", "encoding_format must be \"float\" or \"base64\"");
         }
 
         embedder.Model(model);
-        List<Input> inputs = ParseInputs(body["input"], retrieval.Value.MaxItemsPerRequest);
+        List<Input> inputs = ParseInputs(body.Input, retrieval.Value.MaxItemsPerRequest);
         var images = embedder.DecodeImages(model, [.. inputs.Select((input, i) => (input.Image, Param: $"input[{i}]")).Where(p => p.Image is not null)
             .Select(p => (p.Image!, p.Param))]);
         var texts = inputs.Where(input => input.Text is not null).Select(input => input.Text!).ToList();
@@ -51,44 +52,30 @@ public static class EmbeddingsApi
         int tokens = texts.Sum(text => clip.Tokenizer.Encode(text).Length);
         genAi?.Embedded(tokens);
 
-        JsonArray data = Data(inputs, textVectors, imageVectors, format);
-        return TypedResults.Json(new JsonObject
-        {
-            ["object"] = "list",
-            ["data"] = data,
-            ["model"] = model,
-            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
-        });
+        return TypedResults.Ok(new EmbeddingList("list", Data(inputs, textVectors, imageVectors, format), model, new EmbeddingUsage(tokens, tokens)));
     }
 
     /// <summary>One entry per input, in request order (texts and images were embedded in two batches).</summary>
-    private static JsonArray Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
+    private static EmbeddingData[] Data(List<Input> inputs, float[][] textVectors, float[][] imageVectors, string format)
     {
-        var data = new JsonArray();
+        var data = new EmbeddingData[inputs.Count];
         int nextText = 0, nextImage = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
             float[] vector = inputs[i].Text is not null ? textVectors[nextText++] : imageVectors[nextImage++];
-            data.Add(new JsonObject
-            {
-                ["object"] = "embedding",
-                ["index"] = i,
-                ["embedding"] = format == "base64"
-                    ? Convert.ToBase64String(MemoryMarshal.AsBytes(vector.AsSpan()))
-                    : new JsonArray([.. vector.Select(v => (JsonNode)v)]),
-            });
+            data[i] = new EmbeddingData("embedding", i, format == "base64" ? Convert.ToBase64String(MemoryMarshal.AsBytes(vector.AsSpan())) : vector);
         }
 
         return data;
     }
 
-    private static List<Input> ParseInputs(JsonNode? input, int maxItems)
+    private static List<Input> ParseInputs(JsonElement? input, int maxItems)
     {
-        JsonNode?[] items = input switch
+        JsonElement[] items = input switch
         {
-            null => throw ApiException.Invalid("input", "input is required"),
-            JsonArray array => [.. array],
-            _ => [input],
+            null or { ValueKind: JsonValueKind.Null } => throw ApiException.Invalid("input", "input is required"),
+            { ValueKind: JsonValueKind.Array } array => [.. array.EnumerateArray()],
+            { } single => [single],
         };
         if (items.Length == 0 || items.Length > maxItems)
         {
@@ -98,32 +85,38 @@ public static class EmbeddingsApi
         return [.. items.Select((item, i) => ParseInput(item, $"input[{i}]"))];
     }
 
-    private static Input ParseInput(JsonNode? item, string param)
+    private static Input ParseInput(JsonElement item, string param)
     {
-        if (item is JsonValue value && value.GetValueKind() == JsonValueKind.String)
+        if (item.ValueKind == JsonValueKind.String)
         {
-            return Text(value.GetValue<string>(), param);
+            return Text(item.GetString()!, param);
         }
 
-        if (item is not JsonObject part)
+        if (item.ValueKind != JsonValueKind.Object)
         {
             throw ApiException.Invalid(param, "an input is a string, {\"type\":\"text\",\"text\":...} or {\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/...;base64,...\"}} (token arrays are not supported)");
         }
 
-        return RequestJson.OptionalString(part, "type", param + ".") switch
+        return OptionalString(item, "type", param) switch
         {
-            "text" => Text(RequestJson.OptionalString(part, "text", param + ".") ?? "", param),
-            "image_url" => new Input(null, Serving.Server.Retrieval.ImageInput.DecodeBase64(ImageUrl(part, param), param)),
+            "text" => Text(OptionalString(item, "text", param) ?? "", param),
+            "image_url" => new Input(null, Serving.Server.Retrieval.ImageInput.DecodeBase64(ImageUrl(item, param), param)),
             _ => throw ApiException.Invalid(param + ".type", "type must be \"text\" or \"image_url\""),
         };
     }
 
-    private static string ImageUrl(JsonObject part, string param) => part["image_url"] switch
+    private static string ImageUrl(JsonElement part, string param) => part.TryGetProperty("image_url", out JsonElement url) ? url.ValueKind switch
     {
-        JsonObject url => RequestJson.OptionalString(url, "url", param + ".image_url.") ?? throw ApiException.Invalid(param + ".image_url.url", "url is required"),
-        JsonValue url when url.GetValueKind() == JsonValueKind.String => url.GetValue<string>(),
+        JsonValueKind.Object => OptionalString(url, "url", param + ".image_url") ?? throw ApiException.Invalid(param + ".image_url.url", "url is required"),
+        JsonValueKind.String => url.GetString()!,
         _ => throw ApiException.Invalid(param + ".image_url", "image_url must be {\"url\": \"data:image/...;base64,...\"}"),
-    };
+    } : throw ApiException.Invalid(param + ".image_url", "image_url must be {\"url\": \"data:image/...;base64,...\"}");
+
+    /// <summary>A string field of a part, null when absent or JSON null; another type is a 400 naming <c>{param}.{name}</c>.</summary>
+    private static string? OptionalString(JsonElement part, string name, string param) =>
+        !part.TryGetProperty(name, out JsonElement value) || value.ValueKind == JsonValueKind.Null ? null
+        : value.ValueKind == JsonValueKind.String ? value.GetString()
+        : throw ApiException.Invalid($"{param}.{name}", $"{name} must be a string");
 
     private static Input Text(string text, string param) =>
         string.IsNullOrWhiteSpace(text) ? throw ApiException.Invalid(param, "the text is empty") : new Input(text, null);

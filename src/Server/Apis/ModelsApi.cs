@@ -12,8 +12,8 @@ public static class ModelsApi
 
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/models", List).WithTags("OpenAI").Produces<ModelList>();
-        app.MapGet("/v1/models/{id}", Get).WithTags("OpenAI").Produces<ModelCard>().ProducesOpenAiErrors(404);
+        app.MapGet("/v1/models", List).WithTags("OpenAI").Produces<ModelList>().ProducesOpenAiErrors(503);
+        app.MapGet("/v1/models/{id}", Get).WithTags("OpenAI").Produces<ModelCard>().ProducesOpenAiErrors(404, 503);
         return app;
     }
 

@@ -1,6 +1,6 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Serving.Runtime.Retrieval;
+using Serving.Server.Http;
 using Serving.Server.Retrieval;
 
 namespace Serving.Server.Apis;
@@ -10,29 +10,31 @@ public static class RetrievalApi
 {
     public static IEndpointRouteBuilder MapRetrievalApi(this IEndpointRouteBuilder app)
     {
-        RouteGroupBuilder collections = app.MapGroup("/v1/collections").AddEndpointFilter<ApiExceptionFilter>();
-        collections.MapPost("", Create);
-        collections.MapGet("", (RetrievalService service) => TypedResults.Json(new JsonObject
-        {
-            ["object"] = "list",
-            ["data"] = new JsonArray([.. service.Collections.Select(c => (JsonNode)c.ToJson())]),
-        }));
-        collections.MapGet("{name}", (string name, RetrievalService service) => TypedResults.Json(service.Get(name).ToJson()));
-        collections.MapDelete("{name}", Delete);
-        collections.MapPost("{name}/items", Upload).DisableAntiforgery();
-        collections.MapGet("{name}/items/{id}", GetItem);
-        collections.MapDelete("{name}/items/{id}", DeleteItem);
-        collections.MapPost("{name}/search", Search);
+        RouteGroupBuilder collections = app.MapGroup("/v1/collections").WithTags("Collections").AddEndpointFilter<ApiExceptionFilter>();
+        collections.MapPost("", Create)
+            .Produces<CollectionInfo>(StatusCodes.Status201Created).ProducesOpenAiErrors(400, 404, 409, 413, 415, 503, 507);
+        collections.MapGet("", (RetrievalService service) => TypedResults.Ok(new CollectionList("list", [.. service.Collections.Select(c => c.Info())])))
+            .ProducesOpenAiErrors(503);
+        collections.MapGet("{name}", (string name, RetrievalService service) => TypedResults.Ok(service.Get(name).Info())).ProducesOpenAiErrors(404, 503);
+        collections.MapDelete("{name}", Delete).Produces<CollectionDeleted>().ProducesOpenAiErrors(404, 503);
+        collections.MapPost("{name}/items", Upload).DisableAntiforgery()
+            // Accepts also routes by content type, so it names both; the multipart form is not this record (the description says what it is).
+            .Accepts<UploadItemsRequest>("application/json", "multipart/form-data")
+            .WithDescription("JSON: {\"items\": [{\"id\"?, \"image\", \"metadata\"?}]}. multipart/form-data: image files (in order), and optional fields "
+                + "metadata (a JSON array, one object per file) and ids (a JSON array of strings, one per file).")
+            .Produces<ItemIds>().ProducesOpenAiErrors(400, 404, 413, 415, 503, 507);
+        collections.MapGet("{name}/items/{id}", GetItem).Produces<CollectionItem>().ProducesOpenAiErrors(400, 404, 503);
+        collections.MapDelete("{name}/items/{id}", DeleteItem).Produces<ItemDeleted>().ProducesOpenAiErrors(404, 503);
+        collections.MapPost("{name}/search", Search).Produces<SearchHits>().ProducesOpenAiErrors(400, 404, 413, 415, 503);
         return app;
     }
 
-    private static async Task<IResult> Create(HttpRequest request, RetrievalService service, ClipEmbedder embedder)
+    private static async Task<IResult> Create(CreateCollectionRequest body, RetrievalService service, ClipEmbedder embedder)
     {
-        JsonObject body = await RequestJson.ReadObjectAsync(request);
-        string name = RequestJson.RequiredString(body, "name");
-        string model = RequestJson.OptionalString(body, "model") ?? DefaultModel(embedder);
-        CollectionState state = await service.CreateAsync(name, model, body["debias"]);
-        return TypedResults.Json(state.ToJson(), statusCode: StatusCodes.Status201Created);
+        string name = body.Name ?? throw ApiException.Invalid("name", "name is required");
+        string model = body.Model ?? DefaultModel(embedder);
+        CollectionState state = await service.CreateAsync(name, model, body.Debias);
+        return TypedResults.Json(state.Info(), statusCode: StatusCodes.Status201Created);
     }
 
     /// <summary>With one CLIP model served, <c>model</c> may be left out.</summary>
@@ -42,7 +44,7 @@ public static class RetrievalApi
     private static async Task<IResult> Delete(string name, RetrievalService service)
     {
         await service.DeleteAsync(name);
-        return TypedResults.Json(new JsonObject { ["object"] = "collection.deleted", ["name"] = name, ["deleted"] = true });
+        return TypedResults.Ok(new CollectionDeleted("collection.deleted", name, true));
     }
 
     private static async Task<IResult> Upload(string name, HttpRequest request, RetrievalService service)
@@ -50,51 +52,29 @@ public static class RetrievalApi
         service.Get(name);
         IReadOnlyList<NewItem> items = ItemUploads.IsMultipart(request)
             ? await ItemUploads.ReadMultipartAsync(request)
-            : ItemUploads.ReadJson(await RequestJson.ReadObjectAsync(request), service.Options.MaxItemsPerRequest);
+            : ItemUploads.ReadJson(await RequestJson.ReadAsync(request, RetrievalJson.Default.UploadItemsRequest), service.Options.MaxItemsPerRequest);
         IReadOnlyList<string> ids = await service.UpsertAsync(name, items);
-        return TypedResults.Json(new JsonObject { ["object"] = "list", ["ids"] = new JsonArray([.. ids.Select(id => (JsonNode)id)]) });
+        return TypedResults.Ok(new ItemIds("list", ids));
     }
 
     private static IResult GetItem(string name, string id, bool? include_vector, RetrievalService service)
     {
         var (item, metadata) = service.GetItem(name, id);
-        var json = new JsonObject { ["object"] = "collection.item", ["id"] = item.Id, ["metadata"] = metadata };
-        if (include_vector == true)
-        {
-            json["embedding"] = new JsonArray([.. item.Vector.Select(v => (JsonNode)v)]);
-        }
-
-        return TypedResults.Json(json);
+        return TypedResults.Ok(new CollectionItem("collection.item", item.Id, metadata, include_vector == true ? item.Vector : null));
     }
 
     private static async Task<IResult> DeleteItem(string name, string id, RetrievalService service)
     {
         await service.DeleteItemAsync(name, id);
-        return TypedResults.Json(new JsonObject { ["object"] = "collection.item.deleted", ["id"] = id, ["deleted"] = true });
+        return TypedResults.Ok(new ItemDeleted("collection.item.deleted", id, true));
     }
 
-    private static async Task<IResult> Search(string name, HttpRequest request, RetrievalService service)
+    private static IResult Search(string name, SearchRequest body, RetrievalService service)
     {
         service.Get(name);
-        JsonObject body = await RequestJson.ReadObjectAsync(request);
-        string? image = RequestJson.OptionalString(body, "image");
-        var query = new SearchQuery(
-            RequestJson.OptionalString(body, "text"),
-            image is null ? null : ImageInput.DecodeBase64(image, "image"),
-            RequestJson.OptionalFloats(body, "vector"),
-            RequestJson.OptionalInt(body, "top_k", 10),
-            RequestJson.OptionalObject(body, "filter"),
-            RequestJson.OptionalBool(body, "debias"));
+        var query = new SearchQuery(body.Text, body.Image is null ? null : ImageInput.DecodeBase64(body.Image, "image"), body.Vector,
+            body.TopK ?? 10, body.Filter, body.Debias);
         var hits = service.Search(name, query);
-        return TypedResults.Json(new JsonObject
-        {
-            ["object"] = "list",
-            ["hits"] = new JsonArray([.. hits.Select(h => (JsonNode)new JsonObject
-            {
-                ["id"] = h.Hit.Id,
-                ["score"] = h.Hit.Score,
-                ["metadata"] = h.Metadata.DeepClone(),
-            })]),
-        });
+        return TypedResults.Ok(new SearchHits("list", [.. hits.Select(h => new SearchHit(h.Hit.Id, h.Hit.Score, (JsonObject)h.Metadata.DeepClone()))]));
     }
 }

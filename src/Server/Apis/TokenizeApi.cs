@@ -9,8 +9,8 @@ public static class TokenizeApi
 {
     public static IEndpointRouteBuilder MapTokenizeApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/tokenize", Tokenize).WithTags("Tokenizer").Produces<TokenizeResponse>().ProducesOpenAiErrors(400, 404, 503);
-        app.MapPost("/detokenize", Detokenize).WithTags("Tokenizer").Produces<DetokenizeResponse>().ProducesOpenAiErrors(400, 404, 503);
+        app.MapPost("/tokenize", Tokenize).WithTags("Tokenizer").Produces<TokenizeResponse>().ProducesOpenAiErrors(400, 404, 413, 415, 503);
+        app.MapPost("/detokenize", Detokenize).WithTags("Tokenizer").Produces<DetokenizeResponse>().ProducesOpenAiErrors(400, 404, 413, 415, 503);
         return app;
     }
 
@@ -32,25 +32,29 @@ public static class TokenizeApi
             return OpenAiErrors.InvalidParameter("messages", "messages must be an array of {role, content} objects; an entry is null.");
         }
 
-        int[] ids;
+        int[]? ids;
+        IResult? tooLong;
         if (body.Prompt is { } prompt)
         {
-            ids = engine.Model.Tokenizer.Encode(prompt, body.AddSpecialTokens ?? true);
+            (ids, tooLong) = GenerationEndpoint.Encode(engine, prompt, "prompt", body.AddSpecialTokens ?? true);
         }
         else
         {
             var messages = body.Messages!.Select(m => new ChatMessage(m!.Role ?? "", m.Content?.ValueKind == System.Text.Json.JsonValueKind.String ? m.Content.Value.GetString()! : "")).ToList();
+            string rendered;
             try
             {
-                ids = engine.Model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true), addSpecialTokens: false);
+                rendered = ChatTemplate.Render(messages, addGenerationPrompt: true);
             }
             catch (ArgumentException e)
             {
                 return OpenAiErrors.InvalidParameter("messages", e.Message);
             }
+
+            (ids, tooLong) = GenerationEndpoint.Encode(engine, rendered, "messages", addSpecialTokens: false);
         }
 
-        return TypedResults.Ok(new TokenizeResponse(ids, ids.Length, engine.ContextLength));
+        return ids is null ? tooLong! : TypedResults.Ok(new TokenizeResponse(ids, ids.Length, engine.ContextLength));
     }
 
     private static IResult Detokenize(DetokenizeRequest body, GenerationEndpoint endpoint)

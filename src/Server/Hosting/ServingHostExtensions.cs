@@ -25,6 +25,8 @@ public static class ServingHostExtensions
             // and a key twice is refused (StrictJsonBodyMiddleware finds it first, with the path).
             json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
             json.SerializerOptions.AllowDuplicateProperties = false;
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, Retrieval.RetrievalJson.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, Apis.OpenAi.OpenAiJson.Default);
         });
         // Swashbuckle describes schemas with MVC's serializer options: the same snake_case names as the wire.
         builder.Services.Configure<Microsoft.AspNetCore.Mvc.JsonOptions>(json => json.JsonSerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
@@ -40,7 +42,13 @@ public static class ServingHostExtensions
                 Description = "OpenAI-compatible inference server for ONNX models (see README.md).",
             });
             swagger.AddBearerKey();
+            // Metadata and filters are free-form objects, not the JsonNode class Swashbuckle would describe.
+            swagger.MapType<System.Text.Json.Nodes.JsonObject>(() => new Microsoft.OpenApi.OpenApiSchema { Type = Microsoft.OpenApi.JsonSchemaType.Object });
         });
+        builder.Services.AddSingleton<ShutdownDrain>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<ShutdownDrain>());
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<ServingOptions>>((host, serving) =>
+            host.ShutdownTimeout = TimeSpan.FromSeconds(serving.Value.ShutdownDrainSeconds) + ShutdownDrain.StopMargin);
         builder.Services.AddServingAccess();
         builder.Services.AddSingleton<DecoderHost>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DecoderHost>());
@@ -54,6 +62,7 @@ public static class ServingHostExtensions
     public static WebApplication UseServing(this WebApplication app)
     {
         app.UseMiddleware<OpenAiErrorMiddleware>();
+        app.UseMiddleware<ShutdownDrainMiddleware>();
         app.UseServingAccess();
         app.UseMiddleware<DotSegmentMiddleware>();
         app.UseMiddleware<StrictJsonBodyMiddleware>();
@@ -67,13 +76,13 @@ public static class ServingHostExtensions
             {
                 StatusCodes.Status404NotFound => $"No route matches {pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path}.",
                 StatusCodes.Status405MethodNotAllowed => $"{pages.HttpContext.Request.Method} is not allowed on {pages.HttpContext.Request.Path}.",
-                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeMessage(pages.HttpContext),
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrors.TooLargeMessage(pages.HttpContext),
                 StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonMessage,
                 _ => $"The request failed with HTTP status {response.StatusCode}.",
             };
             string? code = response.StatusCode switch
             {
-                StatusCodes.Status413PayloadTooLarge => OpenAiErrorMiddleware.TooLargeCode,
+                StatusCodes.Status413PayloadTooLarge => OpenAiErrors.TooLargeCode,
                 StatusCodes.Status415UnsupportedMediaType => OpenAiErrors.NotJsonCode,
                 _ => null,
             };

@@ -46,6 +46,14 @@ public sealed class ServingOptions
     [Range(1, 86_400)]
     public int RequestTimeoutSeconds { get; init; } = 600;
 
+    /// <summary>
+    /// Seconds running requests may take to finish once the host stops (SIGTERM); new ones get 503 meanwhile. What
+    /// still runs after that is cancelled: a 503 body, or mid-stream an error event and [DONE]. 0 cancels at once.
+    /// The host's ShutdownTimeout is this plus <see cref="ShutdownDrain.StopMargin"/>; Kubernetes'
+    /// terminationGracePeriodSeconds should be longer still.
+    /// </summary>
+    public int ShutdownDrainSeconds { get; init; } = 30;
+
     /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
     [Range(0, 1024)]
     public int IntraOpThreads { get; init; }

@@ -7,6 +7,8 @@ namespace Serving.Server.Hosting;
 /// <summary>Checks what data annotations cannot: model entries, unique ids, folders that exist.</summary>
 public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
 {
+    public const int MaxShutdownDrainSeconds = 3600;
+
     public ValidateOptionsResult Validate(string? name, ServingOptions options)
     {
         var failures = new List<string>();
@@ -47,6 +49,11 @@ public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
         {
             string key = string.Concat(compression.Field.Split('_').Select(word => char.ToUpperInvariant(word[0]) + word[1..]));
             failures.Add($"Serving:KvCompression:{key}: {compression.Message}");
+        }
+
+        if (options.ShutdownDrainSeconds is < 0 or > MaxShutdownDrainSeconds)
+        {
+            failures.Add($"Serving:ShutdownDrainSeconds is {options.ShutdownDrainSeconds}; it must be 0 to {MaxShutdownDrainSeconds} (an hour).");
         }
 
         ValidateAccess(options, failures);

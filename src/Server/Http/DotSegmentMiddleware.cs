@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http.Features;
-using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 

@@ -2,7 +2,6 @@ using Microsoft.Extensions.Options;
 using Serving.Runtime.Telemetry;
 using Serving.Server.Apis.OpenAi;
 using Serving.Server.Hosting;
-using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 

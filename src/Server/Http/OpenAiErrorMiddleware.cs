@@ -1,7 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Data.Sqlite;
-using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 
@@ -34,7 +33,7 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
         {
             if (e.StatusCode == StatusCodes.Status413PayloadTooLarge || e.InnerException is BadHttpRequestException { StatusCode: 413 })
             {
-                await Write(context, StatusCodes.Status413PayloadTooLarge, TooLargeMessage(context), null, TooLargeCode);
+                await Write(context, StatusCodes.Status413PayloadTooLarge, OpenAiErrors.TooLargeMessage(context), null, OpenAiErrors.TooLargeCode);
                 return;
             }
 
@@ -61,12 +60,6 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
             await Write(context, StatusCodes.Status500InternalServerError, "The server failed to process the request; its log has the details.", null, "internal_error");
         }
     }
-
-    /// <summary>The one <c>code</c> of every 413, whichever layer finds the body too large.</summary>
-    public const string TooLargeCode = "request_too_large";
-
-    public static string TooLargeMessage(HttpContext context) =>
-        $"The request body is larger than the server's limit of {context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes (Serving:MaxRequestBodyBytes).";
 
     /// <summary>
     /// SQLite reports a full disk (ENOSPC) and a full store (max_page_count) as SQLITE_FULL; other
@@ -97,14 +90,9 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
             return ($"The parameter '{name}' is missing or has the wrong type ({e.Message})", name, "invalid_value");
         }
 
-        if (e.InnerException is System.Text.Json.JsonException { Path: { } path } json)
+        if (e.InnerException is System.Text.Json.JsonException json)
         {
-            string param = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
-            bool isSyntax = json.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase) && json.Message.Contains("LineNumber", StringComparison.Ordinal)
-                && !json.Message.Contains("could not be converted", StringComparison.Ordinal);
-            return isSyntax
-                ? ($"The request body is not valid JSON (at {path}).", null, "invalid_json")
-                : ($"The field '{param}' has the wrong type (see the API reference at /swagger).", param.Length > 0 && param != "$" ? param : null, "invalid_json");
+            return OpenAiErrors.DescribeJson(json);
         }
 
         return e.StatusCode == StatusCodes.Status415UnsupportedMediaType

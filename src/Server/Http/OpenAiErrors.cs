@@ -22,6 +22,12 @@ public static class OpenAiErrors
 
     public const string NotJsonCode = "invalid_json";
 
+    /// <summary>The one <c>code</c> of every body over Serving:MaxRequestBodyBytes, whichever layer finds it (413).</summary>
+    public const string TooLargeCode = "request_too_large";
+
+    public static string TooLargeMessage(HttpContext context) =>
+        $"The request body is larger than the server's limit of {context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes (Serving:MaxRequestBodyBytes).";
+
     public static IResult Create(int status, string message, string? param = null, string? code = null) =>
         TypedResults.Json(Body(status, message, param, code), statusCode: status);
 
@@ -40,6 +46,27 @@ public static class OpenAiErrors
 
     public static IResult NotFound(string message, string? param = null) =>
         Create(StatusCodes.Status404NotFound, message, param, "not_found");
+
+    /// <summary>
+    /// What a body System.Text.Json could not read gets, for framework-bound and hand-read bodies alike: a value of the
+    /// wrong type names its field (from the JSON path, <c>items[1].image</c>); broken syntax is invalid JSON.
+    /// </summary>
+    /// <param name="json">The serializer's error.</param>
+    /// <param name="under">The field a nested value was read from (a union read by its handler), whose path the error's continues.</param>
+    public static (string Message, string? Param, string Code) DescribeJson(System.Text.Json.JsonException json, string? under = null)
+    {
+        if (json.Path is not { } path)
+        {
+            return ("The request body is missing or not valid JSON.", under, "invalid_json");
+        }
+
+        string param = under is not null ? under + (path.Length > 0 ? path[1..] : "") : path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
+        bool isSyntax = json.Message.Contains("invalid", StringComparison.OrdinalIgnoreCase) && json.Message.Contains("LineNumber", StringComparison.Ordinal)
+            && !json.Message.Contains("could not be converted", StringComparison.Ordinal);
+        return isSyntax
+            ? ($"The request body is not valid JSON (at {path}).", null, "invalid_json")
+            : ($"The field '{param}' has the wrong type (see the API reference at /swagger).", param.Length > 0 && param != "$" ? param : null, "invalid_json");
+    }
 
     /// <summary>The types OpenAI and its peers use, by status; clients switch on them.</summary>
     private static string TypeOf(int status) => status switch

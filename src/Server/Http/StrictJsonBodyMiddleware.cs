@@ -1,6 +1,5 @@
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
-using Serving.Server.Retrieval;
 
 namespace Serving.Server.Http;
 

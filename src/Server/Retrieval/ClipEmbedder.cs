@@ -7,6 +7,7 @@ using Serving.Runtime.Models.Clip;
 using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 

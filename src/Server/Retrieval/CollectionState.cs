@@ -78,14 +78,6 @@ public sealed class CollectionState(CollectionRecord record, DebiasTransform? tr
         return true;
     }
 
-    public JsonObject ToJson() => new()
-    {
-        ["object"] = "collection",
-        ["name"] = Record.Name,
-        ["model"] = Record.Model,
-        ["dimension"] = Record.Dimension,
-        ["debias"] = Record.Debias is null ? null : DebiasSettings.Public(JsonNode.Parse(Record.Debias)!.AsObject()),
-        ["count"] = Raw.Count,
-        ["created_at"] = Record.CreatedAt,
-    };
+    public CollectionInfo Info() => new("collection", Record.Name, Record.Model, Record.Dimension,
+        Record.Debias is null ? null : DebiasSettings.Public(JsonNode.Parse(Record.Debias)!.AsObject()), Raw.Count, Record.CreatedAt);
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Serving.Runtime.Debiasing;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 
@@ -25,7 +26,7 @@ public interface IGroupEmbedder
 }
 
 /// <summary>
-/// A collection's <c>debias</c> setting: <c>{"method": "wring"|"projection", "concepts": [{"name",
+/// A collection's <c>debias</c> setting (<see cref="DebiasRequest"/>): <c>{"method": "wring"|"projection", "concepts": [{"name",
 /// "groups": [group, …]}]}</c>, a group being an array of prompts, <c>{"images": [base64…]}</c> or
 /// <c>{"prompts": […], "nearest_images": 100, "reference_collection": "name"}</c>. The group
 /// directions are computed once, at creation, and stored with the collection: a restart, or
@@ -35,15 +36,15 @@ public static class DebiasSettings
 {
     private const int MaxPerGroup = 64;
 
-    /// <summary>Parses, computes the directions and returns the JSON to store and the transform.</summary>
-    public static (JsonObject Stored, DebiasTransform Transform) Create(JsonNode? node, IGroupEmbedder embedder)
+    /// <summary>Checks the request, computes the directions and returns the JSON to store and the transform.</summary>
+    public static (JsonObject Stored, DebiasTransform Transform) Create(DebiasRequest request, IGroupEmbedder embedder)
     {
-        if (node is not JsonObject json || json["concepts"] is not JsonArray concepts || concepts.Count == 0)
+        if (request.Concepts is not { Count: > 0 } concepts)
         {
             throw ApiException.Invalid("debias", "debias must be {\"method\": \"wring\"|\"projection\", \"concepts\": [{\"name\": ..., \"groups\": [[prompts], [prompts]]}]}");
         }
 
-        DebiasMethod method = ParseMethod(json["method"]);
+        DebiasMethod method = ParseMethod(request.Method);
         var stored = new JsonArray();
         foreach (var (concept, i) in concepts.Select((c, i) => (ParseConcept(c, $"debias.concepts[{i}]"), i)))
         {
@@ -75,7 +76,7 @@ public static class DebiasSettings
                 throw ApiException.Invalid("debias.concepts", $"concept '{concept["name"]}': {e.Message}");
             }
         }).ToList();
-        return new DebiasTransform(ParseMethod(stored["method"]), subspaces);
+        return new DebiasTransform(ParseMethod(stored["method"]!.GetValue<string>()), subspaces);
     }
 
     /// <summary>The stored settings without the directions: what the API shows.</summary>
@@ -89,51 +90,71 @@ public static class DebiasSettings
         })]),
     };
 
-    private static DebiasMethod ParseMethod(JsonNode? node) => node?.GetValueKind() switch
+    private static DebiasMethod ParseMethod(string? method) => method switch
     {
-        null => DebiasMethod.Wring,
-        JsonValueKind.String when node.GetValue<string>() == "wring" => DebiasMethod.Wring,
-        JsonValueKind.String when node.GetValue<string>() == "projection" => DebiasMethod.Projection,
+        null or "wring" => DebiasMethod.Wring,
+        "projection" => DebiasMethod.Projection,
         _ => throw ApiException.Invalid("debias.method", "method must be \"wring\" or \"projection\""),
     };
 
     private static string MethodName(DebiasMethod method) => method == DebiasMethod.Wring ? "wring" : "projection";
 
-    private static ConceptSettings ParseConcept(JsonNode? node, string param)
+    private static ConceptSettings ParseConcept(ConceptRequest? concept, string param)
     {
-        if (node is not JsonObject concept || concept["groups"] is not JsonArray groups || groups.Count < 2)
+        if (concept?.Groups is not { Count: >= 2 } groups)
         {
             throw ApiException.Invalid(param, "a concept needs \"groups\": at least two groups");
         }
 
-        string name = concept["name"]?.GetValueKind() == JsonValueKind.String ? concept["name"]!.GetValue<string>() : param;
-        return new ConceptSettings(name, [.. groups.Select((g, j) => ParseGroup(g, $"{param}.groups[{j}]"))]);
+        return new ConceptSettings(concept.Name ?? param, [.. groups.Select((g, j) => ParseGroup(g, $"{param}.groups[{j}]"))]);
     }
 
-    private static GroupSettings ParseGroup(JsonNode? node, string param)
+    /// <summary>A group is a union: an array of prompts, or an object read as a <see cref="GroupRequest"/>.</summary>
+    private static GroupSettings ParseGroup(JsonElement node, string param)
     {
-        var group = node switch
+        var group = node.ValueKind switch
         {
-            JsonArray prompts => new GroupSettings(Strings(prompts, param), [], 0, null),
-            JsonObject { } o when o["images"] is JsonArray images =>
-                new GroupSettings([], [.. Strings(images, param + ".images").Select(i => ImageInput.DecodeBase64(i, param + ".images"))], 0, null),
-            JsonObject { } o when o["prompts"] is JsonArray prompts => new GroupSettings(Strings(prompts, param + ".prompts"), [],
-                RequestJson.OptionalInt(o, "nearest_images", 100), RequestJson.OptionalString(o, "reference_collection", param + ".")
-                    ?? throw ApiException.Invalid(param + ".reference_collection", "nearest_images needs reference_collection: the collection whose images define the group")),
-            _ => throw ApiException.Invalid(param, "a group is an array of prompts, {\"images\": [...]} or {\"prompts\": [...], \"nearest_images\": k, \"reference_collection\": name}"),
+            JsonValueKind.Array => new GroupSettings(Strings(Read(node, RetrievalJson.Default.ListString, param), param), [], 0, null),
+            JsonValueKind.Object => ParseGroup(Read(node, RetrievalJson.Default.GroupRequest, param), param),
+            _ => null,
         };
+        if (group is null)
+        {
+            throw ApiException.Invalid(param, "a group is an array of prompts, {\"images\": [...]} or {\"prompts\": [...], \"nearest_images\": k, \"reference_collection\": name}");
+        }
+
         return group.ReferenceCollection is not null && group.NearestImages is < 1 or > 10_000
             ? throw ApiException.Invalid(param + ".nearest_images", "nearest_images must be between 1 and 10000")
             : group;
     }
 
-    private static string[] Strings(JsonArray array, string param)
+    private static GroupSettings? ParseGroup(GroupRequest group, string param) => group switch
     {
-        string[] values = array.All(v => v?.GetValueKind() == JsonValueKind.String) ? [.. array.Select(v => v!.GetValue<string>())] : [];
-        return values.Length is > 0 and <= MaxPerGroup && !values.Any(string.IsNullOrWhiteSpace)
-            ? values
-            : throw ApiException.Invalid(param, $"give 1 to {MaxPerGroup} non-empty strings");
+        { Images: { } images } => new GroupSettings([], [.. Strings(images, param + ".images").Select(i => ImageInput.DecodeBase64(i, param + ".images"))], 0, null),
+        { Prompts: { } prompts } => new GroupSettings(Strings(prompts, param + ".prompts"), [], group.NearestImages ?? 100,
+            group.ReferenceCollection ?? throw ApiException.Invalid(param + ".reference_collection",
+                "nearest_images needs reference_collection: the collection whose images define the group")),
+        _ => null,
+    };
+
+    /// <summary>A group's value as <typeparamref name="T"/>; a value of the wrong type inside it is a 400 naming its path under <paramref name="param"/>.</summary>
+    private static T Read<T>(JsonElement node, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string param)
+    {
+        try
+        {
+            return node.Deserialize(type)!;
+        }
+        catch (JsonException e)
+        {
+            var (message, field, code) = OpenAiErrors.DescribeJson(e, under: param);
+            throw new ApiException(StatusCodes.Status400BadRequest, message, field, code);
+        }
     }
+
+    private static string[] Strings(List<string> values, string param) =>
+        values.Count is > 0 and <= MaxPerGroup && !values.Any(string.IsNullOrWhiteSpace)
+            ? [.. values]
+            : throw ApiException.Invalid(param, $"give 1 to {MaxPerGroup} non-empty strings");
 
     private static float[] Direction(GroupSettings group, IGroupEmbedder embedder, string param)
     {

@@ -1,5 +1,6 @@
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 

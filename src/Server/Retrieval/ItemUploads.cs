@@ -1,11 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 
 /// <summary>
 /// The two upload forms of <c>POST /v1/collections/{name}/items</c>: JSON
-/// <c>{"items":[{"id"?, "image", "metadata"?}]}</c>, or multipart with image files (in order)
+/// <c>{"items":[{"id"?, "image", "metadata"?}]}</c> (<see cref="UploadItemsRequest"/>), or multipart with image files (in order)
 /// plus optional fields <c>metadata</c> (a JSON array, one object per file) and <c>ids</c>
 /// (a JSON array of strings, one per file).
 /// </summary>
@@ -16,9 +17,9 @@ public static class ItemUploads
 
     private static readonly System.Buffers.SearchValues<char> ForbiddenInIds = System.Buffers.SearchValues.Create("/\\");
 
-    public static IReadOnlyList<NewItem> ReadJson(JsonObject body, int maxItems)
+    public static IReadOnlyList<NewItem> ReadJson(UploadItemsRequest body, int maxItems)
     {
-        if (body["items"] is not JsonArray items)
+        if (body.Items is not { } items)
         {
             throw ApiException.Invalid("items", "items must be an array of {\"id\"?, \"image\", \"metadata\"?}");
         }
@@ -28,16 +29,19 @@ public static class ItemUploads
             throw ApiException.Invalid("items", $"send 1 to {maxItems} items per request (got {items.Count})");
         }
 
-        return [.. items.Select((node, i) =>
+        return [.. items.Select((item, i) =>
         {
             string param = $"items[{i}]";
-            JsonObject item = node as JsonObject ?? throw ApiException.Invalid(param, "an item must be an object");
-            string image = RequestJson.OptionalString(item, "image", param + ".") ?? throw ApiException.Invalid(param + ".image", "image is required");
-            string? id = RequestJson.OptionalString(item, "id", param + ".");
+            if (item is null)
+            {
+                throw ApiException.Invalid(param, "an item must be an object");
+            }
+
+            string image = item.Image ?? throw ApiException.Invalid(param + ".image", "image is required");
             return new NewItem(
-                id is null ? null : ValidId(id, param + ".id"),
+                item.Id is null ? null : ValidId(item.Id, param + ".id"),
                 ImageInput.DecodeBase64(image, param + ".image"),
-                (JsonObject?)RequestJson.OptionalObject(item, "metadata", param + ".metadata")?.DeepClone() ?? []);
+                item.Metadata ?? []);
         })];
     }
 

@@ -1,19 +1,22 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 
-/// <summary>Reads request bodies and fields with errors that name the field.</summary>
+/// <summary>Reads the bodies a handler reads itself (typed, like the framework's) and JSON texts inside form fields, with errors that name the field.</summary>
 public static class RequestJson
 {
     /// <summary>A key twice is refused here too, though <see cref="Http.StrictJsonBodyMiddleware"/> finds it first with its path.</summary>
     private static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
 
     /// <summary>
-    /// The body as a JSON object; 415 unless its Content-Type is JSON. Browsers send text/plain (and forms)
-    /// cross-origin without a preflight, so accepting them would let any web page post to the server.
+    /// A typed body the handler reads itself (a route that also takes multipart); 415 unless its Content-Type is JSON.
+    /// Browsers send text/plain (and forms) cross-origin without a preflight, so accepting them would let any web page
+    /// post to the server. A value of the wrong type is a 400 naming the field, as for framework-bound bodies.
     /// </summary>
-    public static async Task<JsonObject> ReadObjectAsync(HttpRequest request)
+    public static async Task<T> ReadAsync<T>(HttpRequest request, JsonTypeInfo<T> type)
     {
         if (!request.HasJsonContentType())
         {
@@ -22,12 +25,13 @@ public static class RequestJson
 
         try
         {
-            JsonNode? node = await JsonNode.ParseAsync(request.Body, documentOptions: Strict, cancellationToken: request.HttpContext.RequestAborted);
-            return node as JsonObject ?? throw new ApiException(StatusCodes.Status400BadRequest, "The body must be a JSON object.", null, "invalid_json");
+            return await JsonSerializer.DeserializeAsync(request.Body, type, request.HttpContext.RequestAborted)
+                ?? throw new ApiException(StatusCodes.Status400BadRequest, "The body must be a JSON object.", null, "invalid_json");
         }
         catch (JsonException e)
         {
-            throw new ApiException(StatusCodes.Status400BadRequest, $"The body is not valid JSON: {e.Message}", null, "invalid_json");
+            var (message, param, code) = Http.OpenAiErrors.DescribeJson(e);
+            throw new ApiException(StatusCodes.Status400BadRequest, message, param, code);
         }
     }
 
@@ -40,56 +44,5 @@ public static class RequestJson
         }
 
         return JsonNode.Parse(text, documentOptions: Strict);
-    }
-
-    public static string? OptionalString(JsonObject json, string name, string? prefix = null) =>
-        json[name] switch
-        {
-            null => null,
-            JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
-            _ => throw ApiException.Invalid(prefix + name, $"{name} must be a string"),
-        };
-
-    public static string RequiredString(JsonObject json, string name) =>
-        OptionalString(json, name) ?? throw ApiException.Invalid(name, $"{name} is required");
-
-    public static JsonObject? OptionalObject(JsonObject json, string name, string? param = null) =>
-        json[name] switch
-        {
-            null => null,
-            JsonObject value => value,
-            _ => throw ApiException.Invalid(param ?? name, $"{name} must be a JSON object"),
-        };
-
-    public static int OptionalInt(JsonObject json, string name, int fallback) =>
-        json[name] switch
-        {
-            null => fallback,
-            JsonValue value when value.GetValueKind() == JsonValueKind.Number && value.TryGetValue(out int number) => number,
-            _ => throw ApiException.Invalid(name, $"{name} must be an integer"),
-        };
-
-    public static bool? OptionalBool(JsonObject json, string name) =>
-        json[name]?.GetValueKind() switch
-        {
-            null => null,
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw ApiException.Invalid(name, $"{name} must be true or false"),
-        };
-
-    public static float[]? OptionalFloats(JsonObject json, string name)
-    {
-        if (json[name] is null)
-        {
-            return null;
-        }
-
-        if (json[name] is JsonArray array && array.All(v => v?.GetValueKind() == JsonValueKind.Number))
-        {
-            return [.. array.Select(v => v!.GetValue<float>())];
-        }
-
-        throw ApiException.Invalid(name, $"{name} must be an array of numbers");
     }
 }

@@ -8,6 +8,7 @@ using Serving.Runtime.Retrieval;
 using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
 using Serving.Server.Hosting;
+using Serving.Server.Http;
 
 namespace Serving.Server.Retrieval;
 
@@ -109,7 +110,7 @@ public sealed partial class RetrievalService
             : throw ApiException.NotFound($"The collection '{name}' does not exist.", "name");
     }
 
-    public async Task<CollectionState> CreateAsync(string name, string model, JsonNode? debias)
+    public async Task<CollectionState> CreateAsync(string name, string model, DebiasRequest? debias)
     {
         ThrowIfUnavailable();
         if (!CollectionName().IsMatch(name))

@@ -32,6 +32,19 @@ public sealed class GemmaTokenizerTests(TokenizerFolderFixture fixture) : IClass
         Assert.DoesNotContain(GemmaVocabulary.UnkId, ids);
     }
 
+    [Theory]
+    [MemberData(nameof(Tricky))]
+    public void MaxBytesPerToken_BoundsEveryEncoding(string text)
+    {
+        int bound = Tokenizer.MaxBytesPerToken!.Value;
+        int[] ids = Tokenizer.Encode(text, addSpecialTokens: false);
+
+        long bytes = System.Text.Encoding.UTF8.GetByteCount(text);
+        Assert.True(bytes <= (long)ids.Length * bound, $"{bytes} bytes in {ids.Length} tokens of at most {bound} bytes");
+        Assert.False(Tokenizer.IsSurelyLongerThan(bytes, ids.Length));
+        Assert.True(Tokenizer.IsSurelyLongerThan((long)ids.Length * bound + 1, ids.Length));
+    }
+
     [Fact]
     public void Encode_AddsBosOnlyWithSpecialTokens()
     {

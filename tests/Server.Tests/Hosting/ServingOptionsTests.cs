@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Serving.Server.Hosting;
 
@@ -37,6 +38,29 @@ public class ServingOptionsTests
         Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:KvCompression:Policy: Unknown KV policy 'fifo'", StringComparison.Ordinal));
         result = new ServingOptionsValidator().Validate(null, new ServingOptions { KvCompression = new() { Policy = "window", Budget = 64, ProtectRecent = 64 } });
         Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:KvCompression:ProtectRecent:", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(-1, false)]
+    [InlineData(0, true)]
+    [InlineData(3600, true)]
+    [InlineData(3601, false)]
+    public void TheShutdownDrainIsZeroToAnHour(int seconds, bool isValid)
+    {
+        ValidateOptionsResult result = new ServingOptionsValidator().Validate(null, new ServingOptions { ShutdownDrainSeconds = seconds });
+        Assert.Equal(isValid, result.Succeeded);
+        if (!isValid)
+        {
+            Assert.Contains($"Serving:ShutdownDrainSeconds is {seconds}; it must be 0 to 3600 (an hour).", result.Failures!);
+        }
+    }
+
+    [Fact]
+    public void TheHostWaitsForTheDrainAndTheStopMargin()
+    {
+        using var server = new Apis.InMemoryServer(null, ("Serving:ShutdownDrainSeconds", "30"));
+        var host = server.Factory.Services.GetRequiredService<IOptions<Microsoft.Extensions.Hosting.HostOptions>>().Value;
+        Assert.Equal(TimeSpan.FromSeconds(30) + ShutdownDrain.StopMargin, host.ShutdownTimeout);
     }
 
     [Fact]

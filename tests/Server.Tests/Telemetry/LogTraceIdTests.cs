@@ -20,9 +20,16 @@ public sealed class LogTraceIdTests
         using HttpResponseMessage response = await client.PostAsJsonAsync("v1/completions", new JsonObject { ["model"] = "tiny", ["prompt"] = "x", ["max_tokens"] = 2 });
         Assert.True(response.IsSuccessStatusCode);
 
-        // Hosting logs "Request finished" inside the request's activity.
-        string traceId = Assert.Single(capture.TraceIds, entry => entry.Message.Contains("/v1/completions", StringComparison.Ordinal)
-            && entry.Message.StartsWith("Request finished", StringComparison.Ordinal)).TraceId;
+        // Hosting logs "Request finished" inside the request's activity, after the response is sent: the client can read
+        // the whole body first, so wait for the entry (the bound only keeps a broken server from hanging the run).
+        static bool IsFinished((string Message, string TraceId) entry) => entry.Message.Contains("/v1/completions", StringComparison.Ordinal)
+            && entry.Message.StartsWith("Request finished", StringComparison.Ordinal);
+        for (int i = 0; i < 500 && !capture.TraceIds.Any(IsFinished); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        string traceId = Assert.Single(capture.TraceIds, IsFinished).TraceId;
         Assert.Matches("^[0-9a-f]{32}$", traceId);
     }
 

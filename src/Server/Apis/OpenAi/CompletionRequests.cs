@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Serving.Server.Apis.OpenAi;
 
@@ -111,3 +112,15 @@ public sealed class DetokenizeRequest
     public string? Model { get; set; }
     public List<int>? Tokens { get; set; }
 }
+
+/// <summary>
+/// Source-generated metadata for these bodies, first in the server's resolver chain (ServingHostExtensions), with the
+/// server's settings: snake_case, numbers never read from strings, a key twice refused.
+/// </summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, NumberHandling = JsonNumberHandling.Strict,
+    AllowDuplicateProperties = false)]
+[JsonSerializable(typeof(ChatCompletionRequest))]
+[JsonSerializable(typeof(CompletionRequest))]
+[JsonSerializable(typeof(TokenizeRequest))]
+[JsonSerializable(typeof(DetokenizeRequest))]
+public sealed partial class OpenAiJson : JsonSerializerContext;

@@ -9,7 +9,7 @@ namespace Serving.Server.Apis.OpenAi;
 
 /// <summary>What chat and text completions share: finding the model, submitting, timeouts, SSE.</summary>
 public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalog, IOptions<ServingOptions> options,
-    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, ShutdownDrain drain)
 {
     /// <summary>Seconds a client should wait after a 429: about one short generation.</summary>
     private const int RetryAfterSeconds = 1;
@@ -38,6 +38,26 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
             : (null, OpenAiErrors.ModelNotFound(model));
     }
 
+    public const string ContextLengthCode = "context_length_exceeded";
+
+    /// <summary>
+    /// Encodes <paramref name="text"/> unless its UTF-8 length alone shows it cannot fit the model's context: then a 400
+    /// naming <paramref name="param"/>, answered without encoding megabytes (about 1.5 s of CPU per MB).
+    /// </summary>
+    public static (int[]? Ids, IResult? Error) Encode(Engine engine, string text, string param, bool addSpecialTokens = true)
+    {
+        long bytes = System.Text.Encoding.UTF8.GetByteCount(text);
+        if (engine.Model.Tokenizer.IsSurelyLongerThan(bytes, engine.ContextLength))
+        {
+            return (null, OpenAiErrors.Create(StatusCodes.Status400BadRequest,
+                $"This model's maximum context length is {engine.ContextLength} tokens; the {param} has {bytes} bytes of text, and no token "
+                + $"of its tokenizer stands for more than {engine.Model.Tokenizer.MaxBytesPerToken} bytes, so it cannot fit. Shorten the {param}.",
+                param, ContextLengthCode));
+        }
+
+        return (engine.Model.Tokenizer.Encode(text, addSpecialTokens), null);
+    }
+
     /// <summary>Validates the sampling fields and queues every (prompt, choice); a 400 or 429 when that fails.</summary>
     public static (GenerationPlan? Plan, IReadOnlyList<GenerationStream>? Streams, IResult? Error) Start(
         Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs)
@@ -46,6 +66,14 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         if (plan is null)
         {
             return (null, null, invalid);
+        }
+
+        // Queued all or none: more sequences than the queue holds would get 429 on every retry.
+        if (plan.Requests.Count > engine.MaxQueueLength)
+        {
+            return (null, null, OpenAiErrors.InvalidParameter(prompts.Count > 1 ? "prompt" : "n",
+                $"The request makes {plan.Requests.Count} sequences ({prompts.Count} prompts × n = {plan.NumChoices}), more than the server's wait queue "
+                + $"of {engine.MaxQueueLength} (Serving:MaxQueueLength) can ever hold. Send fewer prompts or choices per call."));
         }
 
         IReadOnlyList<GenerationStream>? streams = engine.TrySubmit(plan.Requests);
@@ -59,7 +87,7 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         ChoiceResult[] results = await ChoiceCollector.CollectAsync(streams, context.Features.Get<GenAiOperation>(), CancellationToken.None);
         if (guard.IsExpired)
         {
-            return (null, TimedOut());
+            return (null, OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable, EndedMessage(guard), null, EndedCode(guard)));
         }
 
         return Failure(results) is { } failure ? (null, failure) : (results, null);
@@ -73,23 +101,26 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
         }
     }
 
-    /// <summary>Watches <paramref name="streams"/> for the client leaving, the request timeout, and the handler exiting early.</summary>
+    /// <summary>Watches <paramref name="streams"/> for the client leaving, the request timeout, the end of a shutdown's drain, and the handler exiting early.</summary>
     public StreamGuard Guard(HttpContext context, IReadOnlyList<GenerationStream> streams) =>
-        new(context.RequestAborted, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds), streams);
+        new(context.RequestAborted, drain.Expired, TimeSpan.FromSeconds(options.Value.RequestTimeoutSeconds), streams);
 
-    public IResult TimedOut() => OpenAiErrors.Create(StatusCodes.Status503ServiceUnavailable,
-        $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout");
+    /// <summary>Why the server ended a request early (its timeout, or a shutdown's drain time), for the 503 body or error event.</summary>
+    private string EndedMessage(StreamGuard guard) => guard.IsShutdown
+        ? $"The server is shutting down; the request was still running after the drain time of {options.Value.ShutdownDrainSeconds} s and was cancelled. Retry on another replica."
+        : $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.";
 
-    /// <summary>Mid-stream, a timeout is an error event (the status line is long gone), then [DONE].</summary>
-    public async Task WriteTimeoutAsync(HttpResponse response, CancellationToken cancellation)
+    private static string EndedCode(StreamGuard guard) => guard.IsShutdown ? Http.ShutdownDrainMiddleware.Code : "timeout";
+
+    /// <summary>Mid-stream, a timeout or the end of the drain is an error event (the status line is long gone), then [DONE].</summary>
+    private async Task WriteEndedAsync(HttpResponse response, StreamGuard guard, CancellationToken cancellation)
     {
         if (cancellation.IsCancellationRequested)
         {
             return;
         }
 
-        await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(StatusCodes.Status503ServiceUnavailable,
-            $"The request ran longer than the server's limit of {options.Value.RequestTimeoutSeconds} s and was cancelled.", null, "timeout"), Json, cancellation);
+        await ServerSentEvents.WriteAsync(response, OpenAiErrors.Body(StatusCodes.Status503ServiceUnavailable, EndedMessage(guard), null, EndedCode(guard)), Json, cancellation);
         await ServerSentEvents.WriteDoneAsync(response, cancellation);
     }
 
@@ -131,8 +162,8 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
 
         if (guard.IsExpired)
         {
-            genAi?.Fail(aborted.IsCancellationRequested ? "cancelled" : "timeout");
-            await WriteTimeoutAsync(response, aborted);
+            genAi?.Fail(aborted.IsCancellationRequested ? "cancelled" : EndedCode(guard));
+            await WriteEndedAsync(response, guard, aborted);
             return Results.Empty;
         }
 
@@ -180,26 +211,31 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
 }
 
 /// <summary>
-/// Cancels a request's streams when the client leaves or the deadline passes, and again when
-/// disposed: whatever way the handler exits (an exception from a dead socket included), no
-/// sequence keeps its KV memory for a reader that is gone. Cancelling a finished stream is a no-op.
+/// Cancels a request's streams when the client leaves, the deadline passes or a shutdown's drain time ends, and again
+/// when disposed: whatever way the handler exits (an exception from a dead socket included), no sequence keeps its KV
+/// memory for a reader that is gone. Cancelling a finished stream is a no-op.
 /// </summary>
 public sealed class StreamGuard : IDisposable
 {
     private readonly CancellationTokenSource _deadline;
+    private readonly CancellationToken _shutdown;
     private readonly CancellationTokenRegistration _registration;
     private readonly IReadOnlyList<GenerationStream> _streams;
 
-    public StreamGuard(CancellationToken aborted, TimeSpan timeout, IReadOnlyList<GenerationStream> streams)
+    public StreamGuard(CancellationToken aborted, CancellationToken shutdown, TimeSpan timeout, IReadOnlyList<GenerationStream> streams)
     {
         _streams = streams;
-        _deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        _shutdown = shutdown;
+        _deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted, shutdown);
         _deadline.CancelAfter(timeout);
         _registration = _deadline.Token.Register(() => GenerationEndpoint.CancelAll(streams));
     }
 
-    /// <summary>The client left or the timeout passed.</summary>
+    /// <summary>The client left, the timeout passed, or the server is shutting down.</summary>
     public bool IsExpired => _deadline.IsCancellationRequested;
+
+    /// <summary>The server's drain time ended while the request ran.</summary>
+    public bool IsShutdown => _shutdown.IsCancellationRequested;
 
     public void Dispose()
     {

@@ -1,6 +1,4 @@
-using Serving.Server.Http;
-
-namespace Serving.Server.Retrieval;
+namespace Serving.Server.Http;
 
 /// <summary>
 /// Bad input found deep in a request's handling; the API layer answers it in the OpenAI error

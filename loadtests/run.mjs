@@ -20,9 +20,7 @@ const SCENARIOS = [fuzz, streams, queue, cancel, crash, soak, sigterm];
  * Scenarios the short (CI) run leaves out, with the reason: only ones that fail on main for a
  * known server bug being fixed elsewhere (docs/RELIABILITY.md). Remove an entry once the fix is merged.
  */
-const SHORT_EXCLUDED = {
-  sigterm: 'fails on main (streams are reset when the shutdown timeout ends); re-enable once the drain (final error event + [DONE], branch harden-rest) is merged',
-};
+const SHORT_EXCLUDED = {};
 
 /** The server the runner starts: demo models, a 128 MiB KV pool per decoder (plenty for the tiny model). */
 const SERVER_SETTINGS = { KvCacheBytes: 128 << 20 };

@@ -20,3 +20,8 @@ ORT_INCLUDE=$(sed -n 's/^ORT_INCLUDE_DIR:PATH=//p' src/Runtime/obj/native/CMakeC
 cmake -S src/KernelsNative -B artifacts/native-tests -DCMAKE_BUILD_TYPE=Release -DORT_INCLUDE_DIR="$ORT_INCLUDE"
 cmake --build artifacts/native-tests -j 2
 ctest --test-dir artifacts/native-tests --output-on-failure
+
+# The container image's contents (Docker does not run here): the Dockerfile's publish for
+# linux-x64, its size, and the published server started as a non-root user with the image's
+# environment until /health/ready answers 200.
+deploy/check-image.sh

@@ -21,6 +21,9 @@ cmake -S src/KernelsNative -B artifacts/native-tests -DCMAKE_BUILD_TYPE=Release 
 cmake --build artifacts/native-tests -j 2
 ctest --test-dir artifacts/native-tests --output-on-failure
 
+# Kubernetes: every overlay renders (kubectl kustomize) and validates against its schemas.
+deploy/k8s/check.sh
+
 # The container image's contents (Docker does not run here): the Dockerfile's publish for
 # linux-x64, its size, and the published server started as a non-root user with the image's
 # environment until /health/ready answers 200.

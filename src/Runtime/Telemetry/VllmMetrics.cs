@@ -49,8 +49,8 @@ public static class VllmMetrics
         bool isCounter = type == "counter";
         string family = isCounter && !openMetrics ? name + "_total" : name;
         string sample = isCounter ? name + "_total" : name;
-        text.Append("# TYPE ").Append(family).Append(' ').Append(type).Append('\n');
         text.Append("# HELP ").Append(family).Append(' ').Append(help).Append('\n');
+        text.Append("# TYPE ").Append(family).Append(' ').Append(type).Append('\n');
         foreach (VllmSample s in samples)
         {
             text.Append(sample).Append('{').Append(ModelLabel).Append("=\"").Append(Escape(s.Model)).Append("\"} ")

@@ -8,7 +8,7 @@ namespace Serving.Server.Http;
 /// Appends vLLM's metric names (<see cref="VllmMetrics"/>) to the Prometheus exporter's
 /// <c>/metrics</c> response: buffers the exporter's text, then writes it with the vLLM families
 /// before OpenMetrics' closing <c># EOF</c>. The scrape text is tens of kilobytes, so the buffer
-/// costs little once a scrape (every 15 s).
+/// costs little once a scrape (every 15 s); the response goes uncompressed.
 /// </summary>
 public sealed class VllmMetricsMiddleware(RequestDelegate next, ServingTelemetry telemetry)
 {
@@ -22,6 +22,9 @@ public sealed class VllmMetricsMiddleware(RequestDelegate next, ServingTelemetry
             return;
         }
 
+        // The exporter gzips its text when asked (Prometheus asks); lines appended to a gzip stream
+        // would corrupt it, so ask for plain text: ~50 KB a scrape, every 15 s.
+        context.Request.Headers.AcceptEncoding = default;
         Stream body = context.Response.Body;
         using var buffer = new MemoryStream();
         context.Response.Body = buffer;

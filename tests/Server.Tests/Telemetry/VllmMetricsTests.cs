@@ -58,6 +58,28 @@ public sealed class VllmMetricsTests(ServingServer server) : IClassFixture<Servi
         Assert.Contains("vllm:num_requests_waiting" + Tiny + " 0\n", text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task AScraperAskingForGzipGetsReadableText()
+    {
+        // Prometheus sends Accept-Encoding: gzip; the exporter's gzip with our lines after it was unreadable.
+        using HttpClient client = server.Client();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
+        request.Headers.Accept.ParseAdd("application/openmetrics-text; version=1.0.0");
+        request.Headers.AcceptEncoding.ParseAdd("gzip");
+        using HttpResponseMessage response = await client.SendAsync(request);
+        byte[] body = await response.Content.ReadAsByteArrayAsync();
+        Stream text = new MemoryStream(body);
+        if (response.Content.Headers.ContentEncoding.Contains("gzip"))
+        {
+            text = new System.IO.Compression.GZipStream(text, System.IO.Compression.CompressionMode.Decompress);
+        }
+
+        string metrics = await new StreamReader(text).ReadToEndAsync();
+        Assert.Contains("vllm:num_requests_waiting" + Tiny, metrics, StringComparison.Ordinal);
+        Assert.EndsWith("\n# EOF\n", metrics, StringComparison.Ordinal);
+        Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+    }
+
     /// <summary>The value of the first sample line that starts with <paramref name="prefix"/> and contains <paramref name="label"/>.</summary>
     private static double Value(string metrics, string prefix, string label = "")
     {

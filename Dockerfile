@@ -7,11 +7,14 @@
 # CI cannot run Docker; deploy/check-image.sh runs the same publish and starts its output as a
 # non-root user with this image's environment.
 
-FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# Ubuntu 24.04 (noble) throughout: the .NET 10 images' default distribution, and the GPU stage's.
+FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS build
 # src/KernelsNative: cmake and a C++17 compiler for libserving_kernels.so, clang to compile its
-# CUDA kernels to PTX (no CUDA SDK needed), as .ci/run installs them.
+# CUDA kernels to PTX (no CUDA SDK needed): clang-14 as .ci/run installs it, else the
+# distribution's clang (CMakeLists.txt takes clang++-14 first, then 15-19).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake g++ make clang-14 \
+    && apt-get install -y --no-install-recommends cmake g++ make \
+    && (apt-get install -y --no-install-recommends clang-14 || apt-get install -y --no-install-recommends clang) \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props .editorconfig ./
@@ -26,10 +29,10 @@ FROM build AS build-gpu
 RUN deploy/publish.sh /app-gpu -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu
 
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
-COPY --from=mcr.microsoft.com/dotnet/aspnet:10.0 /usr/share/dotnet /usr/share/dotnet
+COPY --from=mcr.microsoft.com/dotnet/aspnet:10.0-noble /usr/share/dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
     && apt-get update \
-    && apt-get install -y --no-install-recommends curl ca-certificates libicu74 \
+    && apt-get install -y --no-install-recommends curl ca-certificates libicu74 libssl3t64 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 1654 --user-group --create-home app \
     && mkdir -p /data && chown 1654 /data
@@ -46,7 +49,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
 ENTRYPOINT ["dotnet", "Serving.Server.dll"]
 
 # The default target (last stage): CPU only.
-FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
+FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble AS runtime
 # curl only serves the health check below.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends curl \

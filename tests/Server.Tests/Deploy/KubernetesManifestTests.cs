@@ -23,32 +23,39 @@ public sealed class KubernetesManifestTests(ServingServer server) : IClassFixtur
     [Theory]
     [InlineData("cpu")]
     [InlineData("gpu")]
-    public async Task EveryPathPortAndMetricExistsOnTheServer(string overlay)
+    public async Task EveryProbeAndScrapeAnswersOnTheServersPort(string overlay)
     {
-        List<JsonObject> objects = Render(overlay);
-        JsonObject deployment = Single(objects, "Deployment");
-        JsonObject pod = deployment["spec"]!["template"]!.AsObject();
-        JsonObject container = pod["spec"]!["containers"]![0]!.AsObject();
-        var ports = container["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => Int(p!["containerPort"]));
-        Dictionary<string, string> env = container["env"]!.AsArray().ToDictionary(e => (string)e!["name"]!, e => (string)e!["value"]!);
-        Assert.Equal(ports["http"], Int(env["ASPNETCORE_HTTP_PORTS"]));
+        Rendered k8s = new(Render(overlay));
+        Assert.Equal(k8s.Ports["http"], Int(k8s.Env["ASPNETCORE_HTTP_PORTS"]));
+        Assert.Equal(k8s.Ports["http"], Int(k8s.Pool["spec"]!["targetPorts"]![0]!["number"]));
+        Assert.Contains((string)k8s.Service["spec"]!["ports"]![0]!["targetPort"]!, k8s.Ports.Keys);
 
         using HttpClient client = server.Client();
         foreach (string probe in new[] { "startupProbe", "livenessProbe", "readinessProbe" })
         {
-            JsonNode get = container[probe]!["httpGet"]!;
-            Assert.Contains((string)get["port"]!, ports.Keys);
+            JsonNode get = k8s.Container[probe]!["httpGet"]!;
+            Assert.Contains((string)get["port"]!, k8s.Ports.Keys);
             using HttpResponseMessage response = await client.GetAsync(((string)get["path"]!).TrimStart('/'));
             Assert.True(response.StatusCode == HttpStatusCode.OK, $"{probe} {get["path"]}: {(int)response.StatusCode}");
         }
 
-        JsonObject monitor = Single(objects, "PodMonitor");
-        JsonNode endpoint = monitor["spec"]!["podMetricsEndpoints"]![0]!;
-        Assert.Contains((string)endpoint["port"]!, ports.Keys);
-        string metrics = await client.GetStringAsync(((string)endpoint["path"]!).TrimStart('/'));
+        JsonNode endpoint = k8s.Monitor["spec"]!["podMetricsEndpoints"]![0]!;
+        Assert.Contains((string)endpoint["port"]!, k8s.Ports.Keys);
+        using HttpResponseMessage scrape = await client.GetAsync(((string)endpoint["path"]!).TrimStart('/'));
+        Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+    }
 
-        JsonObject hpa = Single(objects, "HorizontalPodAutoscaler");
-        Assert.Equal((string)deployment["metadata"]!["name"]!, (string)hpa["spec"]!["scaleTargetRef"]!["name"]!);
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("gpu")]
+    public async Task EveryMetricTheAutoscalerAndRouterReadIsOnTheServer(string overlay)
+    {
+        Rendered k8s = new(Render(overlay));
+        using HttpClient client = server.Client();
+        string metrics = await client.GetStringAsync(((string)k8s.Monitor["spec"]!["podMetricsEndpoints"]![0]!["path"]!).TrimStart('/'));
+
+        JsonObject hpa = Single(k8s.Objects, "HorizontalPodAutoscaler");
+        Assert.Equal((string)k8s.Deployment["metadata"]!["name"]!, (string)hpa["spec"]!["scaleTargetRef"]!["name"]!);
         foreach (JsonNode? metric in hpa["spec"]!["metrics"]!.AsArray())
         {
             AssertOnMetrics(metrics, (string)metric!["pods"]!["metric"]!["name"]!);
@@ -58,20 +65,22 @@ public sealed class KubernetesManifestTests(ServingServer server) : IClassFixtur
         {
             AssertOnMetrics(metrics, name);
         }
+    }
 
-        JsonObject pool = Single(objects, "InferencePool");
-        Assert.Equal(ports["http"], Int(pool["spec"]!["targetPorts"]![0]!["number"]));
-        JsonObject service = Single(objects, "Service");
-        Assert.Contains((string)service["spec"]!["ports"]![0]!["targetPort"]!, ports.Keys);
-        JsonObject route = Single(objects, "HTTPRoute");
-        JsonNode backend = route["spec"]!["rules"]![0]!["backendRefs"]![0]!;
-        Assert.Equal(("InferencePool", (string)pool["metadata"]!["name"]!), ((string)backend["kind"]!, (string)backend["name"]!));
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("gpu")]
+    public void EverySelectorMatchesThePodsAndTheRouteThePool(string overlay)
+    {
+        Rendered k8s = new(Render(overlay));
+        JsonObject labels = k8s.Deployment["spec"]!["template"]!["metadata"]!["labels"]!.AsObject();
+        AssertSelects(labels, k8s.Deployment["spec"]!["selector"]!["matchLabels"]!, "Deployment");
+        AssertSelects(labels, k8s.Service["spec"]!["selector"]!, "Service");
+        AssertSelects(labels, k8s.Pool["spec"]!["selector"]!["matchLabels"]!, "InferencePool");
+        AssertSelects(labels, k8s.Monitor["spec"]!["selector"]!["matchLabels"]!, "PodMonitor");
 
-        JsonObject labels = pod["metadata"]!["labels"]!.AsObject();
-        AssertSelects(labels, deployment["spec"]!["selector"]!["matchLabels"]!, "Deployment");
-        AssertSelects(labels, service["spec"]!["selector"]!, "Service");
-        AssertSelects(labels, pool["spec"]!["selector"]!["matchLabels"]!, "InferencePool");
-        AssertSelects(labels, monitor["spec"]!["selector"]!["matchLabels"]!, "PodMonitor");
+        JsonNode backend = Single(k8s.Objects, "HTTPRoute")["spec"]!["rules"]![0]!["backendRefs"]![0]!;
+        Assert.Equal(("InferencePool", (string)k8s.Pool["metadata"]!["name"]!), ((string)backend["kind"]!, (string)backend["name"]!));
     }
 
     [Theory]
@@ -96,6 +105,31 @@ public sealed class KubernetesManifestTests(ServingServer server) : IClassFixtur
 
         JsonNode? gpus = container["resources"]!["limits"]!["nvidia.com/gpu"];
         Assert.Equal(overlay == "gpu", gpus is not null);
+    }
+
+    /// <summary>The objects of one overlay that the tests read, and the server container's ports and environment.</summary>
+    private sealed class Rendered
+    {
+        public Rendered(List<JsonObject> objects)
+        {
+            Objects = objects;
+            Deployment = Single(objects, "Deployment");
+            Container = Deployment["spec"]!["template"]!["spec"]!["containers"]![0]!.AsObject();
+            Ports = Container["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => Int(p!["containerPort"]));
+            Env = Container["env"]!.AsArray().ToDictionary(e => (string)e!["name"]!, e => (string)e!["value"]!);
+            Service = Single(objects, "Service");
+            Pool = Single(objects, "InferencePool");
+            Monitor = Single(objects, "PodMonitor");
+        }
+
+        public List<JsonObject> Objects { get; }
+        public JsonObject Deployment { get; }
+        public JsonObject Container { get; }
+        public Dictionary<string, int> Ports { get; }
+        public Dictionary<string, string> Env { get; }
+        public JsonObject Service { get; }
+        public JsonObject Pool { get; }
+        public JsonObject Monitor { get; }
     }
 
     private static void AssertOnMetrics(string metrics, string name) =>

@@ -50,7 +50,18 @@ if [ "$(id -u)" = 0 ]; then
   chown nobody "$work/data"
   as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
 fi
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Node.js is on CI machines already (.ci/run), curl and Python may not be.
+port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+
+# The HTTP status of GET $1 on the server, through bash's /dev/tcp.
+status_of() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 0
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
+  IFS= read -r -t 5 line <&3 || true
+  exec 3<&- 3>&-
+  echo "$line" | cut -d' ' -f2
+}
 
 # The Dockerfile's ENV, with the port and data folder moved to free ones.
 env -i PATH="$PATH" HOME=/nonexistent \
@@ -63,7 +74,7 @@ server_pid=$!
 ready=
 for _ in $(seq 1 240); do
   if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ]; then ready=1; break; fi
+  if [ "$(status_of /health/ready 2>/dev/null)" = 200 ]; then ready=1; break; fi
   sleep 0.5
 done
 if [ -z "$ready" ]; then
@@ -71,10 +82,10 @@ if [ -z "$ready" ]; then
   echo "check-image: the published server did not report ready in 120 s" >&2
   exit 1
 fi
-echo "check-image: ready on port $port as $(ps -o user= -p "$server_pid")"
+echo "check-image: ready on port $port as $(stat -c %U "/proc/$server_pid")"
 
 # Logs are JSON lines (what a container's log collector reads).
-head -1 "$work/server.log" | python3 -c 'import json, sys; json.loads(sys.stdin.readline())' \
+head -1 "$work/server.log" | node -e 'JSON.parse(require("fs").readFileSync(0, "utf8"))' \
   || { head -3 "$work/server.log"; echo "check-image: the log is not JSON lines" >&2; exit 1; }
 
 kill -TERM "$server_pid"

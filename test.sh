@@ -24,3 +24,11 @@ ctest --test-dir artifacts/native-tests --output-on-failure
 # Load scenarios, short set (1.5–2.5 minutes on 2 cores; loadtests/README.md): the server built
 # above (Debug; the build is incremental) as a real process on temporary data directories.
 loadtests/run.sh --short --configuration Debug
+
+# Kubernetes: every overlay renders (kubectl kustomize) and validates against its schemas.
+deploy/k8s/check.sh
+
+# The container image's contents (Docker does not run here): the Dockerfile's publish for
+# linux-x64, its size, and the published server started as a non-root user with the image's
+# environment until /health/ready answers 200.
+deploy/check-image.sh

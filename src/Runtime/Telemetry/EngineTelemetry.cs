@@ -24,6 +24,8 @@ public sealed class EngineTelemetry
 
     private readonly ServingTelemetry? _telemetry;
     private readonly KeyValuePair<string, object?> _model;
+    private long _numPromptTokens;
+    private long _numCachedPromptTokens;
 
     internal EngineTelemetry(ServingTelemetry? telemetry, string model, string kvPolicy)
     {
@@ -36,6 +38,12 @@ public sealed class EngineTelemetry
     }
 
     public string Model { get; }
+
+    /// <summary>Prompt tokens of sequences that finished prefill, cached ones included (vLLM's prefix-cache queries).</summary>
+    public long NumPromptTokens => Interlocked.Read(ref _numPromptTokens);
+
+    /// <summary>Prompt tokens restored from the prefix cache (vLLM's prefix-cache hits).</summary>
+    public long NumCachedPromptTokens => Interlocked.Read(ref _numCachedPromptTokens);
 
     /// <summary>The prompt is read and the first token sampled.</summary>
     internal void PrefillDone(Sequence sequence)
@@ -51,6 +59,8 @@ public sealed class EngineTelemetry
         t.PrefillTime.Record(Stopwatch.GetElapsedTime(trace.AdmittedAt, trace.FirstTokenAt).TotalSeconds, _model);
         t.PromptTokens.Add(sequence.PromptLength, _model);
         t.CachedPromptTokens.Add(sequence.CachedTokens, _model);
+        Interlocked.Add(ref _numPromptTokens, sequence.PromptLength);
+        Interlocked.Add(ref _numCachedPromptTokens, sequence.CachedTokens);
         t.GenerationTokens.Add(1, _model);
         if (trace.IsTraced)
         {

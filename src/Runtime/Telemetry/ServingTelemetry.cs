@@ -99,6 +99,22 @@ public sealed class ServingTelemetry : IDisposable
         }
     }
 
+    /// <summary>One sample per tracked engine of the figures fleet routers read under vLLM's names (<see cref="VllmMetrics"/>).</summary>
+    public List<VllmSample> VllmSamples()
+    {
+        lock (_lock)
+        {
+            var samples = new List<VllmSample>(_engines.Count);
+            foreach (var (model, engine) in _engines)
+            {
+                samples.Add(new VllmSample((string)model.Value!, engine.NumWaiting, engine.NumRunning, engine.Kv.Usage,
+                    engine.Telemetry.NumPromptTokens, engine.Telemetry.NumCachedPromptTokens, engine.NumPreemptions));
+            }
+
+            return samples;
+        }
+    }
+
     /// <summary>The recorder an engine serving <paramref name="model"/> calls at its step boundaries.</summary>
     public EngineTelemetry ForEngine(string model, string kvPolicy = "none") => new(this, model, kvPolicy);
 

@@ -53,6 +53,17 @@ public static class TelemetryNames
     public const string RetrievalIndexItems = "serving.retrieval.index.items";
     public const string Collection = "serving.collection";
 
+    // vLLM's names beside ours, for fleet routers (the Gateway API Inference Extension's endpoint
+    // picker, llm-d) that read each replica's queue and KV usage by these names. Same values as
+    // ours, labelled model_name as vLLM labels them. Prometheus adds _total to the counters.
+    public const string VllmRequestsWaiting = "vllm:num_requests_waiting";
+    public const string VllmRequestsRunning = "vllm:num_requests_running";
+    public const string VllmKvCacheUsage = "vllm:kv_cache_usage_perc";
+    public const string VllmPrefixCacheQueries = "vllm:prefix_cache_queries";
+    public const string VllmPrefixCacheHits = "vllm:prefix_cache_hits";
+    public const string VllmPreemptions = "vllm:num_preemptions";
+    public const string VllmModelName = "model_name";
+
     // Span names of the engine's phases (children of the request span "{operation} {model}") and the eviction event.
     public const string QueueSpan = "queue";
     public const string PrefillSpan = "prefill";

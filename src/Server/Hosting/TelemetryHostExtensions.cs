@@ -6,6 +6,7 @@ using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Serving.Runtime.Sparsity;
 using Serving.Runtime.Telemetry;
+using Serving.Server.Http;
 
 namespace Serving.Server.Hosting;
 
@@ -67,6 +68,8 @@ public static class TelemetryHostExtensions
     {
         if (app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value.Enabled)
         {
+            // vLLM's names for fleet routers, after the exporter's text (OpenTelemetry cannot name them).
+            app.UseMiddleware<VllmMetricsMiddleware>();
             app.MapPrometheusScrapingEndpoint(MetricsPath);
         }
 

@@ -187,7 +187,7 @@ public sealed class Engine : IDisposable
         return new Sequence(Interlocked.Increment(ref _nextId), request with { PromptIds = prompt }, sampler,
             _model.Tokenizer.CreateDetokenizer(request.SkipSpecialTokens), Kv.NewSequence(), compressor)
         {
-            Constraint = request.ResponseSchema is { } schema ? new Structured.JsonConstraint(Masks, schema, _model.Tokenizer.TokenBytes) : null,
+            Constraint = request.ResponseSchema is { } schema ? new Structured.JsonConstraint(Masks, schema, _model.Tokenizer.TokenBytes, request.ResponseSchemaIsOptional) : null,
         };
     }
 

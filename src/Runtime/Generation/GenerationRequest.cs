@@ -41,6 +41,12 @@ public sealed record GenerationRequest
     /// only once the value is complete. Null: free text.
     /// </summary>
     public Structured.SchemaNode? ResponseSchema { get; init; }
+
+    /// <summary>
+    /// The output may instead be free text (tool_choice auto): the first token decides, JSON if it
+    /// begins with <c>{</c> (constrained from there on), free text otherwise.
+    /// </summary>
+    public bool ResponseSchemaIsOptional { get; init; }
 }
 
 /// <summary>Why a sequence ended, as OpenAI names it (plus <c>cancelled</c> and <c>error</c>, which are never sent as such).</summary>

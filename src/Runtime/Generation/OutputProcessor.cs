@@ -69,11 +69,11 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
     {
         float logprob = 0;
         int topCount = 0;
-        if (sequence.Constraint is { } constraint)
+        if (sequence.Constraint?.Allowed() is { } allowed)
         {
             // Tokens that would break the JSON get −∞ before penalties, temperature, top-k and top-p.
             _masked ??= new float[vocabSize];
-            Mask(logits, constraint.Allowed(), _masked);
+            Mask(logits, allowed, _masked);
             logits = _masked;
         }
 

@@ -32,14 +32,23 @@ public static class ChatApi
         if (ReadMessages(body.Messages) is not { } messages)
         {
             return OpenAiErrors.InvalidParameter("messages",
-                "messages must be a non-empty array of {role: system|user|assistant, content: string or text parts}.");
+                "messages must be a non-empty array of {role: system|user|assistant|tool, content: string or text parts} (assistant turns may carry tool_calls; tool turns a tool_call_id).");
         }
 
-        if (body.Tools is { ValueKind: not JsonValueKind.Null } tools && (tools.ValueKind != JsonValueKind.Array || tools.GetArrayLength() > 0))
+        var (tools, toolsParam, toolsError) = ToolCalling.Read(body.Tools, body.ToolChoice, body.ParallelToolCalls);
+        if (toolsError is not null)
         {
-            return OpenAiErrors.InvalidParameter("tools", tools.ValueKind == JsonValueKind.Array
-                ? "Function calling (tools) is not supported by this server."
-                : "tools must be an array (and function calling is not supported by this server).");
+            return OpenAiErrors.InvalidParameter(toolsParam!, toolsError);
+        }
+
+        if (tools is { Mode: not ToolMode.None } && ResponseFormats.Read(body.ResponseFormat).Schema is not null)
+        {
+            return OpenAiErrors.InvalidParameter("response_format", "response_format json_object or json_schema cannot be combined with tools (a call is already JSON); use tool_choice none.");
+        }
+
+        if (tools is not null)
+        {
+            messages = WithToolPrompt(messages, tools.Prompt());
         }
 
         if (body.TopLogprobs is not null && body.Logprobs != true)
@@ -69,20 +78,25 @@ public static class ChatApi
         }
 
         int? topLogprobs = body.Logprobs == true ? body.TopLogprobs ?? 0 : null;
-        var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs);
+        var (plan, streams, rejected) = GenerationEndpoint.Start(engine, body, [prompt], body.MaxCompletionTokens ?? body.MaxTokens, topLogprobs,
+            tools?.Schema, optionalSchema: tools?.Mode == ToolMode.Auto);
         if (plan is null)
         {
             return rejected!;
         }
 
         context.Features.Get<GenAiOperation>()?.Submitted(prompt.Length, plan.NumChoices, plan.Requests[0].MaxTokens, body.Temperature, body.TopP);
-        var chat = new ChatResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs == true);
+        var chat = new ChatResponder(endpoint, engine.Model.Tokenizer, body.Model!, body.Logprobs == true, tools is { Mode: not ToolMode.None });
         return plan.Stream
             ? await chat.StreamAsync(context, streams!, plan)
             : await chat.CompleteAsync(context, streams!, plan);
     }
 
-    /// <summary>The messages as template input, or null when any is malformed.</summary>
+    /// <summary>
+    /// The messages as template input, or null when any is malformed. An assistant turn's tool
+    /// calls become the call object the model writes; consecutive <c>tool</c> results become one
+    /// user turn (<see cref="ToolCalling"/>), so turns still alternate as Gemma's template wants.
+    /// </summary>
     private static List<ChatMessage>? ReadMessages(List<ChatMessageDto?>? messages)
     {
         if (messages is not { Count: > 0 })
@@ -91,6 +105,7 @@ public static class ChatApi
         }
 
         var result = new List<ChatMessage>(messages.Count);
+        var toolResults = new List<string>();
         foreach (ChatMessageDto? message in messages)
         {
             if (message is null)
@@ -100,6 +115,34 @@ public static class ChatApi
 
             // OpenAI's newer "developer" role plays the system role for models that know no other.
             string? role = message.Role == "developer" ? "system" : message.Role;
+            if (role == "tool")
+            {
+                if (ReadContent(message.Content) is not { } output || message.ToolCallId is null)
+                {
+                    return null;
+                }
+
+                toolResults.Add(output);
+                continue;
+            }
+
+            if (toolResults.Count > 0)
+            {
+                result.Add(new ChatMessage("user", ToolCalling.RenderResults(toolResults)));
+                toolResults.Clear();
+            }
+
+            if (role == "assistant" && message.ToolCalls is { Count: > 0 } calls)
+            {
+                if (calls.Any(call => call.Function?.Name is null || call.Function.Arguments is null))
+                {
+                    return null;
+                }
+
+                result.Add(new ChatMessage("assistant", ToolCalling.RenderCalls(calls.Select(call => (call.Function!.Name!, call.Function.Arguments!)))));
+                continue;
+            }
+
             if (role is not ("system" or "user" or "assistant") || ReadContent(message.Content) is not { } content)
             {
                 return null;
@@ -108,8 +151,19 @@ public static class ChatApi
             result.Add(new ChatMessage(role, content));
         }
 
+        if (toolResults.Count > 0)
+        {
+            result.Add(new ChatMessage("user", ToolCalling.RenderResults(toolResults)));
+        }
+
         return result;
     }
+
+    /// <summary>The tool instructions in front of the first user turn (through the system slot, as Gemma's template places a system prompt).</summary>
+    private static List<ChatMessage> WithToolPrompt(List<ChatMessage> messages, string prompt) =>
+        messages[0].Role == "system"
+            ? [new ChatMessage("system", prompt + "\n\n" + messages[0].Content), .. messages.Skip(1)]
+            : [new ChatMessage("system", prompt), .. messages];
 
     private static string? ReadContent(JsonElement? content)
     {

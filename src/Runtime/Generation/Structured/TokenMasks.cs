@@ -18,7 +18,7 @@ public sealed class TokenMasks
 
     private readonly int _vocabSize;
     private readonly Trie _all = new(), _special = new();
-    private readonly ulong[] _plainString;
+    private readonly ulong[] _plainString, _notJsonStart;
     private readonly IReadOnlyList<int> _eosIds;
     private readonly Dictionary<string, ulong[]> _cache = [];
     private readonly Lock _lock = new();
@@ -35,11 +35,18 @@ public sealed class TokenMasks
         _vocabSize = tokenBytes.Length;
         _eosIds = eosIds;
         _plainString = new ulong[Words];
+        _notJsonStart = new ulong[Words];
         for (int id = 0; id < tokenBytes.Length; id++)
         {
             if (tokenBytes[id] is not { Length: > 0 } bytes)
             {
+                _notJsonStart[id >> 6] |= 1UL << id;
                 continue;
+            }
+
+            if (bytes[0] != (byte)'{')
+            {
+                _notJsonStart[id >> 6] |= 1UL << id;
             }
 
             _all.Add(bytes, id);
@@ -86,6 +93,36 @@ public sealed class TokenMasks
     }
 
     public static bool IsAllowed(ulong[] mask, int id) => (mask[id >> 6] & (1UL << id)) != 0;
+
+    /// <summary>
+    /// The first token of an output that may be free text or a JSON object (tool_choice auto):
+    /// any token that does not begin with <c>{</c>, or one that begins the object validly.
+    /// </summary>
+    public ulong[] FirstOfTextOrJson(IReadOnlyList<JsonFrame> start)
+    {
+        string key = "text|" + JsonStates.Key(start);
+        lock (_lock)
+        {
+            if (_cache.TryGetValue(key, out ulong[]? cached))
+            {
+                return cached;
+            }
+        }
+
+        ulong[] json = Allowed(start);
+        var mask = new ulong[Words];
+        for (int i = 0; i < mask.Length; i++)
+        {
+            mask[i] = json[i] | _notJsonStart[i];
+        }
+
+        lock (_lock)
+        {
+            _cache[key] = mask;
+        }
+
+        return mask;
+    }
 
     private ulong[] Compute(IReadOnlyList<JsonFrame> states)
     {

@@ -72,9 +72,14 @@ public sealed class ChatCompletionRequest : SamplingRequest
     public bool? Logprobs { get; set; }
     public int? TopLogprobs { get; set; }
 
-    /// <summary>Function calling is not supported; a request that offers tools is refused rather than silently ignored.</summary>
+    /// <summary>Functions the model may call: <c>[{type: "function", function: {name, description, parameters}}]</c> (<see cref="ToolCalling"/>).</summary>
     public JsonElement? Tools { get; set; }
 
+    /// <summary><c>none</c>, <c>auto</c> (the default with tools), <c>required</c>, or <c>{type: "function", function: {name}}</c>.</summary>
+    public JsonElement? ToolChoice { get; set; }
+
+    /// <summary>Whether one reply may call several functions (default true).</summary>
+    public bool? ParallelToolCalls { get; set; }
 }
 
 public sealed class ChatMessageDto
@@ -85,6 +90,25 @@ public sealed class ChatMessageDto
     public JsonElement? Content { get; set; }
 
     public string? Name { get; set; }
+
+    /// <summary>An assistant turn's calls: <c>[{id, type: "function", function: {name, arguments}}]</c>.</summary>
+    public List<ToolCallDto>? ToolCalls { get; set; }
+
+    /// <summary>A <c>tool</c> turn: the call it answers.</summary>
+    public string? ToolCallId { get; set; }
+}
+
+public sealed class ToolCallDto
+{
+    public string? Id { get; set; }
+    public string? Type { get; set; }
+    public ToolCallFunctionDto? Function { get; set; }
+}
+
+public sealed class ToolCallFunctionDto
+{
+    public string? Name { get; set; }
+    public string? Arguments { get; set; }
 }
 
 public sealed class CompletionRequest : SamplingRequest

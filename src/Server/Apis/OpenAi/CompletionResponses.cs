@@ -17,7 +17,16 @@ public sealed record ChatCompletion(string Id, string Object, long Created, stri
 
 public sealed record ChatChoice(int Index, ChatMessageOut Message, ChatLogprobs? Logprobs, string FinishReason);
 
-public sealed record ChatMessageOut(string Role, string Content);
+/// <summary>An assistant message: its text, or (content null) the functions it calls.</summary>
+public sealed record ChatMessageOut(string Role, string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null);
+
+public sealed record ToolCallOut(string Id, string Type, ToolCallFunction Function);
+
+public sealed record ToolCallFunction(string Name, string Arguments);
+
+/// <summary>A streamed call: OpenAI's delta shape (index, then id, type, name and arguments).</summary>
+public sealed record ToolCallDelta(int Index, string Id, string Type, ToolCallFunction Function);
 
 public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices, Usage? Usage);
 
@@ -25,7 +34,8 @@ public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? L
 
 public sealed record ChatDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
 
 public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
 

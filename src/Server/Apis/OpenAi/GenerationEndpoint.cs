@@ -60,9 +60,10 @@ public sealed class GenerationEndpoint(DecoderHost decoders, ModelCatalog catalo
 
     /// <summary>Validates the sampling fields and queues every (prompt, choice); a 400 or 429 when that fails.</summary>
     public static (GenerationPlan? Plan, IReadOnlyList<GenerationStream>? Streams, IResult? Error) Start(
-        Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs)
+        Engine engine, SamplingRequest body, IReadOnlyList<int[]> prompts, int? maxTokens, int? topLogprobs,
+        Serving.Runtime.Generation.Structured.SchemaNode? toolSchema = null, bool optionalSchema = false)
     {
-        var (plan, invalid) = GenerationPlan.Build(body, prompts, engine, maxTokens, topLogprobs);
+        var (plan, invalid) = GenerationPlan.Build(body, prompts, engine, maxTokens, topLogprobs, toolSchema, optionalSchema);
         if (plan is null)
         {
             return (null, null, invalid);

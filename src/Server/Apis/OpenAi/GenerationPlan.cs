@@ -20,8 +20,10 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
 
     private const int MaxChoices = 16;
 
+    /// <param name="toolSchema">A tool call's schema (chat with tools), which takes response_format's place.</param>
+    /// <param name="optionalSchema">The reply may be free text instead (tool_choice auto).</param>
     public static (GenerationPlan? Plan, IResult? Error) Build(SamplingRequest body, IReadOnlyList<int[]> prompts, Engine engine,
-        int? maxTokens, int? topLogprobs)
+        int? maxTokens, int? topLogprobs, Serving.Runtime.Generation.Structured.SchemaNode? toolSchema = null, bool optionalSchema = false)
     {
         if (Check(body, maxTokens) is { } invalid)
         {
@@ -41,7 +43,8 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
             return (null, OpenAiErrors.InvalidParameter("stop", $"stop must be a string or an array of at most {MaxStopStrings} non-empty strings."));
         }
 
-        var (schema, formatError) = ResponseFormats.Read(body.ResponseFormat);
+        var (formatSchema, formatError) = ResponseFormats.Read(body.ResponseFormat);
+        var schema = toolSchema ?? formatSchema;
         if (formatError is not null)
         {
             return (null, OpenAiErrors.InvalidParameter("response_format", formatError));
@@ -66,6 +69,7 @@ public sealed record GenerationPlan(IReadOnlyList<GenerationRequest> Requests, i
                     KvPolicy = body.KvPolicy,
                     KvBudget = body.KvBudget,
                     ResponseSchema = schema,
+                    ResponseSchemaIsOptional = toolSchema is not null && optionalSchema,
                 };
                 if (engine.Validate(request) is { } error)
                 {

@@ -48,7 +48,7 @@ public sealed class JsonConstraintTests
         var output = new List<byte>();
         for (int step = 0; step < maxTokens; step++)
         {
-            ulong[] allowed = constraint.Allowed();
+            ulong[] allowed = constraint.Allowed()!;
             var ids = Enumerable.Range(0, vocabulary.Length).Where(id => TokenMasks.IsAllowed(allowed, id)).ToList();
             Assert.NotEmpty(ids);
             // Lean towards closing as the walk goes on, as a model's EOS would.
@@ -113,12 +113,12 @@ public sealed class JsonConstraintTests
         byte[]?[] vocabulary = Vocabulary();
         var masks = new TokenMasks(vocabulary, [1]);
         var constraint = new JsonConstraint(masks, JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"integer"}""")), id => vocabulary[id]);
-        Assert.False(TokenMasks.IsAllowed(constraint.Allowed(), 1));
+        Assert.False(TokenMasks.IsAllowed(constraint.Allowed()!, 1));
         constraint.Accept(2 + '4');
-        Assert.True(TokenMasks.IsAllowed(constraint.Allowed(), 1));  // "4" may end…
-        Assert.True(TokenMasks.IsAllowed(constraint.Allowed(), 2 + '2'));  // …or go on
-        Assert.False(TokenMasks.IsAllowed(constraint.Allowed(), 2 + '.'));
-        Assert.False(TokenMasks.IsAllowed(constraint.Allowed(), 0)); // a special token never
+        Assert.True(TokenMasks.IsAllowed(constraint.Allowed()!, 1));  // "4" may end…
+        Assert.True(TokenMasks.IsAllowed(constraint.Allowed()!, 2 + '2'));  // …or go on
+        Assert.False(TokenMasks.IsAllowed(constraint.Allowed()!, 2 + '.'));
+        Assert.False(TokenMasks.IsAllowed(constraint.Allowed()!, 0)); // a special token never
     }
 
     [Fact]
@@ -128,7 +128,7 @@ public sealed class JsonConstraintTests
         var masks = new TokenMasks(vocabulary, [1]);
         var constraint = new JsonConstraint(masks, JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"string"}""")), id => vocabulary[id]);
         constraint.Accept(2 + '"');
-        ulong[] inside = constraint.Allowed();
+        ulong[] inside = constraint.Allowed()!;
         int id(string piece) => Array.FindIndex(vocabulary, bytes => bytes is not null && bytes.SequenceEqual(Encoding.UTF8.GetBytes(piece)));
         Assert.True(TokenMasks.IsAllowed(inside, id(" the")));
         Assert.True(TokenMasks.IsAllowed(inside, id("日本")));

@@ -83,4 +83,46 @@ public class OpenAiSdkTests(ServingServer server) : IClassFixture<ServingServer>
 
         Assert.Equal(text, streamed.ToString());
     }
+
+    /// <summary>The .NET SDK's function tools with a required call: the call's arguments parse as its parameters, streamed or not.</summary>
+    [Fact]
+    public async Task ToolCallsRoundTripThroughTheSdk()
+    {
+        ChatTool weather = ChatTool.CreateFunctionTool("get_weather", "Weather in a city",
+            BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string","maxLength":8},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}"""));
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 120, Temperature = 0, Tools = { weather }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), AllowParallelToolCalls = false };
+        List<ChatMessage> messages = [new UserChatMessage("Weather in Paris?")];
+
+        ChatCompletion whole = await Chat().CompleteChatAsync(messages, options);
+        Assert.Equal(ChatFinishReason.ToolCalls, whole.FinishReason);
+        ChatToolCall call = Assert.Single(whole.ToolCalls);
+        Assert.Equal("get_weather", call.FunctionName);
+        using var arguments = System.Text.Json.JsonDocument.Parse(call.FunctionArguments);
+        Assert.Contains(arguments.RootElement.GetProperty("unit").GetString(), (string[])["c", "f"]);
+
+        var streamedArguments = new System.Text.StringBuilder();
+        string? streamedName = null;
+        ChatFinishReason? finish = null;
+        await foreach (StreamingChatCompletionUpdate update in Chat().CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (StreamingChatToolCallUpdate part in update.ToolCallUpdates)
+            {
+                streamedName ??= part.FunctionName;
+                streamedArguments.Append(part.FunctionArgumentsUpdate?.ToString());
+            }
+
+            finish = update.FinishReason ?? finish;
+        }
+
+        Assert.Equal(ChatFinishReason.ToolCalls, finish);
+        Assert.Equal("get_weather", streamedName);
+        Assert.Equal(call.FunctionArguments.ToString(), streamedArguments.ToString());
+
+        // The call and its result go back as the next turn; the model answers (in text: tool_choice none).
+        messages.Add(new AssistantChatMessage([call]));
+        messages.Add(new ToolChatMessage(call.Id, "21 degrees"));
+        ChatCompletion answer = await Chat().CompleteChatAsync(messages,
+            new ChatCompletionOptions { MaxOutputTokenCount = 6, Temperature = 0, Tools = { weather }, ToolChoice = ChatToolChoice.CreateNoneChoice() });
+        Assert.NotEqual(ChatFinishReason.ToolCalls, answer.FinishReason);
+    }
 }

@@ -27,7 +27,10 @@ for i in $(seq "$runs"); do
   for schema in none string records; do
     args=(); [ "$schema" = none ] || args=(--json-schema "$here/$schema.json")
     serving generate --model "$model" --dtype "$dtype" --prompt "Write it as JSON:" --max-tokens "$new_tokens" --temperature 1 --seed "$i" --json "${args[@]}" \
-      | python3 -c "import json,sys; d=json.load(sys.stdin); print(f'round $i $schema: {len(d[\"token_ids\"])} tokens, decode {d[\"timings\"][\"decode_tokens_per_second\"]:.2f} tok/s, finish {d[\"finish_reason\"]}')"
+      | python3 -c "
+import json,sys; d=json.load(sys.stdin); t=d['timings']; n=len(d['token_ids']); step=1000/t['decode_tokens_per_second'] if t['decode_tokens_per_second'] else 0
+mask=t.get('json_mask_ms',0)/max(n,1)
+print(f'round $i $schema: {n} tokens, decode {t[\"decode_tokens_per_second\"]:.2f} tok/s ({step:.1f} ms/step), JSON mask {mask:.3f} ms/token ({100*mask/step if step else 0:.1f}% of a step), finish {d[\"finish_reason\"]}')"
   done
 done
 
@@ -39,7 +42,7 @@ server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 1; done
 
-echo "== batch 16: one chat request, n = 16, max_tokens $new_tokens, $runs alternating rounds"
+echo "== batch 16: one chat request, n = 16, max_tokens $new_tokens, $runs alternating rounds (mask time from /metrics)"
 for i in $(seq "$runs"); do
   for schema in none string records; do
     python3 - "$port" "$schema" "$here" "$i" "$new_tokens" <<'PY'
@@ -49,7 +52,11 @@ body = {"model": "bench", "messages": [{"role": "user", "content": "Write it as 
         "temperature": 1.0, "seed": seed}
 if schema != "none":
     body["response_format"] = {"type": "json_schema", "json_schema": {"name": schema, "schema": json.load(open(f"{here}/{schema}.json"))}}
+def mask_seconds():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("serving_structured_output_mask_time_seconds_total"))
 request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+mask_before = mask_seconds()
 start = time.perf_counter()
 reply = json.load(urllib.request.urlopen(request, timeout=600))
 seconds = time.perf_counter() - start
@@ -57,7 +64,10 @@ tokens = reply["usage"]["completion_tokens"]
 finishes = {}
 for c in reply["choices"]:
     finishes[c["finish_reason"]] = finishes.get(c["finish_reason"], 0) + 1
-print(f"round {seed} {schema}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.1f} tok/s (prefill included), finishes {finishes}")
+mask = mask_seconds() - mask_before
+steps = max(tokens / 16, 1)
+print(f"round {seed} {schema}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.1f} tok/s (prefill included), "
+      f"JSON mask {1000 * mask:.0f} ms in all = {1000 * mask / steps:.2f} ms per batch step ({100 * mask / seconds:.1f}% of the time), finishes {finishes}")
 PY
   done
 done

@@ -180,6 +180,11 @@ internal static class GenerateCommand
         writer.WriteNumber("load_ms", Math.Round(loadMs, 3));
         writer.WriteNumber("prefill_ms", Math.Round(result.PrefillMs, 3));
         writer.WriteNumber("decode_tokens_per_second", Math.Round(result.DecodeTokensPerSecond, 3));
+        if (result.StructuredMaskMs > 0)
+        {
+            writer.WriteNumber("json_mask_ms", Math.Round(result.StructuredMaskMs, 3));
+        }
+
         writer.WriteEndObject();
         writer.WriteEndObject();
         writer.Flush();

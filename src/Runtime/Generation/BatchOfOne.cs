@@ -76,7 +76,7 @@ public static class BatchOfOne
 
                     double tokensPerSecond = tokens.Count > 1 && decodeSeconds > 0 ? (tokens.Count - 1) / decodeSeconds : 0;
                     return new GenerationResult(tokens, finish == FinishReason.Stop ? "stop" : "length", prefillMs, tokensPerSecond,
-                        e.Usage.KvTokensPeak, engine.Kv.PeakUsedBlocks * engine.Kv.BlockBytes, e.Usage.EvictedTokens);
+                        e.Usage.KvTokensPeak, engine.Kv.PeakUsedBlocks * engine.Kv.BlockBytes, e.Usage.EvictedTokens, engine.StructuredMaskSeconds * 1000);
                 }
             }
         }

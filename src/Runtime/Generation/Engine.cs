@@ -69,6 +69,9 @@ public sealed class Engine : IDisposable
     /// <summary>Sequences whose blocks were taken back to make room, so far (each recomputes its cache).</summary>
     public long NumPreemptions => _scheduler.NumPreemptions;
 
+    /// <summary>Seconds spent on constrained decoding so far (masks, masking, advancing the automata).</summary>
+    public double StructuredMaskSeconds => _outputs.MaskSeconds;
+
     /// <summary>Tokens per KV block; prefix caching shares whole blocks.</summary>
     public int BlockTokens => Kv.BlockTokens;
 

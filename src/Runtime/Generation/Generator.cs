@@ -13,8 +13,9 @@ public sealed record GenerateOptions(int MaxTokens, double Temperature = 0, int?
 /// <param name="FinishReason"><c>stop</c> (an EOS id) or <c>length</c> (max tokens).</param>
 /// <param name="KvTokensPeak">The most tokens any global-attention layer's cache held.</param>
 /// <param name="KvBytesPeak">The most bytes the caches of every layer held together.</param>
+/// <param name="StructuredMaskMs">Time spent constraining the output to JSON (0 without a schema).</param>
 public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string FinishReason, double PrefillMs, double DecodeTokensPerSecond,
-    int KvTokensPeak = 0, long KvBytesPeak = 0, int EvictedTokens = 0);
+    int KvTokensPeak = 0, long KvBytesPeak = 0, int EvictedTokens = 0, double StructuredMaskMs = 0);
 
 /// <summary>
 /// Generates one sequence with a <see cref="SequenceStepper"/>: the prompt, then one call per

@@ -13,6 +13,10 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
     private static readonly (float Logprob, TokenLogprob[]? Top) NoLogprob = (0, null);
 
     private float[]? _masked;
+    private long _maskTicks;
+
+    /// <summary>Seconds spent constraining outputs (read from other threads for telemetry).</summary>
+    public double MaskSeconds => Interlocked.Read(ref _maskTicks) / (double)System.Diagnostics.Stopwatch.Frequency;
 
     /// <summary><paramref name="logits"/> where <paramref name="allowed"/> has the token's bit, −∞ elsewhere.</summary>
     internal static void Mask(ReadOnlySpan<float> logits, ulong[] allowed, Span<float> masked)
@@ -69,6 +73,7 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
     {
         float logprob = 0;
         int topCount = 0;
+        long started = sequence.Constraint is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
         if (sequence.Constraint?.Allowed() is { } allowed)
         {
             // Tokens that would break the JSON get −∞ before penalties, temperature, top-k and top-p.
@@ -77,10 +82,16 @@ internal sealed class OutputProcessor(Scheduler scheduler, IReadOnlySet<int> eos
             logits = _masked;
         }
 
+        long masked = sequence.Constraint is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
         int token = sequence.Request.Sampling.TopLogprobs is null
             ? sequence.Sampler.Sample(logits)
             : sequence.Sampler.Sample(logits, out logprob, sequence.TopLogprobs, out topCount);
-        sequence.Constraint?.Accept(token);
+        if (sequence.Constraint is { } constraint)
+        {
+            long sampled = System.Diagnostics.Stopwatch.GetTimestamp();
+            constraint.Accept(token);
+            Interlocked.Add(ref _maskTicks, (masked - started) + (System.Diagnostics.Stopwatch.GetTimestamp() - sampled));
+        }
         sequence.Append(token);
         if (first)
         {

@@ -64,6 +64,8 @@ public sealed class ServingTelemetry : IDisposable
         _meter.CreateObservableUpDownCounter(TelemetryNames.KvAllocatedBytes, () => PerEngine(e => e.Kv.AllocatedBytes), "By", "Native bytes allocated for KV: the pool, allocated once at start.");
         _meter.CreateObservableUpDownCounter(TelemetryNames.KvCachedBytes, () => PerEngine(e => e.Kv.NumCachedBlocks * e.Kv.BlockBytes), "By", "KV bytes in blocks that hold a shareable prompt prefix (in use or kept for reuse).");
         _meter.CreateObservableCounter(TelemetryNames.Preemptions, () => PerEngine(e => e.NumPreemptions), "{sequence}", "Sequences whose KV blocks were taken back to make room (recomputed later).");
+        _meter.CreateObservableCounter(TelemetryNames.StructuredMaskTime, () => PerEngine(e => e.StructuredMaskSeconds), "s",
+            "Time spent constraining outputs to JSON (token masks, masking the logits, advancing the automaton).");
         _meter.CreateObservableGauge(TelemetryNames.SparseKernel, () => new Measurement<int>(1, _isa), "1", "The 2:4 sparse kernel ISA in use (1 for the ISA label).");
         _meter.CreateObservableUpDownCounter(TelemetryNames.RetrievalIndexItems, IndexItems, "{item}", "Vectors in each collection's search index.");
     }

@@ -40,6 +40,7 @@ public static class TelemetryNames
     public const string KvAllocatedBytes = "serving.kv_cache.allocated";
     public const string KvCachedBytes = "serving.kv_cache.cached";
     public const string Preemptions = "serving.preemptions";
+    public const string StructuredMaskTime = "serving.structured_output.mask.time";
     public const string KvEvictedTokens = "serving.kv_cache.evicted_tokens";
     public const string KvCompressions = "serving.kv_cache.compressions";
     public const string KvPolicy = "serving.kv_cache.policy";

@@ -1,0 +1,168 @@
+using System.Text.Json.Nodes;
+using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+
+namespace Serving.LlamaPeer.Gguf;
+
+/// <summary>
+/// Turns one of our Gemma 3 folders (config.json, onnx/model.onnx + model.onnx_data,
+/// tokenizer.json) into a llama.cpp <c>gemma3</c> GGUF at f32 that computes the same function.
+/// </summary>
+/// <remarks>
+/// <para>What has to change on the way (checked against llama.cpp's gemma3 graph and its
+/// Hugging Face converter):</para>
+/// <list type="bullet">
+/// <item>RMSNorm weights: our graph multiplies by <c>1 + w</c> and stores <c>w</c> (Hugging Face's
+/// form); llama.cpp multiplies by the stored weight, so every norm (q/k norms included) is
+/// written as <c>1 + w</c>.</item>
+/// <item>Linear weights: ours are MatMul right operands <c>[in, out]</c>; ggml wants
+/// <c>ne = {in, out}</c>, i.e. row-major <c>[out, in]</c> (PyTorch's layout): transposed.</item>
+/// <item>The embedding <c>[V, H]</c> is already ggml's <c>{H, V}</c>; llama.cpp scales it by
+/// √H itself, as our graph does, and ties the LM head to it when no <c>output</c> tensor exists.</item>
+/// </list>
+/// <para>llama.cpp c0c7e147 (LLamaSharp 0.30.0) fixes gemma3's layer layout in code: every 6th
+/// layer global, the rest sliding with RoPE base 10,000; it reads no pattern key.
+/// <see cref="LayoutMismatches"/> names the layers where a folder differs (tiny is 1:1,
+/// kjv-gemma3 2:1): there llama.cpp computes another function.</para>
+/// </remarks>
+public static class Gemma3GgufExport
+{
+    /// <summary>llama.cpp's <c>set_swa_pattern(6)</c> for gemma3: layer i is global iff i % 6 == 5.</summary>
+    public const int LlamaCppSwaPeriod = 6;
+
+    /// <summary>llama.cpp's fixed local RoPE base for gemma3's sliding layers.</summary>
+    public const double LlamaCppLocalRopeBase = 10_000.0;
+
+    public static Gemma3Config ReadConfig(string folder) =>
+        Gemma3Config.FromJson(JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject());
+
+    /// <summary>Layers whose attention kind or RoPE base llama.cpp's fixed gemma3 layout would change.</summary>
+    public static IReadOnlyList<string> LayoutMismatches(Gemma3Config config)
+    {
+        var problems = new List<string>();
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            bool llamaGlobal = layer % LlamaCppSwaPeriod == LlamaCppSwaPeriod - 1;
+            bool oursGlobal = config.LayerKind(layer) == AttentionKind.Full;
+            if (llamaGlobal != oursGlobal)
+            {
+                problems.Add($"layer {layer} is {(oursGlobal ? "global" : "sliding")} here, {(llamaGlobal ? "global" : "sliding")} in llama.cpp");
+            }
+        }
+
+        if (config.RopeLocalBaseFreq != LlamaCppLocalRopeBase)
+        {
+            problems.Add($"local RoPE base {config.RopeLocalBaseFreq} here, {LlamaCppLocalRopeBase} in llama.cpp");
+        }
+
+        return problems;
+    }
+
+    public static void Write(string folder, string outputPath)
+    {
+        Gemma3Config config = ReadConfig(folder);
+        string onnxPath = Path.Combine(folder, Gemma3ModelWriter.OnnxFile);
+        string onnxDirectory = Path.GetDirectoryName(onnxPath)!;
+        ModelProto model = OnnxModelFile.Load(onnxPath);
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+
+        var gguf = new GgufWriter();
+        AddHyperparameters(gguf, config, Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')));
+        GgufVocabulary.Read(Path.Combine(folder, "tokenizer.json")).AddTo(gguf, config);
+        foreach (GgufTensor tensor in Tensors(config, name => Read(initializers, name, onnxDirectory)))
+        {
+            gguf.AddTensor(tensor);
+        }
+
+        gguf.Write(outputPath);
+    }
+
+    private static void AddHyperparameters(GgufWriter gguf, Gemma3Config config, string name)
+    {
+        const string a = "gemma3";
+        gguf.Add("general.architecture", a);
+        gguf.Add("general.name", name);
+        gguf.Add("general.alignment", (uint)GgufWriter.Alignment);
+        gguf.Add("general.file_type", 0u); // ALL_F32
+        gguf.Add($"{a}.context_length", (uint)config.MaxPositionEmbeddings);
+        gguf.Add($"{a}.embedding_length", (uint)config.HiddenSize);
+        gguf.Add($"{a}.block_count", (uint)config.NumHiddenLayers);
+        gguf.Add($"{a}.feed_forward_length", (uint)config.IntermediateSize);
+        gguf.Add($"{a}.attention.head_count", (uint)config.NumAttentionHeads);
+        gguf.Add($"{a}.attention.head_count_kv", (uint)config.NumKeyValueHeads);
+        // Without these llama.cpp takes hidden / heads (640 / 4 = 160 for 270M, not 256).
+        gguf.Add($"{a}.attention.key_length", (uint)config.HeadDim);
+        gguf.Add($"{a}.attention.value_length", (uint)config.HeadDim);
+        gguf.Add($"{a}.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps);
+        gguf.Add($"{a}.attention.sliding_window", (uint)config.SlidingWindow);
+        gguf.Add($"{a}.rope.freq_base", (float)config.RopeTheta);
+        // Read by newer llama.cpp builds; c0c7e147 fixes it at 10,000 (see LayoutMismatches).
+        gguf.Add($"{a}.rope.freq_base_swa", (float)config.RopeLocalBaseFreq);
+    }
+
+    /// <summary>llama.cpp's tensor names, in its load order, each read lazily from the initializers.</summary>
+    private static IEnumerable<GgufTensor> Tensors(Gemma3Config config, Func<string, float[]> read)
+    {
+        int h = config.HiddenSize, d = config.HeadDim, inter = config.IntermediateSize;
+        int q = config.NumAttentionHeads * d, kv = config.NumKeyValueHeads * d;
+        yield return new("token_embd.weight", [h, config.VocabSize], () => read(Gemma3Weights.Embedding));
+        yield return Norm("output_norm.weight", h, Gemma3Weights.FinalNorm, read);
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string blk = $"blk.{i}";
+            yield return Norm($"{blk}.attn_norm.weight", h, Gemma3Weights.Layer(i, "input_layernorm.weight"), read);
+            yield return Linear($"{blk}.attn_q.weight", h, q, Gemma3Weights.Layer(i, "self_attn.q_proj.weight"), read);
+            yield return Linear($"{blk}.attn_k.weight", h, kv, Gemma3Weights.Layer(i, "self_attn.k_proj.weight"), read);
+            yield return Linear($"{blk}.attn_v.weight", h, kv, Gemma3Weights.Layer(i, "self_attn.v_proj.weight"), read);
+            yield return Linear($"{blk}.attn_output.weight", q, h, Gemma3Weights.Layer(i, "self_attn.o_proj.weight"), read);
+            yield return Norm($"{blk}.attn_q_norm.weight", d, Gemma3Weights.Layer(i, "self_attn.q_norm.weight"), read);
+            yield return Norm($"{blk}.attn_k_norm.weight", d, Gemma3Weights.Layer(i, "self_attn.k_norm.weight"), read);
+            yield return Norm($"{blk}.post_attention_norm.weight", h, Gemma3Weights.Layer(i, "post_attention_layernorm.weight"), read);
+            yield return Norm($"{blk}.ffn_norm.weight", h, Gemma3Weights.Layer(i, "pre_feedforward_layernorm.weight"), read);
+            yield return Linear($"{blk}.ffn_gate.weight", h, inter, Gemma3Weights.Layer(i, "mlp.gate_proj.weight"), read);
+            yield return Linear($"{blk}.ffn_up.weight", h, inter, Gemma3Weights.Layer(i, "mlp.up_proj.weight"), read);
+            yield return Linear($"{blk}.ffn_down.weight", inter, h, Gemma3Weights.Layer(i, "mlp.down_proj.weight"), read);
+            yield return Norm($"{blk}.post_ffw_norm.weight", h, Gemma3Weights.Layer(i, "post_feedforward_layernorm.weight"), read);
+        }
+    }
+
+    private static GgufTensor Norm(string name, int size, string source, Func<string, float[]> read) =>
+        new(name, [size], () =>
+        {
+            float[] w = read(source);
+            for (int i = 0; i < w.Length; i++)
+            {
+                w[i] += 1f;
+            }
+
+            return w;
+        });
+
+    /// <summary>Our [in, out] MatMul operand → ggml {in, out} (row-major [out, in]).</summary>
+    private static GgufTensor Linear(string name, int inputs, int outputs, string source, Func<string, float[]> read) =>
+        new(name, [inputs, outputs], () =>
+        {
+            float[] w = read(source);
+            if (w.LongLength != (long)inputs * outputs)
+            {
+                throw new InvalidDataException($"'{source}' has {w.LongLength} values, expected [{inputs}, {outputs}]");
+            }
+
+            var t = new float[w.Length];
+            for (int i = 0; i < inputs; i++)
+            {
+                for (int o = 0; o < outputs; o++)
+                {
+                    t[(long)o * inputs + i] = w[(long)i * outputs + o];
+                }
+            }
+
+            return t;
+        });
+
+    private static float[] Read(Dictionary<string, TensorProto> initializers, string name, string onnxDirectory) =>
+        initializers.TryGetValue(name, out TensorProto? tensor)
+            ? TensorData.ReadFloats(tensor, onnxDirectory)
+            : throw new InvalidDataException($"the ONNX file has no initializer '{name}' (not one of our fp32 Gemma 3 exports?)");
+}

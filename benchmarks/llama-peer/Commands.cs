@@ -12,13 +12,21 @@ internal static class Commands
     public static int Gguf(Options o)
     {
         string folder = o.Required("model"), output = o.Required("out");
+        bool padLayout = (o.Get("layout") ?? "as-is") switch
+        {
+            "as-is" => false,
+            "padded" => true,
+            var other => throw new UsageException($"--layout must be as-is or padded, got '{other}'"),
+        };
         foreach (string problem in Gemma3GgufExport.LayoutMismatches(Gemma3GgufExport.ReadConfig(folder)))
         {
-            Console.Error.WriteLine($"warning: llama.cpp's gemma3 layout differs: {problem}");
+            Console.Error.WriteLine(padLayout
+                ? $"note: padding with identity layers because {problem}"
+                : $"warning: llama.cpp's gemma3 layout differs (try --layout padded for a correctness check): {problem}");
         }
 
         var clock = Stopwatch.StartNew();
-        Gemma3GgufExport.Write(folder, output);
+        Gemma3GgufExport.Write(folder, output, padLayout);
         Console.Error.WriteLine($"wrote {output} ({new FileInfo(output).Length:N0} bytes) in {clock.Elapsed.TotalSeconds:F1} s");
         return 0;
     }
@@ -99,7 +107,7 @@ internal static class Commands
         int maxTokens = o.Int("max-tokens", 32);
         Quiet();
         string? text = o.Get("prompt");
-        using var session = LlamaSession.Open(o.Required("gguf"), o.Int("threads", 2), 4096);
+        using var session = LlamaSession.Open(o.Required("gguf"), o.Int("threads", 2), o.Int("context", 1024));
         int[]? llamaPromptIds = text is null ? null : session.Tokenize(text, addBos: true);
         int[] prompt = o.Get("prompt-ids") is { } ids
             ? [.. ids.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse)]
@@ -120,6 +128,26 @@ internal static class Commands
         return 0;
     }
 
+    /// <summary>
+    /// Prints a text that tokenizes (with BOS) to about <c>--tokens</c> tokens: the bench passage
+    /// word by word until the count is reached, so ours and llama.cpp can be given the same text.
+    /// </summary>
+    public static int Prompt(Options o)
+    {
+        int count = o.Int("tokens", 64);
+        Quiet();
+        using var session = LlamaSession.Open(o.Required("gguf"), 1, 64);
+        string[] words = Passage.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; session.Tokenize(text.ToString(), addBos: true).Length < count; i++)
+        {
+            text.Append(text.Length == 0 ? "" : " ").Append(words[i % words.Length]);
+        }
+
+        Console.WriteLine(text);
+        return 0;
+    }
+
     public static int Create(Options o)
     {
         Gemma3Config baseline = Gemma3Presets.Find(o.Get("base") ?? "tiny") ?? throw new UsageException($"unknown --base '{o.Get("base")}'");
@@ -136,7 +164,8 @@ internal static class Commands
     public static int Info()
     {
         Quiet();
-        Console.WriteLine(NativeApi.llama_print_system_info());
+        Console.WriteLine($"llama.cpp c0c7e147e7efa6c5858754b47259ba4880f8a906 (LLamaSharp.Backend.Cpu 0.30.0 release notes)");
+        Console.WriteLine(System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()));
         return 0;
     }
 
@@ -152,9 +181,7 @@ internal static class Commands
     /// <summary>BOS then a passage of ordinary text, repeated and cut to exactly <paramref name="count"/> tokens.</summary>
     private static int[] SyntheticPrompt(LlamaSession session, int count)
     {
-        const string passage = "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
-            + "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. ";
-        int[] body = session.Tokenize(passage, addBos: false);
+        int[] body = session.Tokenize(Passage + " ", addBos: false);
         var prompt = new List<int>(count) { session.Tokenize("", addBos: true).FirstOrDefault(2) };
         while (prompt.Count < count)
         {
@@ -163,6 +190,9 @@ internal static class Commands
 
         return [.. prompt];
     }
+
+    private const string Passage = "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+        + "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.";
 
     private static long PeakRss()
     {

@@ -24,7 +24,11 @@ namespace Serving.LlamaPeer.Gguf;
 /// <para>llama.cpp c0c7e147 (LLamaSharp 0.30.0) fixes gemma3's layer layout in code: every 6th
 /// layer global, the rest sliding with RoPE base 10,000; it reads no pattern key.
 /// <see cref="LayoutMismatches"/> names the layers where a folder differs (tiny is 1:1,
-/// kjv-gemma3 2:1): there llama.cpp computes another function.</para>
+/// kjv-gemma3 2:1): there llama.cpp computes another function. With <c>padLayout</c> the
+/// writer places each of our layers at the next llama.cpp layer of the same kind and fills the
+/// gaps with all-zero layers, which are exact identities (attention and MLP outputs are 0, and
+/// x + 0 = x): the same function, for correctness checks only (the zero layers still cost
+/// compute, so such a file is no benchmark).</para>
 /// </remarks>
 public static class Gemma3GgufExport
 {
@@ -43,7 +47,7 @@ public static class Gemma3GgufExport
         var problems = new List<string>();
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
-            bool llamaGlobal = layer % LlamaCppSwaPeriod == LlamaCppSwaPeriod - 1;
+            bool llamaGlobal = IsLlamaCppGlobal(layer);
             bool oursGlobal = config.LayerKind(layer) == AttentionKind.Full;
             if (llamaGlobal != oursGlobal)
             {
@@ -59,18 +63,47 @@ public static class Gemma3GgufExport
         return problems;
     }
 
-    public static void Write(string folder, string outputPath)
+    /// <summary>
+    /// For each llama.cpp layer, the layer of ours it holds (null: an all-zero identity layer),
+    /// so that every layer of ours lands on a llama.cpp layer of the same kind.
+    /// </summary>
+    public static int?[] PaddedLayout(Gemma3Config config)
+    {
+        if (config.RopeLocalBaseFreq != LlamaCppLocalRopeBase)
+        {
+            throw new InvalidDataException($"local RoPE base {config.RopeLocalBaseFreq}: llama.cpp's gemma3 fixes it at {LlamaCppLocalRopeBase}, padding cannot help");
+        }
+
+        var layout = new List<int?>();
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            bool global = config.LayerKind(layer) == AttentionKind.Full;
+            while (IsLlamaCppGlobal(layout.Count) != global)
+            {
+                layout.Add(null);
+            }
+
+            layout.Add(layer);
+        }
+
+        return [.. layout];
+    }
+
+    private static bool IsLlamaCppGlobal(int layer) => layer % LlamaCppSwaPeriod == LlamaCppSwaPeriod - 1;
+
+    public static void Write(string folder, string outputPath, bool padLayout = false)
     {
         Gemma3Config config = ReadConfig(folder);
+        int?[] layout = padLayout ? PaddedLayout(config) : [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => (int?)i)];
         string onnxPath = Path.Combine(folder, Gemma3ModelWriter.OnnxFile);
         string onnxDirectory = Path.GetDirectoryName(onnxPath)!;
         ModelProto model = OnnxModelFile.Load(onnxPath);
         var initializers = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
         var gguf = new GgufWriter();
-        AddHyperparameters(gguf, config, Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')));
+        AddHyperparameters(gguf, config, Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')), layout.Length);
         GgufVocabulary.Read(Path.Combine(folder, "tokenizer.json")).AddTo(gguf, config);
-        foreach (GgufTensor tensor in Tensors(config, name => Read(initializers, name, onnxDirectory)))
+        foreach (GgufTensor tensor in Tensors(config, layout, name => Read(initializers, name, onnxDirectory)))
         {
             gguf.AddTensor(tensor);
         }
@@ -78,7 +111,7 @@ public static class Gemma3GgufExport
         gguf.Write(outputPath);
     }
 
-    private static void AddHyperparameters(GgufWriter gguf, Gemma3Config config, string name)
+    private static void AddHyperparameters(GgufWriter gguf, Gemma3Config config, string name, int numLayers)
     {
         const string a = "gemma3";
         gguf.Add("general.architecture", a);
@@ -87,7 +120,7 @@ public static class Gemma3GgufExport
         gguf.Add("general.file_type", 0u); // ALL_F32
         gguf.Add($"{a}.context_length", (uint)config.MaxPositionEmbeddings);
         gguf.Add($"{a}.embedding_length", (uint)config.HiddenSize);
-        gguf.Add($"{a}.block_count", (uint)config.NumHiddenLayers);
+        gguf.Add($"{a}.block_count", (uint)numLayers);
         gguf.Add($"{a}.feed_forward_length", (uint)config.IntermediateSize);
         gguf.Add($"{a}.attention.head_count", (uint)config.NumAttentionHeads);
         gguf.Add($"{a}.attention.head_count_kv", (uint)config.NumKeyValueHeads);
@@ -102,15 +135,28 @@ public static class Gemma3GgufExport
     }
 
     /// <summary>llama.cpp's tensor names, in its load order, each read lazily from the initializers.</summary>
-    private static IEnumerable<GgufTensor> Tensors(Gemma3Config config, Func<string, float[]> read)
+    private static IEnumerable<GgufTensor> Tensors(Gemma3Config config, int?[] layout, Func<string, float[]> read)
     {
         int h = config.HiddenSize, d = config.HeadDim, inter = config.IntermediateSize;
         int q = config.NumAttentionHeads * d, kv = config.NumKeyValueHeads * d;
         yield return new("token_embd.weight", [h, config.VocabSize], () => read(Gemma3Weights.Embedding));
         yield return Norm("output_norm.weight", h, Gemma3Weights.FinalNorm, read);
-        for (int i = 0; i < config.NumHiddenLayers; i++)
+        for (int b = 0; b < layout.Length; b++)
         {
-            string blk = $"blk.{i}";
+            string blk = $"blk.{b}";
+            if (layout[b] is not int i)
+            {
+                foreach (GgufTensor tensor in Tensors(config, [0], read))
+                {
+                    if (tensor.Name.StartsWith("blk.0.", StringComparison.Ordinal))
+                    {
+                        yield return tensor with { Name = blk + tensor.Name[5..], Values = () => new float[tensor.ElementCount] };
+                    }
+                }
+
+                continue;
+            }
+
             yield return Norm($"{blk}.attn_norm.weight", h, Gemma3Weights.Layer(i, "input_layernorm.weight"), read);
             yield return Linear($"{blk}.attn_q.weight", h, q, Gemma3Weights.Layer(i, "self_attn.q_proj.weight"), read);
             yield return Linear($"{blk}.attn_k.weight", h, kv, Gemma3Weights.Layer(i, "self_attn.k_proj.weight"), read);

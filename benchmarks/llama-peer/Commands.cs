@@ -42,6 +42,9 @@ internal static class Commands
             _ => throw new UsageException($"--type must be q4_0, q8_0 or f16, got '{type}'"),
         };
         Quiet();
+        // The quantizer's P/Invoke does not go through NativeApi's static constructor, which
+        // picks the native build (avx512/avx2/...) and loads it; touch NativeApi first.
+        _ = NativeApi.llama_max_devices();
         var clock = Stopwatch.StartNew();
         if (!LLamaQuantizer.Quantize(o.Required("in"), o.Required("out"), ftype, nthread: o.Int("threads", 2)))
         {

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using LLama;
 using LLama.Native;
-using Serving.LlamaPeer.Gguf;
+using Serving.Runtime.Gguf;
 using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.LlamaPeer;

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Serving.Runtime.Models.Gemma3;
 
-namespace Serving.LlamaPeer.Gguf;
+namespace Serving.Runtime.Gguf;
 
 /// <summary>
 /// A Hugging Face <c>tokenizer.json</c> (BPE over SentencePiece pieces, byte fallback, "▁" for

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Serving.LlamaPeer.Gguf;
+namespace Serving.Runtime.Gguf;
 
 /// <summary>GGUF metadata value types (ggml docs/gguf.md, version 3).</summary>
 public enum GgufValueType : uint

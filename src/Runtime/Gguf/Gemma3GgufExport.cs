@@ -3,7 +3,7 @@ using Serving.Runtime.Models.Gemma3;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 
-namespace Serving.LlamaPeer.Gguf;
+namespace Serving.Runtime.Gguf;
 
 /// <summary>
 /// Turns one of our Gemma 3 folders (config.json, onnx/model.onnx + model.onnx_data,

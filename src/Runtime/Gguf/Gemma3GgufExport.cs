@@ -137,40 +137,39 @@ public static class Gemma3GgufExport
     /// <summary>llama.cpp's tensor names, in its load order, each read lazily from the initializers.</summary>
     private static IEnumerable<GgufTensor> Tensors(Gemma3Config config, int?[] layout, Func<string, float[]> read)
     {
-        int h = config.HiddenSize, d = config.HeadDim, inter = config.IntermediateSize;
-        int q = config.NumAttentionHeads * d, kv = config.NumKeyValueHeads * d;
-        yield return new("token_embd.weight", [h, config.VocabSize], () => read(Gemma3Weights.Embedding));
-        yield return Norm("output_norm.weight", h, Gemma3Weights.FinalNorm, read);
+        yield return new("token_embd.weight", [config.HiddenSize, config.VocabSize], () => read(Gemma3Weights.Embedding));
+        yield return Norm("output_norm.weight", config.HiddenSize, Gemma3Weights.FinalNorm, read);
         for (int b = 0; b < layout.Length; b++)
         {
-            string blk = $"blk.{b}";
-            if (layout[b] is not int i)
+            IEnumerable<GgufTensor> tensors = layout[b] is int layer
+                ? LayerTensors(config, $"blk.{b}", name => read(Gemma3Weights.Layer(layer, name)))
+                : LayerTensors(config, $"blk.{b}", name => read(Gemma3Weights.Layer(0, name)))
+                    .Select(t => t with { Values = () => new float[t.ElementCount] }); // an identity layer: all zero
+            foreach (GgufTensor tensor in tensors)
             {
-                foreach (GgufTensor tensor in Tensors(config, [0], read))
-                {
-                    if (tensor.Name.StartsWith("blk.0.", StringComparison.Ordinal))
-                    {
-                        yield return tensor with { Name = blk + tensor.Name[5..], Values = () => new float[tensor.ElementCount] };
-                    }
-                }
-
-                continue;
+                yield return tensor;
             }
-
-            yield return Norm($"{blk}.attn_norm.weight", h, Gemma3Weights.Layer(i, "input_layernorm.weight"), read);
-            yield return Linear($"{blk}.attn_q.weight", h, q, Gemma3Weights.Layer(i, "self_attn.q_proj.weight"), read);
-            yield return Linear($"{blk}.attn_k.weight", h, kv, Gemma3Weights.Layer(i, "self_attn.k_proj.weight"), read);
-            yield return Linear($"{blk}.attn_v.weight", h, kv, Gemma3Weights.Layer(i, "self_attn.v_proj.weight"), read);
-            yield return Linear($"{blk}.attn_output.weight", q, h, Gemma3Weights.Layer(i, "self_attn.o_proj.weight"), read);
-            yield return Norm($"{blk}.attn_q_norm.weight", d, Gemma3Weights.Layer(i, "self_attn.q_norm.weight"), read);
-            yield return Norm($"{blk}.attn_k_norm.weight", d, Gemma3Weights.Layer(i, "self_attn.k_norm.weight"), read);
-            yield return Norm($"{blk}.post_attention_norm.weight", h, Gemma3Weights.Layer(i, "post_attention_layernorm.weight"), read);
-            yield return Norm($"{blk}.ffn_norm.weight", h, Gemma3Weights.Layer(i, "pre_feedforward_layernorm.weight"), read);
-            yield return Linear($"{blk}.ffn_gate.weight", h, inter, Gemma3Weights.Layer(i, "mlp.gate_proj.weight"), read);
-            yield return Linear($"{blk}.ffn_up.weight", h, inter, Gemma3Weights.Layer(i, "mlp.up_proj.weight"), read);
-            yield return Linear($"{blk}.ffn_down.weight", inter, h, Gemma3Weights.Layer(i, "mlp.down_proj.weight"), read);
-            yield return Norm($"{blk}.post_ffw_norm.weight", h, Gemma3Weights.Layer(i, "post_feedforward_layernorm.weight"), read);
         }
+    }
+
+    /// <summary>One decoder layer; <paramref name="read"/> takes the name inside the layer (e.g. "mlp.up_proj.weight").</summary>
+    private static IEnumerable<GgufTensor> LayerTensors(Gemma3Config config, string blk, Func<string, float[]> read)
+    {
+        int h = config.HiddenSize, d = config.HeadDim, inter = config.IntermediateSize;
+        int q = config.NumAttentionHeads * d, kv = config.NumKeyValueHeads * d;
+        yield return Norm($"{blk}.attn_norm.weight", h, "input_layernorm.weight", read);
+        yield return Linear($"{blk}.attn_q.weight", h, q, "self_attn.q_proj.weight", read);
+        yield return Linear($"{blk}.attn_k.weight", h, kv, "self_attn.k_proj.weight", read);
+        yield return Linear($"{blk}.attn_v.weight", h, kv, "self_attn.v_proj.weight", read);
+        yield return Linear($"{blk}.attn_output.weight", q, h, "self_attn.o_proj.weight", read);
+        yield return Norm($"{blk}.attn_q_norm.weight", d, "self_attn.q_norm.weight", read);
+        yield return Norm($"{blk}.attn_k_norm.weight", d, "self_attn.k_norm.weight", read);
+        yield return Norm($"{blk}.post_attention_norm.weight", h, "post_attention_layernorm.weight", read);
+        yield return Norm($"{blk}.ffn_norm.weight", h, "pre_feedforward_layernorm.weight", read);
+        yield return Linear($"{blk}.ffn_gate.weight", h, inter, "mlp.gate_proj.weight", read);
+        yield return Linear($"{blk}.ffn_up.weight", h, inter, "mlp.up_proj.weight", read);
+        yield return Linear($"{blk}.ffn_down.weight", inter, h, "mlp.down_proj.weight", read);
+        yield return Norm($"{blk}.post_ffw_norm.weight", h, "post_feedforward_layernorm.weight", read);
     }
 
     private static GgufTensor Norm(string name, int size, string source, Func<string, float[]> read) =>

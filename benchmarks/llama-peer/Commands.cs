@@ -60,9 +60,13 @@ internal static class Commands
     {
         int threads = o.Int("threads", 2), promptTokens = o.Int("prompt-tokens", 64), decode = o.Int("decode", 64), rounds = o.Int("rounds", 3);
         Quiet();
-        using var session = LlamaSession.Open(o.Required("gguf"), threads, promptTokens + decode + 1);
+        string? text = o.Get("prompt");
+        // A text has at most one token per UTF-16 unit, plus BOS: the context (and the one batch
+        // the prompt goes in) must hold it before it can be tokenized.
+        int promptBound = text is null ? promptTokens : text.Length + 1;
+        using var session = LlamaSession.Open(o.Required("gguf"), threads, promptBound + decode + 1);
         long rssAfterLoad = Environment.WorkingSet;
-        int[] prompt = o.Get("prompt") is { } text ? session.Tokenize(text, addBos: true) : SyntheticPrompt(session, promptTokens);
+        int[] prompt = text is not null ? session.Tokenize(text, addBos: true) : SyntheticPrompt(session, promptTokens);
         var prefillMs = new List<double>();
         var decodeTokensPerSecond = new List<double>();
         int[] generated = [];

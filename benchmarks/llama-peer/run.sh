@@ -70,12 +70,12 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$RESULTS" "$ROUNDS" "$THREADS" <<'PY'
+python3 - "$RESULTS" "$THREADS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(f"\nMedians of {sys.argv[2]} rounds (one process per measurement); llama.cpp threads = {sys.argv[3]}\n")
-print("| prompt | engine | weights | load ms | max RSS MB | prefill ms | prefill tok/s | decode tok/s | generated |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"\nMedians of n measurements (one process each); llama.cpp threads = {sys.argv[2]}\n")
+print("| prompt | engine | weights | n | load ms | max RSS MB | prefill ms | prefill tok/s | decode tok/s | generated |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 keys = []
 for r in rows:
     k = (r["prompt"], r["engine"], r["variant"])
@@ -84,6 +84,6 @@ for r in rows:
 for k in sorted(keys, key=lambda k: (k[0], ["fp32", "f32", "q8", "q8_0", "q4", "q4_0"].index(k[2]), k[1] != "ours")):
     g = [r for r in rows if (r["prompt"], r["engine"], r["variant"]) == k]
     m = lambda f: statistics.median(r[f] for r in g)
-    print(f"| {g[0]['prompt_tokens']} | {k[1]} | {k[2]} | {m('load_ms'):,.0f} | {m('max_rss_bytes') / 1e6:,.0f} | {m('prefill_ms'):,.1f} "
+    print(f"| {g[0]['prompt_tokens']} | {k[1]} | {k[2]} | {len(g)} | {m('load_ms'):,.0f} | {m('max_rss_bytes') / 1e6:,.0f} | {m('prefill_ms'):,.1f} "
           f"| {g[0]['prompt_tokens'] / m('prefill_ms') * 1000:,.0f} | {m('decode_tps'):,.1f} | {min(r['generated'] for r in g)} |")
 PY

@@ -15,5 +15,6 @@ RootCommand root = new("serving: a lean inference server for ONNX models: tools 
     CorpusCommand.Create(),
     CalibrateKvCommand.Create(),
     EvalKvCommand.Create(),
+    ExportGgufCommand.Create(),
 };
 return CommandLine.Run(root, args);

@@ -1,0 +1,67 @@
+using Serving.LlamaPeer;
+
+// llama-peer: llama.cpp (through LLamaSharp) on the same weights as our model folders (issue 16).
+//   gguf      --model DIR --out FILE.gguf [--layout as-is|padded]   our fp32 Gemma 3 folder → llama.cpp gemma3 GGUF (f32)
+//   quantize  --in F32.gguf --out FILE.gguf --type q4_0|q8_0|f16
+//   bench     --gguf FILE [--threads 2] [--prompt-tokens 64|512] [--decode 64] [--rounds 3]
+//   greedy    --gguf FILE (--prompt TEXT | --prompt-ids 2,651,...) [--max-tokens 32] [--threads 2] [--context 1024]
+//   create    --out DIR [--base tiny] [--layers 6] [--pattern 6] [--seed 0]   a folder in llama.cpp's fixed gemma3 layout
+//   prompt    --gguf FILE --tokens N                        a text of about N tokens (the same text for ours and llama.cpp)
+//   info      llama.cpp's build and system info
+try
+{
+    if (args.Length == 0)
+    {
+        throw new UsageException("usage: llama-peer gguf|quantize|bench|greedy|create|prompt|info [options]");
+    }
+
+    var options = Options.Parse(args.AsSpan(1));
+    return args[0] switch
+    {
+        "gguf" => Commands.Gguf(options),
+        "quantize" => Commands.Quantize(options),
+        "bench" => Commands.Bench(options),
+        "greedy" => Commands.Greedy(options),
+        "create" => Commands.Create(options),
+        "prompt" => Commands.Prompt(options),
+        "info" => Commands.Info(),
+        var other => throw new UsageException($"unknown command '{other}'"),
+    };
+}
+catch (UsageException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>"--name value" pairs.</summary>
+internal sealed class Options
+{
+    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
+
+    public static Options Parse(ReadOnlySpan<string> args)
+    {
+        var options = new Options();
+        for (int i = 0; i < args.Length; i += 2)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+            {
+                throw new UsageException($"expected '--name value' pairs, got '{args[i]}'");
+            }
+
+            options._values[args[i][2..]] = args[i + 1];
+        }
+
+        return options;
+    }
+
+    public string? Get(string name) => _values.GetValueOrDefault(name);
+
+    public string Required(string name) => Get(name) ?? throw new UsageException($"--{name} is required");
+
+    public int Int(string name, int fallback) => Get(name) is { } text
+        ? int.TryParse(text, out int value) ? value : throw new UsageException($"--{name} must be an integer, got '{text}'")
+        : fallback;
+}

@@ -13,6 +13,8 @@ namespace Serving.Server.Tests.Deploy;
 /// server listens on, every metric the autoscaler and the router read is on /metrics, and the
 /// objects select the Deployment's pods.
 /// </summary>
+// It scrapes /metrics: alone, like the telemetry tests (a second live host would own the "Serving" instruments).
+[Collection(Telemetry.TelemetryCollection.Name)]
 public sealed class KubernetesManifestTests(ServingServer server) : IClassFixture<ServingServer>
 {
     private static readonly string K8s = Path.Combine(PrometheusDashboardTests.RepositoryRoot, "deploy", "k8s");

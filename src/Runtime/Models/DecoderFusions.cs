@@ -22,6 +22,10 @@ namespace Serving.Runtime.Models;
 /// <c>Transpose → Split/Neg/Concat/Mul/Mul/Add → Transpose → Reshape</c> → <c>com.microsoft.RotaryEmbedding</c>
 /// on the <c>[1, T, heads·D]</c> rows, its caches the per-token cos/sin the graph computes once per step
 /// and its position ids 0…T−1 (so the positions stay the graph's <c>position_ids</c>, evictions included).</item>
+/// <item>4-bit/8-bit <c>MatMulNBits</c> siblings that read the same activation with the same
+/// settings (q/k/v; gate/up) → one <c>MatMulNBits</c> over the weights concatenated along N, then a
+/// <c>Split</c>: the activation is quantized once and one call replaces three (each output column is
+/// computed as before). Needs the weights' folder (they are read to be concatenated).</item>
 /// <item>(Paged graphs) The value path <c>Reshape(0,0,H,D) → Transpose → Transpose → Reshape(0,0,−1)</c>, an identity, is skipped.</item>
 /// </list>
 /// </remarks>
@@ -30,9 +34,10 @@ public static class DecoderFusions
     public const string MicrosoftDomain = "com.microsoft";
 
     /// <summary>What was fused, by pattern.</summary>
-    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes);
+    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes, int MatMulGroups = 0);
 
-    public static Counts Apply(ModelProto model)
+    /// <param name="modelDirectory">Where the model's external data lies; null leaves MatMulNBits siblings unfused.</param>
+    public static Counts Apply(ModelProto model, string? modelDirectory = null)
     {
         GraphProto graph = model.Graph;
         var fusion = new Fusion(graph);
@@ -40,13 +45,15 @@ public static class DecoderFusions
         int gelus = fusion.Gelus();
         int ropes = fusion.Ropes();
         int identities = fusion.IdentityValuePaths();
+        long opset = model.OpsetImport.FirstOrDefault(o => o.Domain.Length == 0)?.Version ?? 0;
+        int groups = modelDirectory is not null && opset >= 13 ? fusion.MatMulNBitsSiblings(modelDirectory) : 0;
         fusion.Commit();
-        if (gelus + ropes > 0 && !model.OpsetImport.Any(opset => opset.Domain == MicrosoftDomain))
+        if (gelus + ropes > 0 && !model.OpsetImport.Any(o => o.Domain == MicrosoftDomain))
         {
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = MicrosoftDomain, Version = 1 });
         }
 
-        return new Counts(norms, gelus, ropes, identities);
+        return new Counts(norms, gelus, ropes, identities, groups);
     }
 
     private sealed class Fusion
@@ -311,6 +318,73 @@ public static class DecoderFusions
             }
 
             return count;
+        }
+
+        /// <summary>MatMulNBits nodes that read one activation with the same K, bits, block and accuracy → one node and a Split.</summary>
+        public int MatMulNBitsSiblings(string directory)
+        {
+            int count = 0;
+            var groups = _graph.Node
+                .Where(node => node.OpType == "MatMulNBits" && node.Domain == MicrosoftDomain && !_removed.Contains(node) && node.Input.Count is 3 or 4)
+                .GroupBy(node => (node.Input[0], node.Input.Count, Int(node, "K"), Int(node, "bits"), Int(node, "block_size"), Int(node, "accuracy_level")))
+                .Where(group => group.Count() > 1)
+                .ToList();
+            foreach (var group in groups)
+            {
+                List<NodeProto> members = [.. group];
+                var tensors = members.Select(node => node.Input.Skip(1).Select(name => _initializers.GetValueOrDefault(name)).ToArray()).ToList();
+                bool shareable = tensors.All(t => t.All(tensor => tensor is not null))
+                    && members.All(node => node.Input.Skip(1).All(name => _readers.TryGetValue(name, out List<NodeProto>? r) && r.Count == 1))
+                    && members.All(node => node.Output.Count == 1 && !_graphOutputs.Contains(node.Output[0]));
+                if (!shareable)
+                {
+                    continue;
+                }
+
+                string name = members[0].Name + "/fused";
+                var fused = new NodeProto { Name = name, OpType = "MatMulNBits", Domain = MicrosoftDomain };
+                fused.Input.Add(members[0].Input[0]);
+                for (int slot = 0; slot < tensors[0].Length; slot++)
+                {
+                    fused.Input.Add(Concatenate(name + "/" + slot, [.. tensors.Select(t => t[slot]!)], directory));
+                }
+
+                long[] widths = [.. members.Select(node => Int(node, "N"))];
+                fused.Output.Add(name + "/output_0");
+                fused.Attribute.AddRange(members[0].Attribute.Where(a => a.Name != "N").Select(a => a.Clone()));
+                fused.Attribute.Add(Attr("N", widths.Sum()));
+                var split = new NodeProto { Name = name + "/Split", OpType = "Split" };
+                split.Input.AddRange([fused.Output[0], Int64Vector(name + "/widths", widths)]);
+                split.Output.AddRange(members.Select(node => node.Output[0]));
+                split.Attribute.Add(Attr("axis", -1L));
+                Replace(members[0], [fused, split], [.. members.Skip(1)]);
+                count++;
+            }
+
+            return count;
+        }
+
+        private static long Int(NodeProto node, string name) => PagedAttentionRewrite.IntAttribute(node, name) ?? -1;
+
+        /// <summary>Tensors stacked along their first axis, their bytes one after another (N-major, as MatMulNBits stores B, scales and zero points).</summary>
+        private string Concatenate(string name, TensorProto[] parts, string directory)
+        {
+            long total = parts.Sum(TensorData.ByteLength);
+            var bytes = new byte[total];
+            long offset = 0;
+            foreach (TensorProto part in parts)
+            {
+                long length = TensorData.ByteLength(part);
+                TensorData.ReadBytes(part, directory, bytes.AsSpan((int)offset, (int)length));
+                offset += length;
+            }
+
+            var tensor = new TensorProto { Name = name, DataType = parts[0].DataType, RawData = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bytes) };
+            tensor.Dims.AddRange(parts[0].Dims);
+            tensor.Dims[0] = parts.Sum(part => part.Dims[0]);
+            _graph.Initializer.Add(tensor);
+            _initializers[name] = tensor;
+            return name;
         }
 
         /// <summary>Puts the new nodes in and the matched ones out, keeping topological order.</summary>

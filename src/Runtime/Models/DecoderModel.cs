@@ -218,7 +218,7 @@ public sealed class DecoderModel : IDisposable
         try
         {
             Onnx.Proto.ModelProto model = Onnx.OnnxModelFile.Load(onnxPath);
-            DecoderFusions.Apply(model);
+            DecoderFusions.Apply(model, Path.GetDirectoryName(Path.GetFullPath(onnxPath)));
             fused = Google.Protobuf.MessageExtensions.ToByteArray(model);
         }
         catch (InvalidDataException e)
@@ -254,7 +254,7 @@ public sealed class DecoderModel : IDisposable
         byte[] rewritten;
         try
         {
-            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names));
+            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath))));
         }
         catch (Exception e) when (e is PagedRewriteException or InvalidDataException)
         {

@@ -36,7 +36,8 @@ public static class PagedAttentionRewrite
 
     /// <summary>The rewritten copy of <paramref name="model"/>; <paramref name="model"/> is left as it is.</summary>
     /// <exception cref="PagedRewriteException">The graph does not have the pattern above.</exception>
-    public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null)
+    /// <param name="modelDirectory">The folder of the model's external data, for the fusions that read weights (<see cref="DecoderFusions"/>); null skips them.</param>
+    public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null, string? modelDirectory = null)
     {
         names ??= new DecoderNames();
         ModelProto rewritten = model.Clone();
@@ -51,7 +52,7 @@ public static class PagedAttentionRewrite
         ReplaceInterface(graph, config, names);
         GraphEdits.RemoveDeadNodes(graph);
         GraphEdits.RemoveUnusedInitializers(graph);
-        DecoderFusions.Apply(rewritten);
+        DecoderFusions.Apply(rewritten, modelDirectory);
         if (!rewritten.OpsetImport.Any(opset => opset.Domain == SparseFormat.Domain))
         {
             rewritten.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });

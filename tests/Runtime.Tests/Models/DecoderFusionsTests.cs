@@ -80,11 +80,38 @@ public sealed class DecoderFusionsTests(TinyModelFixture tiny) : IClassFixture<T
         Assert.Equal(1, Count(model, "Sqrt"));
     }
 
+    /// <summary>
+    /// q/k/v and gate/up of a q4 model become one MatMulNBits each (weights concatenated along N,
+    /// then a Split): two groups per layer, and the logits are those of the separate calls.
+    /// </summary>
+    [Fact]
+    public void QuantizedSiblingsShareOneMatMulNBitsAndGiveTheSameLogits()
+    {
+        using var temp = new TempFolder();
+        string folder = Path.Combine(temp.Path, "q4");
+        Serving.Runtime.Quantization.Quantizer.Run(new Serving.Runtime.Quantization.QuantizeOptions(tiny.Folder, folder, "q4"));
+        string onnx = Path.Combine(folder, "onnx", "model_q4.onnx"), directory = Path.GetDirectoryName(onnx)!;
+        int[] prompt = [2, 17, 301, 44, 9, 870, 12, 5, 66, 123, 7];
+        ModelProto separate = OnnxModelFile.Load(onnx), fused = OnnxModelFile.Load(onnx);
+        DecoderFusions.Apply(separate);
+        int before = Count(fused, "MatMulNBits");
+
+        DecoderFusions.Counts counts = DecoderFusions.Apply(fused, directory);
+
+        Assert.Equal(2 * tiny.Config.NumHiddenLayers, counts.MatMulGroups);
+        Assert.Equal(before - 3 * tiny.Config.NumHiddenLayers, Count(fused, "MatMulNBits"));
+        float[] expected = Logits(separate, prompt, directory), actual = Logits(fused, prompt, directory);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-5 + 1e-5 * Math.Abs(expected[i]), $"logit {i}: {actual[i]} against {expected[i]}");
+        }
+    }
+
     /// <summary>The last position's logits of a prefill from an empty cache.</summary>
-    private float[] Logits(ModelProto model, int[] prompt)
+    private float[] Logits(ModelProto model, int[] prompt, string? directory = null)
     {
         using var options = new SessionOptions { IntraOpNumThreads = 1 };
-        options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(tiny.Model.OnnxPath)!);
+        options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", directory ?? Path.GetDirectoryName(tiny.Model.OnnxPath)!);
         using var session = new InferenceSession(model.ToByteArray(), options);
         var config = tiny.Config;
         var inputs = new List<NamedOnnxValue>();

@@ -109,6 +109,43 @@ internal static class Commands
         return 0;
     }
 
+    /// <summary>
+    /// Perplexity of a text under the GGUF, on exactly the windows `serving eval-ppl` scores: our
+    /// folder's tokenizer, line by line (CorpusTokens), consecutive windows of S + 1 tokens
+    /// (TokenBatcher.Windows), each from an empty cache.
+    /// </summary>
+    public static int Ppl(Options o)
+    {
+        Quiet();
+        var tokenizer = Serving.Runtime.Text.GemmaTokenizer.Load(o.Required("model"));
+        int[] tokens = Serving.Trainer.Training.CorpusTokens.Encode(tokenizer, File.ReadAllText(o.Required("text")));
+        int window = o.Int("seq-len", 512), maxWindows = o.Int("max-windows", int.MaxValue);
+        using var session = LlamaSession.Open(o.Required("gguf"), o.Int("threads", 2), window);
+        double total = 0;
+        long count = 0;
+        int windows = 0;
+        foreach (var (inputs, targets) in Serving.Trainer.Training.TokenBatcher.Windows(tokens, window).Take(maxWindows))
+        {
+            total += session.WindowLoss(inputs, targets);
+            count += targets.Length;
+            windows++;
+        }
+
+        if (windows == 0)
+        {
+            throw new UsageException($"the text has {tokens.Length} tokens; one window of {window} needs more");
+        }
+
+        WriteJson(new Dictionary<string, object>
+        {
+            ["tokens"] = count,
+            ["windows"] = windows,
+            ["loss"] = Math.Round(total / count, 4),
+            ["perplexity"] = Math.Round(Math.Exp(total / count), 3),
+        });
+        return 0;
+    }
+
     public static int Greedy(Options o)
     {
         int maxTokens = o.Int("max-tokens", 32);

@@ -67,6 +67,44 @@ public sealed class LlamaSession : IDisposable
         return ArgMax(_context.NativeHandle.GetLogitsIth(_batch.TokenCount - 1));
     }
 
+    /// <summary>Σ −log p(target) over one window fed from position 0 with logits at every position (the cache cleared first).</summary>
+    public double WindowLoss(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    {
+        Reset();
+        _batch.Clear();
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            _batch.Add(inputs[i], i, LLamaSeqId.Zero, true);
+        }
+
+        DecodeResult result = _context.NativeHandle.Decode(_batch);
+        if (result != DecodeResult.Ok)
+        {
+            throw new InvalidOperationException($"llama_decode failed: {result}");
+        }
+
+        double sum = 0;
+        for (int s = 0; s < targets.Length; s++)
+        {
+            Span<float> logits = _context.NativeHandle.GetLogitsIth(s);
+            float max = float.NegativeInfinity;
+            foreach (float value in logits)
+            {
+                max = MathF.Max(max, value);
+            }
+
+            double total = 0;
+            foreach (float value in logits)
+            {
+                total += Math.Exp(value - max);
+            }
+
+            sum += max + Math.Log(total) - logits[targets[s]];
+        }
+
+        return sum;
+    }
+
     /// <summary>Lowest id among equal maxima, as our sampler's argmax.</summary>
     private static int ArgMax(Span<float> logits)
     {

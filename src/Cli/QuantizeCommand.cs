@@ -6,7 +6,7 @@ namespace Serving.Cli;
 
 /// <summary>
 /// <c>serving quantize --model DIR --out DIR --dtype q4|q8|fp16 [--block-size 32] [--symmetric|--asymmetric]
-/// [--accuracy-level 4] [--method rtn|awq --calibration FILE [--calibration-tokens 4096]]</c>.
+/// [--accuracy-level 4] [--method rtn|awq --calibration FILE [--calibration-tokens 4096]] [--embedding-bits 4|8]</c>.
 /// </summary>
 internal static class QuantizeCommand
 {
@@ -21,10 +21,11 @@ internal static class QuantizeCommand
         var accuracy = new Option<int>("--accuracy-level") { Description = "MatMulNBits accuracy_level: 4 = int8 activations (fast CPU path), 1 = fp32", DefaultValueFactory = _ => 4 };
         var method = new Option<string>("--method") { Description = "rtn: round to nearest per block; awq: activation-aware channel scales searched on --calibration text, then rtn", DefaultValueFactory = _ => "rtn" };
         var calibration = new Option<FileInfo?>("--calibration") { Description = "Text file whose activations awq weighs the input channels by" };
+        var embeddingBits = new Option<int?>("--embedding-bits") { Description = "Bits of the embedding and its tied LM head (4 or 8; default: the variant's). llama.cpp's q4_0 keeps them at 8" };
         var calibrationTokens = new Option<int>("--calibration-tokens") { Description = "Tokens of the calibration text awq runs at most", DefaultValueFactory = _ => 4096 };
         var command = new Command("quantize", "Add a q4, q8 or fp16 weight variant to a copy of a model folder (transformers.js file names)")
         {
-            model, output, dtype, blockSize, symmetric, asymmetric, accuracy, method, calibration, calibrationTokens,
+            model, output, dtype, blockSize, symmetric, asymmetric, accuracy, method, calibration, calibrationTokens, embeddingBits,
         };
         command.SetAction(result =>
         {
@@ -41,6 +42,7 @@ internal static class QuantizeCommand
                 Method = result.GetValue(method)!,
                 CalibrationText = result.GetValue(calibration)?.FullName,
                 CalibrationTokens = result.GetValue(calibrationTokens),
+                EmbeddingBits = result.GetValue(embeddingBits),
             });
         });
         return command;

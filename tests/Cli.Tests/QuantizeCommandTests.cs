@@ -41,6 +41,7 @@ public sealed class QuantizeCommandTests : IDisposable
     [InlineData("--block-size", "8")]
     [InlineData("--method", "awq")]
     [InlineData("--method", "gptq")]
+    [InlineData("--embedding-bits", "6")]
     public void BadOptionsExit2AndWriteNothing(string option, string value)
     {
         string[] dtype = option == "--dtype" ? [] : ["--dtype", "q4"];

@@ -23,6 +23,12 @@ public sealed record QuantizeOptions(string ModelFolder, string OutputFolder, st
     /// <summary>The text whose activations awq weighs the channels by.</summary>
     public string? CalibrationText { get; init; }
 
+    /// <summary>
+    /// Bits of the embedding and its tied LM head (4 or 8); null: the variant's. llama.cpp's q4_0
+    /// keeps them at 8 bits: better quality (kjv-gemma3: see docs/BENCHMARKS.md), more bytes to read per token.
+    /// </summary>
+    public int? EmbeddingBits { get; init; }
+
     /// <summary>Tokens of <see cref="CalibrationText"/> that awq runs at most.</summary>
     public int CalibrationTokens { get; init; } = 4096;
 
@@ -36,6 +42,8 @@ public sealed record QuantizeOptions(string ModelFolder, string OutputFolder, st
         : Method == "awq" && CalibrationText is null ? "--method awq needs --calibration FILE (text whose activations weigh the channels)"
         : Method == "awq" && !File.Exists(CalibrationText) ? $"calibration file not found: {CalibrationText}"
         : CalibrationTokens < 1 ? "calibration tokens must be at least 1"
+        : EmbeddingBits is not (null or 4 or 8) ? $"embedding bits {EmbeddingBits} is not 4 or 8"
+        : EmbeddingBits is not null && Dtype == "fp16" ? "embedding bits apply to q4 and q8 variants"
         : null;
 }
 

@@ -12,6 +12,9 @@ namespace Serving.Runtime.Quantization;
 internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, string sourceDirectory, ActivationAwareScaling.Scales? scales = null)
 {
     private readonly BlockSpec _spec = new(options.Dtype == "q8" ? 8 : 4, options.BlockSize, options.Symmetric);
+
+    /// <summary>The embedding and its tied head: <see cref="QuantizeOptions.EmbeddingBits"/>, else the variant's bits.</summary>
+    private readonly BlockSpec _embeddingSpec = new(options.EmbeddingBits ?? (options.Dtype == "q8" ? 8 : 4), options.BlockSize, options.Symmetric);
     private readonly bool _fp16 = options.Dtype == "fp16";
 
     /// <summary>Writes <paramref name="outputOnnx"/> and its data; returns the bytes of the changed weights before and after.</summary>
@@ -85,9 +88,9 @@ internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, 
         if (plan.Embedding is { } embedding && embedding.Weight.Name == tensor.Name)
         {
             float[] weight = TensorData.ReadFloats(tensor, sourceDirectory);
-            QuantizedMatrix matrix = BlockQuantizer.Quantize(weight, embedding.Vocab, embedding.Hidden, _spec);
+            QuantizedMatrix matrix = BlockQuantizer.Quantize(weight, embedding.Vocab, embedding.Hidden, _embeddingSpec);
             List<TensorProto> tensors = [.. QuantizeRewrite.Tensors(tensor, matrix)];
-            if (!_spec.Symmetric && _spec.Bits == 4)
+            if (!_embeddingSpec.Symmetric && _embeddingSpec.Bits == 4)
             {
                 tensors.Add(QuantizeRewrite.GatherZeroPoints(tensor, matrix));
             }
@@ -137,7 +140,7 @@ internal sealed class VariantWriter(QuantizePlan plan, QuantizeOptions options, 
         if (plan.Embedding is { } embedding)
         {
             int opset = (int)(model.OpsetImport.FirstOrDefault(o => o.Domain.Length == 0)?.Version ?? 17);
-            QuantizeRewrite.RewriteEmbedding(model.Graph, embedding, _spec, options.AccuracyLevel, opset);
+            QuantizeRewrite.RewriteEmbedding(model.Graph, embedding, _embeddingSpec, options.AccuracyLevel, opset);
         }
 
         QuantizeRewrite.ImportDomain(model);

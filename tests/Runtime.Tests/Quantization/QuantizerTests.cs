@@ -172,6 +172,36 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         Assert.False(Directory.Exists(output));
     }
 
+    /// <summary>q4 with an 8-bit embedding and head (llama.cpp's q4_0 choice): the lookup and the head read 8-bit blocks, the projections 4-bit.</summary>
+    [Fact]
+    public void Q4WithAnEightBitEmbeddingQuantizesTheHeadAtEightBits()
+    {
+        using var temp = new TempFolder();
+        string folder = Path.Combine(temp.Path, "q4e8");
+        Quantizer.Run(new QuantizeOptions(fixture.Fp32, folder, "q4") { EmbeddingBits = 8 });
+        ModelProto model = OnnxModelFile.Load(Path.Combine(folder, "onnx", "model_q4.onnx"));
+        long Bits(NodeProto node) => node.Attribute.Single(a => a.Name == "bits").I;
+
+        NodeProto gather = model.Graph.Node.Single(node => node.OpType == "GatherBlockQuantized");
+        NodeProto head = model.Graph.Node.Single(node => node.OpType == "MatMulNBits" && node.Input[1] == gather.Input[0]);
+        Assert.Equal(8, Bits(gather));
+        Assert.Equal(8, Bits(head));
+        Assert.All(model.Graph.Node.Where(node => node.OpType == "MatMulNBits" && node != head), node => Assert.Equal(4, Bits(node)));
+        double error = LogitError(folder, "q4");
+        Assert.True(error <= 0.9, $"q4 with an 8-bit embedding: relative logit error {error:G3}");
+    }
+
+    [Theory]
+    [InlineData("q4", 6)]
+    [InlineData("fp16", 8)]
+    public void EmbeddingBitsOtherThanFourOrEightOrOnFp16AreRefused(string dtype, int bits)
+    {
+        using var temp = new TempFolder();
+        string output = Path.Combine(temp.Path, "out");
+        Assert.Throws<ArgumentException>(() => Quantizer.Run(new QuantizeOptions(fixture.Fp32, output, dtype) { EmbeddingBits = bits }));
+        Assert.False(Directory.Exists(output));
+    }
+
     [Fact]
     public void Q8GreedyTokensMatchFp32()
     {

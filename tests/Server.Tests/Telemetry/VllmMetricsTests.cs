@@ -8,6 +8,7 @@ namespace Serving.Server.Tests.Telemetry;
 /// vLLM's metric names on /metrics (what fleet routers read), beside ours and with the same
 /// values: queue, running, KV usage, prefix-cache queries and hits, preemptions.
 /// </summary>
+[Collection(TelemetryCollection.Name)]
 public sealed class VllmMetricsTests(ServingServer server) : IClassFixture<ServingServer>
 {
     private const string Tiny = "{model_name=\"tiny\"}";

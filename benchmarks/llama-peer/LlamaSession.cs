@@ -86,20 +86,7 @@ public sealed class LlamaSession : IDisposable
         double sum = 0;
         for (int s = 0; s < targets.Length; s++)
         {
-            Span<float> logits = _context.NativeHandle.GetLogitsIth(s);
-            float max = float.NegativeInfinity;
-            foreach (float value in logits)
-            {
-                max = MathF.Max(max, value);
-            }
-
-            double total = 0;
-            foreach (float value in logits)
-            {
-                total += Math.Exp(value - max);
-            }
-
-            sum += max + Math.Log(total) - logits[targets[s]];
+            sum += Serving.Trainer.Evaluation.OnnxPerplexity.NegativeLogLikelihood(_context.NativeHandle.GetLogitsIth(s), targets[s]);
         }
 
         return sum;

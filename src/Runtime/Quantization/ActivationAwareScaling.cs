@@ -241,7 +241,7 @@ public static class ActivationAwareScaling
     {
         float[] meanAbs = stats.MeanAbs();
         float[][] samples = [.. stats.Samples];
-        var transposed = weights.Select(w => Transpose(w.Values, w.K, w.N)).ToList();
+        var transposed = weights.Select(w => BlockQuantizer.Transpose(w.Values, w.K, w.N)).ToList();
         float bestAlpha = 0;
         float[] bestScales = [.. Enumerable.Repeat(1f, meanAbs.Length)];
         double rtn = double.NaN, best = double.PositiveInfinity;
@@ -313,19 +313,5 @@ public static class ActivationAwareScaling
             partial[r] = sum;
         });
         return partial.Sum();
-    }
-
-    private static float[] Transpose(float[] weight, int k, int n)
-    {
-        var transposed = new float[(long)n * k];
-        for (int i = 0; i < k; i++)
-        {
-            for (int j = 0; j < n; j++)
-            {
-                transposed[((long)j * k) + i] = weight[(i * n) + j];
-            }
-        }
-
-        return transposed;
     }
 }

@@ -84,7 +84,11 @@ public static class BlockQuantizer
     }
 
     /// <summary>Quantizes a MatMul right operand <c>[k, n]</c> (our linear weights' layout) as the rows of its transpose.</summary>
-    public static QuantizedMatrix QuantizeTransposed(ReadOnlySpan<float> weight, int k, int n, BlockSpec spec)
+    public static QuantizedMatrix QuantizeTransposed(ReadOnlySpan<float> weight, int k, int n, BlockSpec spec) =>
+        Quantize(Transpose(weight, k, n), n, k, spec);
+
+    /// <summary>A row-major <c>[k, n]</c> matrix as <c>[n, k]</c>.</summary>
+    public static float[] Transpose(ReadOnlySpan<float> weight, int k, int n)
     {
         var transposed = new float[(long)n * k];
         for (int i = 0; i < k; i++)
@@ -95,7 +99,7 @@ public static class BlockQuantizer
             }
         }
 
-        return Quantize(transposed, n, k, spec);
+        return transposed;
     }
 
     /// <summary>The <c>[N, K]</c> values the quantized matrix stands for: (level − zero point) · scale.</summary>

@@ -65,7 +65,8 @@ public static class OnnxPerplexity
         }
     }
 
-    private static double NegativeLogLikelihood(ReadOnlySpan<float> logits, int target)
+    /// <summary>−log softmax(logits)[target], in double (also what the llama.cpp peer scores with).</summary>
+    public static double NegativeLogLikelihood(ReadOnlySpan<float> logits, int target)
     {
         float max = float.NegativeInfinity;
         foreach (float value in logits)

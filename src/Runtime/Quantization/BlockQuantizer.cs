@@ -50,12 +50,13 @@ public sealed record QuantizedMatrix(int N, int K, BlockSpec Spec, byte[] Data, 
 }
 
 /// <summary>
-/// Round-to-nearest (RTN) block quantization. Symmetric blocks use scale = max|w| / (2^(bits−1) − 1)
-/// and levels zp ± 7 (4-bit) or zp ± 127 (8-bit) around ONNX Runtime's default zero point, so the
-/// lowest level is unused but no weight is clamped: every weight is within half a step of its
-/// dequantized value. (MLAS' own quantizer maps the signed extreme to −8 for 1/15 more resolution
-/// and clamps the opposite extreme.) Asymmetric blocks span [min(w, 0), max(w, 0)] over all 2^bits
-/// levels with a rounded zero point.
+/// Round-to-nearest (RTN) block quantization around ONNX Runtime's default zero point. Symmetric
+/// 4-bit blocks use all 16 levels as llama.cpp's q4_0 and MLAS' own quantizer do: the weight of
+/// largest magnitude m maps exactly to the lowest level (scale = m / −8, a signed scale), so the
+/// steps are 1/15 finer than max|w| / 7 and only weights of the opposite sign beyond 7/8 of |m|
+/// are clamped (by less than a step). Symmetric 8-bit blocks use scale = max|w| / 127 and levels
+/// zp ± 127 (llama.cpp's q8_0), never clamping. Asymmetric blocks span [min(w, 0), max(w, 0)] over
+/// all 2^bits levels with a rounded zero point.
 /// </summary>
 public static class BlockQuantizer
 {
@@ -145,13 +146,14 @@ public static class BlockQuantizer
 
     private static (float Scale, int Zero) SymmetricScale(ReadOnlySpan<float> values, BlockSpec spec)
     {
-        float max = 0;
+        float extreme = 0;
         foreach (float v in values)
         {
-            max = MathF.Max(max, MathF.Abs(v));
+            extreme = MathF.Abs(v) > MathF.Abs(extreme) ? v : extreme;
         }
 
-        return (max / (spec.DefaultZeroPoint - 1), spec.DefaultZeroPoint);
+        float scale = spec.Bits == 4 ? extreme / -spec.DefaultZeroPoint : MathF.Abs(extreme) / (spec.DefaultZeroPoint - 1);
+        return (scale, spec.DefaultZeroPoint);
     }
 
     private static (float Scale, int Zero) AsymmetricScale(ReadOnlySpan<float> values, BlockSpec spec)

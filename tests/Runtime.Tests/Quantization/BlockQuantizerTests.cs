@@ -30,9 +30,13 @@ public sealed class BlockQuantizerTests
         {
             for (int k = 0; k < K; k++)
             {
-                float step = matrix.Scales[n * matrix.KBlocks + k / blockSize];
+                float step = MathF.Abs(matrix.Scales[n * matrix.KBlocks + k / blockSize]);
                 float error = MathF.Abs(restored[n * K + k] - weights[n * K + k]);
-                Assert.True(error <= step * 0.5f * (1 + 1e-5f), $"bits {bits}: ({n}, {k}) off by {error}, step {step}");
+                // Symmetric 4-bit (16 levels, scale = extreme / −8) clamps only at the top level,
+                // weights opposite the extreme and beyond 7/8 of it: by less than one step.
+                bool clamped = bits == 4 && symmetric && matrix.Level(n, k) == 15;
+                float bound = step * (clamped ? 1f : 0.5f) * (1 + 1e-5f);
+                Assert.True(error <= bound, $"bits {bits}: ({n}, {k}) off by {error}, step {step}");
             }
         }
     }
@@ -40,14 +44,30 @@ public sealed class BlockQuantizerTests
     [Fact]
     public void FourBitLevelsArePackedLowNibbleFirstAlongK()
     {
-        // One row of 32 weights, symmetric: scale = 7/7 = 1, level = w + 8.
-        float[] row = [.. Enumerable.Range(0, 32).Select(i => (float)((i % 15) - 7))];
+        // One row of 32 weights, symmetric: the extreme −8 gives scale = −8/−8 = 1, level = w + 8.
+        float[] row = [.. Enumerable.Range(0, 32).Select(i => (float)((i % 16) - 8))];
         QuantizedMatrix matrix = BlockQuantizer.Quantize(row, 1, 32, new BlockSpec(4, 32, Symmetric: true));
 
         Assert.Equal(1f, matrix.Scales[0]);
         Assert.Equal(16, matrix.Data.Length);
-        Assert.Equal((byte)((0 + 1) | (1 + 1) << 4), matrix.Data[0]); // w = −7, −6 → levels 1, 2
-        Assert.Equal((byte)(15 | 1 << 4), matrix.Data[7]); // k = 14, 15: w = 7, −7
+        Assert.Equal((byte)(0 | 1 << 4), matrix.Data[0]); // w = −8, −7 → levels 0, 1
+        Assert.Equal((byte)(14 | 15 << 4), matrix.Data[7]); // k = 14, 15: w = 6, 7
+    }
+
+    [Fact]
+    public void SymmetricFourBitMapsTheLargestMagnitudeToTheLowestLevelWithASignedScale()
+    {
+        // A positive extreme gets a negative scale (2 / −8): 2 → level 0, −1.75 → level 8 + 7 = 15, the top.
+        float[] row = [2f, -1.75f, 1f, -2f * 15 / 16, .. new float[28]];
+        QuantizedMatrix matrix = BlockQuantizer.Quantize(row, 1, 32, new BlockSpec(4, 32, Symmetric: true));
+        float[] restored = BlockQuantizer.Dequantize(matrix);
+
+        Assert.Equal(-0.25f, matrix.Scales[0]);
+        Assert.Equal(0, matrix.Level(0, 0));
+        Assert.Equal(2f, restored[0]); // the extreme is exact
+        Assert.Equal(-1.75f, restored[1]); // level 15 = 8 + 7
+        Assert.Equal(1f, restored[2]);
+        Assert.Equal(-1.75f, restored[3]); // −1.875 clamped to the top level, by half a step
     }
 
     [Fact]

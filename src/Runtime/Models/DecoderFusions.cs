@@ -27,6 +27,9 @@ namespace Serving.Runtime.Models;
 /// <c>Split</c>: the activation is quantized once and one call replaces three (each output column is
 /// computed as before). Needs the weights' folder (they are read to be concatenated).</item>
 /// <item>(Paged graphs) The value path <c>Reshape(0,0,H,D) → Transpose → Transpose → Reshape(0,0,−1)</c>, an identity, is skipped.</item>
+/// <item>A residual sum that feeds a norm, <c>Add(a, b) → SimplifiedLayerNormalization</c> (after the norms above are fused)
+/// → <c>com.microsoft.SkipSimplifiedLayerNormalization(a, b, γ)</c>, whose fourth output is the sum when the
+/// next residual Add still reads it: one pass over the hidden state instead of two, one node fewer.</item>
 /// </list>
 /// </remarks>
 public static class DecoderFusions
@@ -34,7 +37,7 @@ public static class DecoderFusions
     public const string MicrosoftDomain = "com.microsoft";
 
     /// <summary>What was fused, by pattern.</summary>
-    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes, int MatMulGroups = 0);
+    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes, int MatMulGroups = 0, int SkipNorms = 0);
 
     /// <param name="modelDirectory">Where the model's external data lies; null leaves MatMulNBits siblings unfused.</param>
     public static Counts Apply(ModelProto model, string? modelDirectory = null)
@@ -48,12 +51,16 @@ public static class DecoderFusions
         long opset = model.OpsetImport.FirstOrDefault(o => o.Domain.Length == 0)?.Version ?? 0;
         int groups = modelDirectory is not null && opset >= 13 ? fusion.MatMulNBitsSiblings(modelDirectory) : 0;
         fusion.Commit();
-        if (gelus + ropes > 0 && !model.OpsetImport.Any(o => o.Domain == MicrosoftDomain))
+        // The residual sums are matched on the committed graph, where the fused norms are real nodes.
+        var second = new Fusion(graph);
+        int skips = second.SkipNorms();
+        second.Commit();
+        if (gelus + ropes + skips > 0 && !model.OpsetImport.Any(o => o.Domain == MicrosoftDomain))
         {
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = MicrosoftDomain, Version = 1 });
         }
 
-        return new Counts(norms, gelus, ropes, identities, groups);
+        return new Counts(norms, gelus, ropes, identities, groups, skips);
     }
 
     private sealed class Fusion
@@ -128,6 +135,48 @@ public static class DecoderFusions
                 fused.Attribute.Add(Attr("epsilon", eps));
                 fused.Attribute.Add(Attr("stash_type", 1L));
                 Replace(scale, [fused], square, mean, addEps, sqrt, div);
+                count++;
+            }
+
+            return count;
+        }
+
+        /// <summary><c>Add(a, b) → SimplifiedLayerNormalization(·, γ)</c> over the last axis → <c>SkipSimplifiedLayerNormalization</c>.</summary>
+        public int SkipNorms()
+        {
+            int count = 0;
+            var order = _graph.Node.Select((node, index) => (node, index)).ToDictionary(pair => pair.node, pair => pair.index);
+            foreach (NodeProto norm in _graph.Node.Where(node => node.OpType == "SimplifiedLayerNormalization" && string.IsNullOrEmpty(node.Domain)).ToList())
+            {
+                // Both addends must be activations of the norm's shape (SkipSimplifiedLayerNormalization
+                // broadcasts neither), so a sum with a constant stays an Add.
+                if (norm.Input.Count != 2 || norm.Output.Count != 1
+                    || PagedAttentionRewrite.IntAttribute(norm, "axis") is not (null or -1)
+                    || Op(norm.Input[0], "Add") is not { } add
+                    || add.Input.Count != 2 || add.Input.Any(input => Constant(input) is not null || _initializers.ContainsKey(input)))
+                {
+                    continue;
+                }
+
+                // The fused node stands where the norm stood (γ, often 1 + w computed just before the
+                // norm, is ready there), so every other reader of the sum must come later.
+                List<NodeProto> others = [.. _readers[add.Output[0]].Where(reader => reader != norm)];
+                if (others.Any(reader => order[reader] < order[norm]))
+                {
+                    continue;
+                }
+
+                bool sumReadElsewhere = _graphOutputs.Contains(add.Output[0]) || others.Count > 0;
+                var fused = new NodeProto { Name = norm.Name + "/Skip", OpType = "SkipSimplifiedLayerNormalization", Domain = MicrosoftDomain };
+                fused.Input.AddRange([add.Input[0], add.Input[1], norm.Input[1]]);
+                fused.Output.Add(norm.Output[0]);
+                if (sumReadElsewhere)
+                {
+                    fused.Output.AddRange(["", "", add.Output[0]]);
+                }
+
+                fused.Attribute.Add(Attr("epsilon", norm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f));
+                Replace(norm, [fused], add);
                 count++;
             }
 

@@ -25,8 +25,13 @@ public sealed class DecoderFusionsTests(TinyModelFixture tiny) : IClassFixture<T
         DecoderFusions.Counts counts = DecoderFusions.Apply(model);
 
         Assert.Equal(layers * 6 + 1, norms); // input, post-attention, pre- and post-feedforward, q and k; the final norm
-        Assert.Equal(new DecoderFusions.Counts(norms, layers, 0, 0), counts);
-        Assert.Equal(norms, Count(model, "SimplifiedLayerNormalization"));
+        // Each layer's two residual sums feed a norm (pre-feedforward; the next layer's input), except
+        // the last one: the final norm reads the positions num_logits_to_keep slices from it.
+        Assert.Equal(new DecoderFusions.Counts(norms, layers, 0, 0, SkipNorms: 2 * layers - 1), counts);
+        Assert.Equal(norms - (2 * layers - 1), Count(model, "SimplifiedLayerNormalization"));
+        Assert.Equal(2 * layers - 1, Count(model, "SkipSimplifiedLayerNormalization"));
+        var addOutputs = model.Graph.Node.Where(node => node.OpType == "Add").SelectMany(node => node.Output).ToHashSet();
+        Assert.DoesNotContain(model.Graph.Node, node => node.OpType == "SimplifiedLayerNormalization" && addOutputs.Contains(node.Input[0]));
         Assert.Equal(layers, Count(model, "FastGelu"));
         Assert.Equal(0, Count(model, "ReduceMean") + Count(model, "Sqrt") + Count(model, "Tanh"));
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "attention_op.h"
+#include "decoder_ops.h"
 #include "op_support.h"
 
 namespace {
@@ -234,6 +235,8 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     domain.Add(&fp32);
     domain.Add(&fp16);
     domain.Add(paged_attention_custom_op());
+    domain.Add(qk_norm_rope_custom_op());
+    domain.Add(gelu_gate_custom_op());
     return true;
   }();
   (void)added;

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
+using Serving.Runtime.Sparsity;
 using static Serving.Runtime.Onnx.GraphBuilder;
 using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
 
@@ -30,6 +31,11 @@ namespace Serving.Runtime.Models;
 /// <item>A residual sum that feeds a norm, <c>Add(a, b) → SimplifiedLayerNormalization</c> (after the norms above are fused)
 /// → <c>com.microsoft.SkipSimplifiedLayerNormalization(a, b, γ)</c>, whose fourth output is the sum when the
 /// next residual Add still reads it: one pass over the hidden state instead of two, one node fewer.</item>
+/// <item>(With our library: paged graphs, fused q/k/v) <c>Split → Reshape → SimplifiedLayerNormalization → Reshape → RotaryEmbedding</c>
+/// for q and for k, v straight from the Split → our <c>ai.serving.QkNormRope</c> (src/KernelsNative): nine nodes
+/// per layer become one, with the same position ids and caches.</item>
+/// <item>(With our library, fused gate/up) <c>Split → FastGelu(gate) · up</c> → our <c>ai.serving.GeluGate</c>:
+/// one pass, no split copies.</item>
 /// </list>
 /// </remarks>
 public static class DecoderFusions
@@ -37,10 +43,18 @@ public static class DecoderFusions
     public const string MicrosoftDomain = "com.microsoft";
 
     /// <summary>What was fused, by pattern.</summary>
-    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes, int MatMulGroups = 0, int SkipNorms = 0);
+    public sealed record Counts(int RmsNorms, int Gelus, int Ropes, int IdentityReshapes, int MatMulGroups = 0, int SkipNorms = 0, int QkNormRopes = 0,
+        int GeluGates = 0);
+
+    /// <summary>Our fused per-head q/k norm and rotary op (domain ai.serving, src/KernelsNative).</summary>
+    public const string QkNormRopeOp = "QkNormRope";
+
+    /// <summary>Our fused gated-GELU op (domain ai.serving, src/KernelsNative).</summary>
+    public const string GeluGateOp = "GeluGate";
 
     /// <param name="modelDirectory">Where the model's external data lies; null leaves MatMulNBits siblings unfused.</param>
-    public static Counts Apply(ModelProto model, string? modelDirectory = null)
+    /// <param name="ourOps">The session registers our kernel library (the paged graph does), so our fused ops may be written.</param>
+    public static Counts Apply(ModelProto model, string? modelDirectory = null, bool ourOps = false)
     {
         GraphProto graph = model.Graph;
         var fusion = new Fusion(graph);
@@ -54,13 +68,20 @@ public static class DecoderFusions
         // The residual sums are matched on the committed graph, where the fused norms are real nodes.
         var second = new Fusion(graph);
         int skips = second.SkipNorms();
+        int qkRopes = ourOps ? second.QkNormRopes() : 0;
+        int gates = ourOps ? second.GeluGates() : 0;
         second.Commit();
         if (gelus + ropes + skips > 0 && !model.OpsetImport.Any(o => o.Domain == MicrosoftDomain))
         {
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = MicrosoftDomain, Version = 1 });
         }
 
-        return new Counts(norms, gelus, ropes, identities, groups, skips);
+        if (qkRopes + gates > 0 && !model.OpsetImport.Any(o => o.Domain == SparseFormat.Domain))
+        {
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
+        }
+
+        return new Counts(norms, gelus, ropes, identities, groups, skips, qkRopes, gates);
     }
 
     private sealed class Fusion
@@ -177,6 +198,94 @@ public static class DecoderFusions
 
                 fused.Attribute.Add(Attr("epsilon", norm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f));
                 Replace(norm, [fused], add);
+                count++;
+            }
+
+            return count;
+        }
+
+        /// <summary>A q/k/v Split whose q and k outputs each run the per-head norm and rotary chain → one <see cref="QkNormRopeOp"/>.</summary>
+        public int QkNormRopes()
+        {
+            int count = 0;
+            var order = _graph.Node.Select((node, index) => (node, index)).ToDictionary(pair => pair.node, pair => pair.index);
+            foreach (NodeProto split in _graph.Node.Where(node => node.OpType == "Split" && string.IsNullOrEmpty(node.Domain) && node.Output.Count == 3).ToList())
+            {
+                if (PagedAttentionRewrite.IntAttribute(split, "axis") is not -1
+                    || split.Input.Count != 2 || Int64s(split.Input[1]) is not [long qWidth, long kWidth, long vWidth]
+                    || NormRopeChain(split.Output[0]) is not { } q || NormRopeChain(split.Output[1]) is not { } k
+                    || q.HeadSize != k.HeadSize || q.Heads * q.HeadSize != qWidth || k.Heads * k.HeadSize != kWidth || vWidth != kWidth
+                    || !q.Rope.Input.Skip(1).SequenceEqual(k.Rope.Input.Skip(1)) || q.Rope.Input.Count != 4
+                    || q.Norm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F is not { } epsilon
+                    || k.Norm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F != epsilon)
+                {
+                    continue;
+                }
+
+                NodeProto[] chain = [split, .. q.Nodes, .. k.Nodes];
+                NodeProto last = chain.MaxBy(node => order[node])!;
+                var fused = new NodeProto { Name = split.Name + "/" + QkNormRopeOp, OpType = QkNormRopeOp, Domain = SparseFormat.Domain };
+                fused.Input.AddRange([split.Input[0], q.Norm.Input[1], k.Norm.Input[1], q.Rope.Input[1], q.Rope.Input[2], q.Rope.Input[3]]);
+                fused.Output.AddRange([q.Rope.Output[0], k.Rope.Output[0], split.Output[2]]);
+                fused.Attribute.Add(Attr("num_heads", q.Heads));
+                fused.Attribute.Add(Attr("kv_num_heads", k.Heads));
+                fused.Attribute.Add(Attr("epsilon", epsilon));
+                Replace(last, [fused], [.. chain.Where(node => node != last)]);
+                count++;
+            }
+
+            return count;
+        }
+
+        private sealed record NormRope(long Heads, long HeadSize, NodeProto Norm, NodeProto Rope, NodeProto[] Nodes);
+
+        /// <summary>
+        /// <c>rows → Reshape(0, 0, heads, D) → SimplifiedLayerNormalization(−1) → Reshape(0, 0, −1) →
+        /// RotaryEmbedding(interleaved 0, whole head)</c>, each value read only by the next.
+        /// </summary>
+        private NormRope? NormRopeChain(string rows)
+        {
+            if (SoleReader(rows) is not { OpType: "Reshape" } heads || !string.IsNullOrEmpty(heads.Domain) || heads.Input[0] != rows
+                || Int64s(heads.Input[1]) is not [0, 0, long headCount and > 0, long headSize and > 0] || headSize % 2 != 0
+                || SoleReader(heads.Output[0]) is not { OpType: "SimplifiedLayerNormalization" } norm || !string.IsNullOrEmpty(norm.Domain)
+                || norm.Input.Count != 2 || norm.Output.Count != 1 || norm.Input[0] != heads.Output[0]
+                || PagedAttentionRewrite.IntAttribute(norm, "axis") is not (null or -1)
+                || SoleReader(norm.Output[0]) is not { OpType: "Reshape" } flatten || !string.IsNullOrEmpty(flatten.Domain)
+                || flatten.Input[0] != norm.Output[0] || !IsShape(flatten.Input[1], [0, 0, -1])
+                || SoleReader(flatten.Output[0]) is not { OpType: "RotaryEmbedding" } rope || rope.Domain != MicrosoftDomain
+                || rope.Input[0] != flatten.Output[0]
+                || PagedAttentionRewrite.IntAttribute(rope, "interleaved") is not (null or 0)
+                || PagedAttentionRewrite.IntAttribute(rope, "rotary_embedding_dim") is not (null or 0)
+                || PagedAttentionRewrite.IntAttribute(rope, "is_packed_batching") is not (null or 0)
+                || rope.Attribute.Any(a => a.Name == "scale" && a.F != 1f))
+            {
+                return null;
+            }
+
+            return new NormRope(headCount, headSize, norm, rope, [heads, norm, flatten, rope]);
+        }
+
+        /// <summary><c>Split(x, [I, I]) → Mul(FastGelu(gate), up)</c> → <see cref="GeluGateOp"/>(x).</summary>
+        public int GeluGates()
+        {
+            int count = 0;
+            foreach (NodeProto gelu in _graph.Node.Where(node => node.OpType == "FastGelu" && node.Domain == MicrosoftDomain && node.Input.Count == 1).ToList())
+            {
+                if (!_producer.TryGetValue(gelu.Input[0], out NodeProto? split) || split.OpType != "Split" || !string.IsNullOrEmpty(split.Domain)
+                    || split.Output.Count != 2 || split.Output[0] != gelu.Input[0]
+                    || PagedAttentionRewrite.IntAttribute(split, "axis") is not -1
+                    || split.Input.Count != 2 || Int64s(split.Input[1]) is not [long gateWidth, long upWidth] || gateWidth != upWidth
+                    || SoleReader(gelu.Output[0]) is not { OpType: "Mul" } mul || !string.IsNullOrEmpty(mul.Domain)
+                    || !TryOtherInput(mul, input => input == gelu.Output[0], out _, out string up) || up != split.Output[1]
+                    || SoleReader(split.Output[0]) != gelu || SoleReader(split.Output[1]) != mul)
+                {
+                    continue;
+                }
+
+                var fused = new NodeProto { Name = mul.Name + "/" + GeluGateOp, OpType = GeluGateOp, Domain = SparseFormat.Domain };
+                fused.Input.Add(split.Input[0]);
+                fused.Output.Add(mul.Output[0]);
+                Replace(mul, [fused], split, gelu);
                 count++;
             }
 

@@ -52,7 +52,7 @@ public static class PagedAttentionRewrite
         ReplaceInterface(graph, config, names);
         GraphEdits.RemoveDeadNodes(graph);
         GraphEdits.RemoveUnusedInitializers(graph);
-        DecoderFusions.Apply(rewritten, modelDirectory);
+        DecoderFusions.Apply(rewritten, modelDirectory, ourOps: true);
         if (!rewritten.OpsetImport.Any(opset => opset.Domain == SparseFormat.Domain))
         {
             rewritten.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });

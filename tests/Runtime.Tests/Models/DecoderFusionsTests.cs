@@ -112,6 +112,138 @@ public sealed class DecoderFusionsTests(TinyModelFixture tiny) : IClassFixture<T
         }
     }
 
+    /// <summary>The paged graph of a q4 model runs each layer's q/k norm and rotary, and its gated GELU, as our fused ops.</summary>
+    [Fact]
+    public void ThePagedQuantizedGraphUsesOurFusedOpsInEveryLayer()
+    {
+        using var temp = new TempFolder();
+        string folder = Path.Combine(temp.Path, "q4");
+        Serving.Runtime.Quantization.Quantizer.Run(new Serving.Runtime.Quantization.QuantizeOptions(tiny.Folder, folder, "q4"));
+        string onnx = Path.Combine(folder, "onnx", "model_q4.onnx");
+        int layers = tiny.Config.NumHiddenLayers;
+
+        ModelProto paged = PagedAttentionRewrite.Rewrite(OnnxModelFile.Load(onnx), tiny.Config, modelDirectory: Path.GetDirectoryName(onnx));
+
+        Assert.Equal(layers, Count(paged, DecoderFusions.QkNormRopeOp));
+        Assert.Equal(layers, Count(paged, DecoderFusions.GeluGateOp));
+        Assert.Equal(0, Count(paged, "RotaryEmbedding") + Count(paged, "FastGelu") + Count(paged, "Split"));
+        // Left: each layer's post-attention and post-feedforward norms, the first layer's input norm (it reads the
+        // embedding, not a sum) and the final one; the others are Skip norms or inside ours.
+        Assert.Equal(2 * layers + 2, Count(paged, "SimplifiedLayerNormalization"));
+    }
+
+    /// <summary>
+    /// Our fused ops against ONNX Runtime's own kernels on the chains they replace: the per-head q/k
+    /// norm and rotary (4 query heads, 1 key/value head, positions out of order) and the gated GELU,
+    /// over a prefill's rows and one decode row, with activations of a real model's range.
+    /// </summary>
+    [Theory]
+    [InlineData(9)]
+    [InlineData(1)]
+    public void QkNormRopeAndGeluGateComputeTheChainsTheyReplace(int tokens)
+    {
+        const int Heads = 4, KvHeads = 1, D = 16, Positions = 40, Intermediate = 24;
+        var random = new Random(tokens);
+        float[] Values(int count, double scale) => [.. Enumerable.Range(0, count).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale))];
+        float[] qGamma = [.. Values(D, 1).Select(v => 1 + v)], kGamma = [.. Values(D, 1).Select(v => 1 + v)];
+        ModelProto Chains()
+        {
+            var graph = new GraphProto { Name = "chains" };
+            graph.Input.Add(GraphBuilder.ValueInfo("qkv", TensorProto.Types.DataType.Float, 1, "T", (Heads + 2 * KvHeads) * D));
+            graph.Input.Add(GraphBuilder.ValueInfo("position_ids", TensorProto.Types.DataType.Int64, 1, "T"));
+            graph.Input.Add(GraphBuilder.ValueInfo("cos", TensorProto.Types.DataType.Float, Positions, D / 2));
+            graph.Input.Add(GraphBuilder.ValueInfo("sin", TensorProto.Types.DataType.Float, Positions, D / 2));
+            graph.Input.Add(GraphBuilder.ValueInfo("x", TensorProto.Types.DataType.Float, 1, "T", 2 * Intermediate));
+            void Init(string name, long[] dims, float[]? floats = null, long[]? longs = null)
+            {
+                var tensor = new TensorProto { Name = name, DataType = (int)(floats is null ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float) };
+                tensor.Dims.AddRange(dims);
+                if (floats is not null) tensor.FloatData.AddRange(floats); else tensor.Int64Data.AddRange(longs!);
+                graph.Initializer.Add(tensor);
+            }
+
+            void Node(string op, string domain, string[] inputs, string[] outputs, params AttributeProto[] attributes)
+            {
+                var node = new NodeProto { Name = outputs[0] + "/" + op, OpType = op, Domain = domain };
+                node.Input.AddRange(inputs);
+                node.Output.AddRange(outputs);
+                node.Attribute.AddRange(attributes);
+                graph.Node.Add(node);
+            }
+
+            Init("widths", [3], longs: [Heads * D, KvHeads * D, KvHeads * D]);
+            Init("q_heads", [4], longs: [0, 0, Heads, D]);
+            Init("k_heads", [4], longs: [0, 0, KvHeads, D]);
+            Init("rows", [3], longs: [0, 0, -1]);
+            Init("q_gamma", [D], qGamma);
+            Init("k_gamma", [D], kGamma);
+            Init("halves", [2], longs: [Intermediate, Intermediate]);
+            Node("Split", "", ["qkv", "widths"], ["q_raw", "k_raw", "v"], GraphBuilder.Attr("axis", -1L));
+            foreach (string part in new[] { "q", "k" })
+            {
+                Node("Reshape", "", [part + "_raw", part + "_heads"], [part + "_4d"]);
+                Node("SimplifiedLayerNormalization", "", [part + "_4d", part + "_gamma"], [part + "_normed"],
+                    GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-6f), GraphBuilder.Attr("stash_type", 1L));
+                Node("Reshape", "", [part + "_normed", "rows"], [part + "_3d"]);
+                Node("RotaryEmbedding", DecoderFusions.MicrosoftDomain, [part + "_3d", "position_ids", "cos", "sin"], [part], GraphBuilder.Attr("interleaved", 0L));
+            }
+
+            Node("Split", "", ["x", "halves"], ["gate", "up"], GraphBuilder.Attr("axis", -1L));
+            Node("FastGelu", DecoderFusions.MicrosoftDomain, ["gate"], ["gelu"]);
+            Node("Mul", "", ["gelu", "up"], ["y"]);
+            foreach (string output in new[] { "q", "k", "v", "y" })
+            {
+                graph.Output.Add(GraphBuilder.ValueInfo(output, TensorProto.Types.DataType.Float));
+            }
+
+            var model = new ModelProto { IrVersion = 8, Graph = graph };
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 21 });
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = DecoderFusions.MicrosoftDomain, Version = 1 });
+            return model;
+        }
+
+        float[] angles = [.. Enumerable.Range(0, Positions * D / 2).Select(i => (i / (D / 2)) * MathF.Pow(10000f, -2f * (i % (D / 2)) / D))];
+        var inputs = new Dictionary<string, OrtValue>
+        {
+            ["qkv"] = OrtValue.CreateTensorValueFromMemory(Values(tokens * (Heads + 2 * KvHeads) * D, 4), [1, tokens, (Heads + 2 * KvHeads) * D]),
+            ["position_ids"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, tokens).Select(i => (long)((i * 7 + 3) % Positions)).ToArray(), [1, tokens]),
+            ["cos"] = OrtValue.CreateTensorValueFromMemory(angles.Select(MathF.Cos).ToArray(), [Positions, D / 2]),
+            ["sin"] = OrtValue.CreateTensorValueFromMemory(angles.Select(MathF.Sin).ToArray(), [Positions, D / 2]),
+            ["x"] = OrtValue.CreateTensorValueFromMemory(Values(tokens * 2 * Intermediate, 6), [1, tokens, 2 * Intermediate]),
+        };
+        ModelProto fused = Chains();
+
+        DecoderFusions.Counts counts = DecoderFusions.Apply(fused, ourOps: true);
+
+        Assert.Equal((1, 1), (counts.QkNormRopes, counts.GeluGates));
+        Assert.Equal([DecoderFusions.QkNormRopeOp, DecoderFusions.GeluGateOp], fused.Graph.Node.Select(node => node.OpType));
+        float[][] expected = Run(Chains(), inputs), actual = Run(fused, inputs);
+        for (int output = 0; output < expected.Length; output++)
+        {
+            Assert.Equal(expected[output].Length, actual[output].Length);
+            for (int i = 0; i < expected[output].Length; i++)
+            {
+                Assert.True(Math.Abs(actual[output][i] - expected[output][i]) <= 2e-6 + 2e-6 * Math.Abs(expected[output][i]),
+                    $"output {output}, value {i}: {actual[output][i]} against {expected[output][i]}");
+            }
+        }
+
+        foreach (OrtValue value in inputs.Values)
+        {
+            value.Dispose();
+        }
+    }
+
+    private static float[][] Run(ModelProto model, Dictionary<string, OrtValue> inputs)
+    {
+        using var options = new SessionOptions { IntraOpNumThreads = 2 };
+        options.RegisterCustomOpLibrary(Serving.Runtime.Sparsity.SparseKernels.LibraryPath);
+        using var session = new InferenceSession(model.ToByteArray(), options);
+        string[] names = [.. inputs.Keys];
+        using var results = session.Run(new RunOptions(), names, [.. names.Select(name => inputs[name])], ["q", "k", "v", "y"]);
+        return [.. results.Select(result => result.GetTensorDataAsSpan<float>().ToArray())];
+    }
+
     /// <summary>The last position's logits of a prefill from an empty cache.</summary>
     private float[] Logits(ModelProto model, int[] prompt, string? directory = null)
     {

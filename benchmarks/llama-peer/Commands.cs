@@ -99,14 +99,70 @@ internal static class Commands
             ["rss_bytes_peak"] = PeakRss(),
             ["prompt_tokens"] = prompt.Length,
             ["decode_tokens"] = decode,
-            ["prefill_ms"] = Math.Round(Median(prefillMs), 2),
-            ["prefill_tokens_per_second"] = Math.Round(prompt.Length / Median(prefillMs) * 1000, 2),
-            ["decode_tokens_per_second"] = Math.Round(Median(decodeTokensPerSecond), 2),
+            ["token_ids"] = generated,
+        }, RoundFigures(prompt.Length, prefillMs, decodeTokensPerSecond));
+        return 0;
+    }
+
+    /// <summary>
+    /// Ours on the same footing as <see cref="Bench"/>: one model load, then rounds of prefill + decode through
+    /// one engine (the server's path, prefix caching off so every round prefills the whole prompt).
+    /// </summary>
+    public static int Ours(Options o)
+    {
+        int decode = o.Int("decode", 64), rounds = o.Int("rounds", 3);
+        string text = o.Required("prompt");
+        var clock = Stopwatch.StartNew();
+        using var model = Serving.Runtime.Models.DecoderModel.Load(o.Required("model"),
+            new Serving.Runtime.Models.DecoderLoadOptions { Dtype = o.Get("dtype"), PagedAttention = true });
+        double loadMs = clock.Elapsed.TotalMilliseconds;
+        long rssAfterLoad = Environment.WorkingSet;
+        int[] prompt = model.Tokenizer.Encode(text);
+        var options = new Serving.Runtime.Generation.GenerateOptions(decode, StopAtEos: false);
+        using var engine = Serving.Runtime.Generation.BatchOfOne.CreateEngine(model, prompt.Length + decode);
+        var prefillMs = new List<double>();
+        var decodeTokensPerSecond = new List<double>();
+        IReadOnlyList<int> generated = [];
+        for (int round = 0; round < rounds; round++)
+        {
+            var result = Serving.Runtime.Generation.BatchOfOne.Generate(engine, prompt, options);
+            prefillMs.Add(result.PrefillMs);
+            decodeTokensPerSecond.Add(result.DecodeTokensPerSecond);
+            generated = result.TokenIds;
+        }
+
+        WriteJson(new Dictionary<string, object>
+        {
+            ["model"] = o.Required("model"),
+            ["rounds"] = rounds,
+            ["load_ms"] = Math.Round(loadMs, 1),
+            ["rss_bytes_after_load"] = rssAfterLoad,
+            ["rss_bytes_peak"] = PeakRss(),
+            ["prompt_tokens"] = prompt.Length,
+            ["decode_tokens"] = decode,
+            ["token_ids"] = generated,
+        }, RoundFigures(prompt.Length, prefillMs, decodeTokensPerSecond));
+        return 0;
+    }
+
+    /// <summary>
+    /// The first round (cold: the first request after load) and the median of the later rounds (warm, as a
+    /// serving process runs; llama-bench's warm-up then repetitions), or of the one round there is.
+    /// </summary>
+    private static Dictionary<string, object> RoundFigures(int promptTokens, List<double> prefillMs, List<double> decodeTokensPerSecond)
+    {
+        List<double> warmPrefill = prefillMs.Count > 1 ? prefillMs[1..] : prefillMs;
+        List<double> warmDecode = decodeTokensPerSecond.Count > 1 ? decodeTokensPerSecond[1..] : decodeTokensPerSecond;
+        return new Dictionary<string, object>
+        {
+            ["prefill_ms_first"] = Math.Round(prefillMs[0], 2),
+            ["prefill_ms"] = Math.Round(Median(warmPrefill), 2),
+            ["prefill_tokens_per_second"] = Math.Round(promptTokens / Median(warmPrefill) * 1000, 2),
+            ["decode_tokens_per_second_first"] = Math.Round(decodeTokensPerSecond[0], 2),
+            ["decode_tokens_per_second"] = Math.Round(Median(warmDecode), 2),
             ["prefill_ms_rounds"] = prefillMs.Select(v => Math.Round(v, 2)).ToArray(),
             ["decode_tokens_per_second_rounds"] = decodeTokensPerSecond.Select(v => Math.Round(v, 2)).ToArray(),
-            ["token_ids"] = generated,
-        });
-        return 0;
+        };
     }
 
     /// <summary>
@@ -257,6 +313,13 @@ internal static class Commands
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static void WriteJson(Dictionary<string, object> values) =>
+    private static void WriteJson(Dictionary<string, object> values, Dictionary<string, object>? more = null)
+    {
+        foreach ((string key, object value) in more ?? [])
+        {
+            values[key] = value;
+        }
+
         Console.WriteLine(JsonSerializer.Serialize(values));
+    }
 }

@@ -4,6 +4,7 @@ using Serving.LlamaPeer;
 //   gguf      --model DIR --out FILE.gguf [--layout as-is|padded]   our fp32 Gemma 3 folder → llama.cpp gemma3 GGUF (f32)
 //   quantize  --in F32.gguf --out FILE.gguf --type q4_0|q8_0|f16
 //   bench     --gguf FILE [--threads 2] [--prompt-tokens 64|512] [--decode 64] [--rounds 3]
+//   ours      --model DIR [--dtype q4] --prompt TEXT [--decode 64] [--rounds 3]   our engine, measured as bench measures llama.cpp
 //   ppl       --gguf FILE --model DIR --text FILE [--seq-len 512] [--max-windows N]   perplexity on eval-ppl's windows (our tokenizer)
 //   greedy    --gguf FILE (--prompt TEXT | --prompt-ids 2,651,...) [--max-tokens 32] [--threads 2] [--context 1024]
 //   create    --out DIR [--base tiny] [--layers 6] [--pattern 6] [--seed 0]   a folder in llama.cpp's fixed gemma3 layout
@@ -13,7 +14,7 @@ try
 {
     if (args.Length == 0)
     {
-        throw new UsageException("usage: llama-peer gguf|quantize|bench|greedy|ppl|create|prompt|info [options]");
+        throw new UsageException("usage: llama-peer gguf|quantize|bench|ours|greedy|ppl|create|prompt|info [options]");
     }
 
     var options = Options.Parse(args.AsSpan(1));
@@ -22,6 +23,7 @@ try
         "gguf" => Commands.Gguf(options),
         "quantize" => Commands.Quantize(options),
         "bench" => Commands.Bench(options),
+        "ours" => Commands.Ours(options),
         "greedy" => Commands.Greedy(options),
         "ppl" => Commands.Ppl(options),
         "create" => Commands.Create(options),

@@ -18,36 +18,47 @@ public static class BatchOfOne
     /// <exception cref="ArgumentException">The compression options do not suit this model (param <c>compression</c>).</exception>
     public static GenerationResult Generate(DecoderModel model, IReadOnlyList<int> promptIds, GenerateOptions options, Action<int>? onToken = null)
     {
-        KvCompressionOptions compression = options.KvCompression ?? new KvCompressionOptions();
-        Engine engine;
+        using Engine engine = CreateEngine(model, promptIds.Count + options.MaxTokens, options.KvCompression);
+        return Generate(engine, promptIds, options, onToken);
+    }
+
+    /// <summary>
+    /// A one-sequence engine whose pool holds <paramref name="length"/> tokens; reused across
+    /// <see cref="Generate(Engine, IReadOnlyList{int}, GenerateOptions, Action{int}?)"/> calls it keeps its
+    /// pool and buffers warm, as a server's engine is after its first requests (benchmarks/llama-peer's <c>ours</c>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The compression options do not suit this model (param <c>compression</c>).</exception>
+    public static Engine CreateEngine(DecoderModel model, int length, KvCompressionOptions? compression = null)
+    {
         try
         {
-            engine = new Engine(model, new EngineOptions
+            return new Engine(model, new EngineOptions
             {
-                KvCacheBytes = PoolBytes(model, promptIds.Count + options.MaxTokens),
+                KvCacheBytes = PoolBytes(model, length),
                 MaxBatchSize = 1,
                 PrefixCaching = false,
-                KvCompression = compression,
+                KvCompression = compression ?? new KvCompressionOptions(),
             });
         }
         catch (ArgumentException e) when (e.ParamName == "options")
         {
             throw new ArgumentException(e.Message, "compression", e);
         }
+    }
 
-        using (engine)
+    /// <summary>One sequence through <paramref name="engine"/> (its compression, not <paramref name="options"/>'s, applies).</summary>
+    public static GenerationResult Generate(Engine engine, IReadOnlyList<int> promptIds, GenerateOptions options, Action<int>? onToken = null)
+    {
+        var request = new GenerationRequest
         {
-            var request = new GenerationRequest
-            {
-                PromptIds = promptIds as int[] ?? [.. promptIds],
-                MaxTokens = options.MaxTokens,
-                Sampling = new SamplingParams { Temperature = options.Temperature, Seed = options.Seed },
-                IgnoreEos = !options.StopAtEos,
-                DefaultSeed = Random.Shared.NextInt64(),
-                ResponseSchema = options.ResponseSchema,
-            };
-            return Read(engine, engine.TrySubmit([request])![0], onToken);
-        }
+            PromptIds = promptIds as int[] ?? [.. promptIds],
+            MaxTokens = options.MaxTokens,
+            Sampling = new SamplingParams { Temperature = options.Temperature, Seed = options.Seed },
+            IgnoreEos = !options.StopAtEos,
+            DefaultSeed = Random.Shared.NextInt64(),
+            ResponseSchema = options.ResponseSchema,
+        };
+        return Read(engine, engine.TrySubmit([request])![0], onToken);
     }
 
     private static GenerationResult Read(Engine engine, GenerationStream stream, Action<int>? onToken)

@@ -47,7 +47,8 @@ import json, sys
 engine, variant, pt, rnd, path, maxrss_kb = sys.argv[1:]
 r = json.load(open(path))
 row = dict(load_ms=r["load_ms"], prompt_tokens=r["prompt_tokens"], prefill_ms=r["prefill_ms"],
-           prefill_ms_first=r["prefill_ms_first"], decode_tps=r["decode_tokens_per_second"], generated=len(r["token_ids"]))
+           prefill_ms_first=r["prefill_ms_first"], decode_tps=r["decode_tokens_per_second"], generated=len(r["token_ids"]),
+           rss_after_load=r["rss_bytes_after_load"])
 row.update(engine=engine, variant=variant, prompt=int(pt), round=int(rnd), max_rss_bytes=int(maxrss_kb) * 1024)
 print(json.dumps(row))
 PY
@@ -74,8 +75,8 @@ python3 - "$RESULTS" "$THREADS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 print(f"\nMedians of n measurements (one process each); llama.cpp threads = {sys.argv[2]}\n")
-print("| prompt | engine | weights | n | load ms | max RSS MB | first prefill ms | prefill ms | prefill tok/s | decode tok/s | generated |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| prompt | engine | weights | n | load ms | RSS after load MB | max RSS MB | first prefill ms | prefill ms | prefill tok/s | decode tok/s | generated |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 keys = []
 for r in rows:
     k = (r["prompt"], r["engine"], r["variant"])
@@ -84,6 +85,6 @@ for r in rows:
 for k in sorted(keys, key=lambda k: (k[0], ["fp32", "f32", "q8", "q8_0", "q4", "q4_0"].index(k[2]), k[1] != "ours")):
     g = [r for r in rows if (r["prompt"], r["engine"], r["variant"]) == k]
     m = lambda f: statistics.median(r[f] for r in g)
-    print(f"| {g[0]['prompt_tokens']} | {k[1]} | {k[2]} | {len(g)} | {m('load_ms'):,.0f} | {m('max_rss_bytes') / 1e6:,.0f} | {m('prefill_ms_first'):,.1f} | {m('prefill_ms'):,.1f} "
+    print(f"| {g[0]['prompt_tokens']} | {k[1]} | {k[2]} | {len(g)} | {m('load_ms'):,.0f} | {m('rss_after_load') / 1e6:,.0f} | {m('max_rss_bytes') / 1e6:,.0f} | {m('prefill_ms_first'):,.1f} | {m('prefill_ms'):,.1f} "
           f"| {g[0]['prompt_tokens'] / m('prefill_ms') * 1000:,.0f} | {m('decode_tps'):,.1f} | {min(r['generated'] for r in g)} |")
 PY

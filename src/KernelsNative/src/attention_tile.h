@@ -15,6 +15,7 @@
 #include <cstring>
 #include <limits>
 
+#include "fast_exp.h"
 #include "paged_attention.h"
 
 namespace paged::kernel {
@@ -42,31 +43,6 @@ inline void scale_add(float* acc, float keep, float p, const float* v, int64_t n
   int64_t i = 0;
   for (; i + W <= n; i += W) V::store(acc + i, V::fma(pv, V::load(v + i), V::fma(k, V::load(acc + i), V::zero())));
   for (; i < n; ++i) acc[i] = acc[i] * keep + p * v[i];
-}
-
-// e^x for the softmax (x ≤ 0: scores minus their running maximum), written so the compiler
-// vectorizes the loop that calls it with the TU's ISA: n = round(x / ln 2) by the 1.5 · 2^23
-// trick (no rounding instruction needed), r = x − n · ln 2 in two steps, e^r by its Taylor
-// series to r^6 (|r| ≤ ln 2 / 2: error < 2e-7 relative), 2^n through the exponent bits. libm's
-// expf, one call per score, took a tenth of a 4k-token prefill.
-inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float shifted = x * 1.44269504f + 12582912.0f;
-  const float n = shifted - 12582912.0f;
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &shifted, sizeof bits);
-  bits = (bits - 0x4B400000 + 127) << 23;  // the integer n, from the low mantissa bits of shifted
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
 }
 
 // Scores of 4 query rows against 4 keys at once: each 16-float chunk of a key is loaded once
@@ -226,7 +202,7 @@ void tile(const Shape& s, const Batch& b, const Task& task, float* scratch) {
       const float next = std::max(maxima[r], top);
       const float keep = maxima[r] == kNone ? 0.0f : std::exp(maxima[r] - next);
       float added = 0.0f;
-      for (int64_t c = 0; c < count; ++c) row[c] = row[c] == kNone ? 0.0f : exp_nonpositive(row[c] - next);
+      for (int64_t c = 0; c < count; ++c) row[c] = row[c] == kNone ? 0.0f : fastexp::exp_clamped(row[c] - next);
       for (int64_t c = 0; c < count; ++c) added += row[c];
       sums[r] = sums[r] * keep + added;
       maxima[r] = next;

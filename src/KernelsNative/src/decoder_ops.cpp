@@ -30,6 +30,7 @@
 
 #include "op_support.h"
 #include "decoder_ops.h"
+#include "fast_exp.h"
 
 namespace {
 
@@ -172,34 +173,11 @@ struct QkNormRopeOp : Ort::CustomOpBase<QkNormRopeOp, QkNormRopeKernel, true> {
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
-// e^x for x in [−87, 87] (clamped), relative error about 2e-7: 2^n · p(r) with n = round(x / ln 2)
-// by the float magic-number trick and a degree-6 polynomial; branch-free, so loops vectorize.
-inline float exp_clamped(float x) {
-  x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
-  const float shifted = x * 1.44269504f + 12582912.0f;  // 1.5·2^23: the sum's low bits hold round(x·log2 e)
-  int32_t n;
-  std::memcpy(&n, &shifted, sizeof n);
-  n -= 0x4B400000;
-  const float fn = shifted - 12582912.0f;
-  const float r = (x - fn * 0.693145752f) - fn * 1.42860677e-6f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 inline void gelu_gate_row(const float* gate, const float* up, int64_t width, float* out) {
   for (int64_t i = 0; i < width; ++i) {
     const float g = gate[i];
     const float y = 0.7978845608f * (g + 0.044715f * g * g * g);
-    const float tanh = 1.0f - 2.0f / (exp_clamped(2.0f * y) + 1.0f);
+    const float tanh = 1.0f - 2.0f / (fastexp::exp_clamped(2.0f * y) + 1.0f);
     out[i] = 0.5f * g * (1.0f + tanh) * up[i];
   }
 }

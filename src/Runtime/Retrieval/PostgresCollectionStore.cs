@@ -200,7 +200,13 @@ public sealed class PostgresCollectionStore : ICollectionStore, IDisposable
         }
     }
 
-    private static bool IsUnreachable(NpgsqlException e) => e is not PostgresException || e.IsTransient;
+    /// <summary>
+    /// No server, a dropped connection, or a server that refuses this client for now: connection
+    /// exceptions (08), authorisation (28: e.g. a role that may no longer log in), insufficient
+    /// resources (53: too many connections), operator intervention (57: shutting down, starting up).
+    /// </summary>
+    private static bool IsUnreachable(NpgsqlException e) =>
+        e is not PostgresException postgres || e.IsTransient || postgres.SqlState[..2] is "08" or "28" or "53" or "57";
 
     private StoreUnavailableException Unavailable(NpgsqlException e) =>
         new($"The PostgreSQL store {Location} cannot be reached: {e.Message}", e);

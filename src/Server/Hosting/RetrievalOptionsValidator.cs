@@ -16,6 +16,7 @@ public sealed class RetrievalOptionsValidator : IValidateOptions<RetrievalOption
             ValidateOptionsResult.Fail("Serving:Retrieval:ConnectionString is not an Npgsql connection string (Key=value pairs separated by ';')."),
         RetrievalStores.Postgres when options.MaxStoreBytes > 0 =>
             ValidateOptionsResult.Fail("Serving:Retrieval:MaxStoreBytes caps retrieval.db and applies to the sqlite store only; bound a PostgreSQL database with its own quotas."),
+        RetrievalStores.Postgres => ValidateOptionsResult.Success,
         _ => ValidateOptionsResult.Fail($"Serving:Retrieval:Store '{options.Store}' is not a store: use '{RetrievalStores.Sqlite}' (the default) or '{RetrievalStores.Postgres}'."),
     };
 

@@ -97,7 +97,7 @@ public sealed class PostgresCollectionStore : ICollectionStore, IDisposable
     public bool Upsert(string collection, IReadOnlyList<StoredItem> items) => Write(connection =>
     {
         // Checked (and locked against a concurrent delete) first: the insert's foreign-key error would abort the transaction.
-        if (Execute(connection, "SELECT 1 FROM collections WHERE name = $1 FOR KEY SHARE", collection) != 1)
+        if (Rows(connection, "SELECT 1 FROM collections WHERE name = $1 FOR KEY SHARE", _ => true, collection).Count == 0)
         {
             return false;
         }
@@ -211,23 +211,11 @@ public sealed class PostgresCollectionStore : ICollectionStore, IDisposable
     private StoreUnavailableException Unavailable(NpgsqlException e) =>
         new($"The PostgreSQL store {Location} cannot be reached: {e.Message}", e);
 
-    /// <summary>Rows affected, or for a SELECT the rows returned.</summary>
+    /// <summary>Rows affected.</summary>
     private static int Execute(NpgsqlConnection connection, string sql, params object?[] parameters)
     {
         using NpgsqlCommand command = Command(connection, sql, parameters);
-        if (!sql.StartsWith("SELECT", StringComparison.Ordinal))
-        {
-            return command.ExecuteNonQuery();
-        }
-
-        using NpgsqlDataReader reader = command.ExecuteReader();
-        int rows = 0;
-        while (reader.Read())
-        {
-            rows++;
-        }
-
-        return rows;
+        return command.ExecuteNonQuery();
     }
 
     private static List<T> Rows<T>(NpgsqlConnection connection, string sql, Func<NpgsqlDataReader, T> row, params object?[] parameters)

@@ -48,6 +48,16 @@ public sealed class SqliteCollectionStoreTests : IDisposable
         Assert.Empty(store.Items("c"));
     }
 
+    [Fact]
+    public void ABatchForACollectionThatDoesNotExistWritesNothing()
+    {
+        SqliteCollectionStore store = Open();
+        Assert.False(store.Upsert("gone", [new StoredItem("a", "{}", [1])]));
+        store.TryCreateCollection(new CollectionRecord("gone", "clip-tiny", 1, null, 1));
+        Assert.Empty(store.Items("gone"));
+        Assert.True(store.Upsert("gone", [new StoredItem("a", "{}", [1])]));
+    }
+
     public void Dispose()
     {
         SqliteConnection.ClearAllPools();

@@ -56,6 +56,13 @@ public sealed class RetrievalOptions
     /// <summary>The Npgsql connection string of the <c>postgres</c> store (e.g. <c>Host=db;Database=serving;Username=serving;Password=…</c>).</summary>
     public string? ConnectionString { get; init; }
 
+    /// <summary>
+    /// With the <c>postgres</c> store, how often a replica reads the change log when no NOTIFY came:
+    /// the longest a lost notification can delay another replica's write (NOTIFY itself takes ms).
+    /// </summary>
+    [Range(1, 86_400)]
+    public int FollowPollSeconds { get; init; } = 5;
+
     /// <summary>Images per ONNX Runtime call: bounds the activation memory of one run.</summary>
     [Range(1, 1024)]
     public int ImageBatchSize { get; init; } = 16;

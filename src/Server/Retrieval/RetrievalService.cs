@@ -52,7 +52,7 @@ public sealed partial class RetrievalService
         {
             _store = RetrievalStores.Open(_options, serving.Value.DataDirectory);
             // The change log's position is read before the load: changes committed during it are applied again, harmlessly.
-            Follower = _store is PostgresCollectionStore shared ? new StoreFollower(shared, shared.LastSequence(), this, logger) : null;
+            Follower = _store is PostgresCollectionStore shared ? new StoreFollower(shared, shared.LastSequence(), TimeSpan.FromSeconds(_options.FollowPollSeconds), this, logger) : null;
             Load(_store);
         }
         catch (Exception e) when (e is SqliteException or NpgsqlException or StoreUnavailableException or InvalidCastException or JsonException

@@ -8,14 +8,12 @@ namespace Serving.Server.Retrieval;
 /// change log in sequence order, one change at a time, reading each change's rows as they are
 /// now (so applying a change twice, or after later ones, ends in the same state). Woken by
 /// NOTIFY on a connection of its own, by a poll when no notification came for
-/// <see cref="PollInterval"/>, and by this replica's own writes before they answer; after a lost
-/// connection it reconnects and reads every change after the last one applied.
+/// <paramref name="pollInterval"/> (<c>FollowPollSeconds</c>), and by this replica's own writes
+/// before they answer; after a lost connection it reconnects and reads every change after the last
+/// one applied.
 /// </summary>
-public sealed partial class StoreFollower(PostgresCollectionStore store, long applied, RetrievalService service, ILogger logger)
+public sealed partial class StoreFollower(PostgresCollectionStore store, long applied, TimeSpan pollInterval, RetrievalService service, ILogger logger)
 {
-    /// <summary>A poll even without notifications: a lost NOTIFY costs at most this much delay.</summary>
-    public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
-
     /// <summary>Between attempts to reconnect to a store that went away.</summary>
     private static readonly TimeSpan ReconnectDelay = TimeSpan.FromSeconds(1);
 
@@ -58,7 +56,7 @@ public sealed partial class StoreFollower(PostgresCollectionStore store, long ap
                 LogFollowing(store.Location, Applied);
                 while (true)
                 {
-                    await connection.WaitAsync(PollInterval, stopping);
+                    await connection.WaitAsync(pollInterval, stopping);
                     await CatchUpAsync();
                 }
             }

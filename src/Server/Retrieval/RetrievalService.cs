@@ -116,26 +116,8 @@ public sealed partial class RetrievalService
     }
 
     /// <summary>Items written or deleted on the shared store: <paramref name="rows"/> are those of <paramref name="ids"/> that exist now.</summary>
-    internal void Refresh(string name, string[] ids, IReadOnlyList<StoredItem> rows)
-    {
-        if (!_collections.TryGetValue(name, out CollectionState? state))
-        {
-            return;
-        }
-
-        var stored = rows.ToDictionary(row => row.Id, StringComparer.Ordinal);
-        foreach (string id in ids)
-        {
-            if (stored.TryGetValue(id, out StoredItem? item))
-            {
-                state.Index(id, item.Vector, Metadata(name, item));
-            }
-            else
-            {
-                state.Unindex(id);
-            }
-        }
-    }
+    internal void Refresh(string name, string[] ids, IReadOnlyList<StoredItem> rows) =>
+        _collections.GetValueOrDefault(name)?.Refresh(ids, rows, item => Metadata(name, item));
 
     /// <summary>
     /// After a committed write: the embedded store indexes it here; on a shared store the follower

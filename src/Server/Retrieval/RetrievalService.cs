@@ -27,7 +27,7 @@ public sealed record SearchQuery(string? Text, byte[]? Image, float[]? Vector, i
 /// the indexes change only through the <see cref="StoreFollower"/>, in the store's commit order,
 /// this replica's own writes included.
 /// </summary>
-public sealed partial class RetrievalService
+public sealed partial class RetrievalService : IDisposable
 {
     private readonly ICollectionStore? _store;
     private readonly ClipEmbedder _embedder;
@@ -70,6 +70,9 @@ public sealed partial class RetrievalService
             LogStoreUnavailable(StoreLocation, e.Message, e);
         }
     }
+
+    /// <summary>Closes the shared store's connections (the host disposes the service after the follower stopped).</summary>
+    public void Dispose() => (_store as IDisposable)?.Dispose();
 
     /// <summary>Where the store is: the full path of retrieval.db, or the PostgreSQL server and database.</summary>
     public string StoreLocation { get; }

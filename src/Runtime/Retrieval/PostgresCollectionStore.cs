@@ -52,25 +52,35 @@ public sealed class PostgresCollectionStore : ICollectionStore, IDisposable
         }
 
         var store = new PostgresCollectionStore(NpgsqlDataSource.Create(builder), Describe(connectionString));
-        store.Write(connection =>
+        try
         {
-            Execute(connection, $"SELECT pg_advisory_xact_lock({SchemaLock})");
-            Execute(connection, """
-                CREATE TABLE IF NOT EXISTS collections (
-                    name text PRIMARY KEY, model text NOT NULL, dimension integer NOT NULL,
-                    debias text, created_at bigint NOT NULL);
-                CREATE TABLE IF NOT EXISTS items (
-                    collection text NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
-                    id text NOT NULL, metadata text NOT NULL, vector real[] NOT NULL,
-                    PRIMARY KEY (collection, id));
-                CREATE TABLE IF NOT EXISTS changes (
-                    sequence bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    collection text NOT NULL, ids text[], committed_at timestamptz NOT NULL DEFAULT now());
-                """);
-            return true;
-        });
-        return store;
+            store.CreateTables();
+            return store;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
+
+    private void CreateTables() => Write(connection =>
+    {
+        Execute(connection, $"SELECT pg_advisory_xact_lock({SchemaLock})");
+        Execute(connection, """
+            CREATE TABLE IF NOT EXISTS collections (
+                name text PRIMARY KEY, model text NOT NULL, dimension integer NOT NULL,
+                debias text, created_at bigint NOT NULL);
+            CREATE TABLE IF NOT EXISTS items (
+                collection text NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+                id text NOT NULL, metadata text NOT NULL, vector real[] NOT NULL,
+                PRIMARY KEY (collection, id));
+            CREATE TABLE IF NOT EXISTS changes (
+                sequence bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                collection text NOT NULL, ids text[], written_at timestamptz NOT NULL DEFAULT now());
+            """);
+        return true;
+    });
 
     /// <summary>host:port/database of a connection string, without its credentials.</summary>
     public static string Describe(string connectionString)

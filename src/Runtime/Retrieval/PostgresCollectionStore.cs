@@ -25,8 +25,14 @@ public sealed class PostgresCollectionStore : ICollectionStore, IDisposable
     /// <summary>The LISTEN/NOTIFY channel; the payload is empty (followers read the change log).</summary>
     public const string Channel = "serving_retrieval";
 
-    /// <summary>Advisory lock keys: one orders the change log, one serialises schema creation by replicas starting together.</summary>
-    private const long ChangeLogLock = 0x5345_5256_0001, SchemaLock = 0x5345_5256_0002;
+    /// <summary>
+    /// The transaction-scoped advisory lock every writer takes just before it appends to the change
+    /// log, held until its commit: sequences commit in the order they are taken.
+    /// </summary>
+    public const long ChangeLogLock = 0x5345_5256_0001;
+
+    /// <summary>Serialises the schema's creation by replicas starting together.</summary>
+    private const long SchemaLock = 0x5345_5256_0002;
 
     /// <summary>Changes read per catch-up query: bounds the memory of a replica that was down for long.</summary>
     private const int ChangesPerRead = 1000;

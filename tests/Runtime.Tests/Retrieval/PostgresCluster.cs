@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Npgsql;
 
-namespace Serving.Server.Tests.Retrieval;
+namespace Serving.Runtime.Tests.Retrieval;
 
 /// <summary>
 /// A throwaway PostgreSQL 15 cluster (Debian's postgresql-15 binaries) in a temporary folder,

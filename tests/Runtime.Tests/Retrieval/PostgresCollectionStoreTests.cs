@@ -66,7 +66,7 @@ public sealed class PostgresCollectionStoreTests(PostgresCluster cluster) : ICla
         await using NpgsqlTransaction open = await other.BeginTransactionAsync();
         await Run(other, $"SELECT pg_advisory_xact_lock({PostgresCollectionStore.ChangeLogLock}); INSERT INTO changes (collection, ids) VALUES ('c', ARRAY['early'])");
         Task<bool> write = Task.Run(() => store.Upsert("c", [new StoredItem("late", "{}", [1])]));
-        await Eventually(async () => write.IsCompleted || await Scalar(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 1);
+        await Waiting.Until(async () => write.IsCompleted || await Scalar(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 1);
         Assert.False(write.IsCompleted);
         Assert.Empty(store.ChangesAfter(start));
 
@@ -87,16 +87,5 @@ public sealed class PostgresCollectionStoreTests(PostgresCluster cluster) : ICla
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToInt64(await command.ExecuteScalarAsync());
-    }
-
-    /// <summary>Polls until the condition holds; fails after a generous minute.</summary>
-    private static async Task Eventually(Func<Task<bool>> condition)
-    {
-        DateTime deadline = DateTime.UtcNow.AddMinutes(1);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "not within 60 s");
-            await Task.Delay(20);
-        }
     }
 }

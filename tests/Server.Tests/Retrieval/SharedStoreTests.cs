@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Serving.Runtime.Retrieval;
+using Serving.Runtime.Tests;
 using Serving.Runtime.Tests.Retrieval;
 using Serving.Server.Retrieval;
 using Serving.Server.Tests.Apis;
@@ -14,10 +15,7 @@ namespace Serving.Server.Tests.Retrieval;
 /// </summary>
 public sealed class SharedStoreTests(PostgresCluster cluster) : IClassFixture<PostgresCluster>
 {
-    /// <summary>Generous: the event is expected in milliseconds.</summary>
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
-
-    /// <summary>A replica that polls the change log only hourly: within <see cref="Patience"/> only NOTIFY (or a reconnect) can wake it.</summary>
+    /// <summary>A replica that polls the change log only hourly: within a test's wait only NOTIFY (or a reconnect) can wake it.</summary>
     private static InMemoryServer Replica(string connectionString) =>
         new(null, ("Serving:Retrieval:Store", "postgres"), ("Serving:Retrieval:ConnectionString", connectionString), ("Serving:Retrieval:FollowPollSeconds", "3600"));
 
@@ -27,21 +25,21 @@ public sealed class SharedStoreTests(PostgresCluster cluster) : IClassFixture<Po
         string database = cluster.CreateDatabase();
         using InMemoryServer a = Replica(database), b = Replica(database);
         Assert.Equal(201, (await a.PostAsync("/v1/collections", new JsonObject { ["name"] = "shared", ["model"] = "clip-tiny" })).Status);
-        await Eventually(async () => (await b.SendAsync(HttpMethod.Get, "/v1/collections/shared")).Status == 200);
+        await Waiting.Until(async () => (await b.SendAsync(HttpMethod.Get, "/v1/collections/shared")).Status == 200);
 
         Assert.Equal(200, (await a.PostAsync("/v1/collections/shared/items", Batch("a", 3))).Status);
-        await Eventually(async () => Ids(await Search(b, "shared")).SetEquals(["a0", "a1", "a2"]));
+        await Waiting.Until(async () => Ids(await Search(b, "shared")).SetEquals(["a0", "a1", "a2"]));
 
         Assert.Equal(200, (await b.PostAsync("/v1/collections/shared/items", Batch("b", 2))).Status);
         Assert.Equal(200, (await b.SendAsync(HttpMethod.Delete, "/v1/collections/shared/items/a1")).Status);
         // The writer answers after its own index has the write (read your writes), the other replica soon after.
         Assert.True(Ids(await Search(b, "shared")).SetEquals(["a0", "a2", "b0", "b1"]));
-        await Eventually(async () => Ids(await Search(a, "shared")).SetEquals(["a0", "a2", "b0", "b1"]));
+        await Waiting.Until(async () => Ids(await Search(a, "shared")).SetEquals(["a0", "a2", "b0", "b1"]));
         var (_, item) = await a.SendAsync(HttpMethod.Get, "/v1/collections/shared/items/b1");
         Assert.Equal(1, item["metadata"]!["k"]!.GetValue<int>());
 
         Assert.Equal(200, (await b.SendAsync(HttpMethod.Delete, "/v1/collections/shared")).Status);
-        await Eventually(async () => (await a.SendAsync(HttpMethod.Get, "/v1/collections/shared")).Status == 404);
+        await Waiting.Until(async () => (await a.SendAsync(HttpMethod.Get, "/v1/collections/shared")).Status == 404);
     }
 
     [Fact]
@@ -71,8 +69,8 @@ public sealed class SharedStoreTests(PostgresCluster cluster) : IClassFixture<Po
         InMemoryServer.AssertError(await b.SendAsync(HttpMethod.Get, "/v1/collections/kept/items/late0"), 503);
 
         cluster.Execute("ALTER ROLE replica_b LOGIN", db);
-        await Eventually(async () => Ids(await Search(b, "kept")).SetEquals(["early1", "late0", "late1", "late2"]));
-        await Eventually(async () => (await b.SendAsync(HttpMethod.Get, "/v1/collections/added")).Status == 200);
+        await Waiting.Until(async () => Ids(await Search(b, "kept")).SetEquals(["early1", "late0", "late1", "late2"]));
+        await Waiting.Until(async () => (await b.SendAsync(HttpMethod.Get, "/v1/collections/added")).Status == 200);
         Assert.Equal(["x0"], Ids(await Search(b, "added")));
     }
 
@@ -116,14 +114,4 @@ public sealed class SharedStoreTests(PostgresCluster cluster) : IClassFixture<Po
     }
 
     private static HashSet<string> Ids(JsonObject hits) => [.. hits["hits"]!.AsArray().Select(hit => hit!["id"]!.GetValue<string>())];
-
-    private static async Task Eventually(Func<Task<bool>> condition)
-    {
-        DateTime deadline = DateTime.UtcNow + Patience;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"not within {Patience.TotalSeconds} s");
-            await Task.Delay(50);
-        }
-    }
 }

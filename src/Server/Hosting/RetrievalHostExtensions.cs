@@ -22,11 +22,13 @@ public static class RetrievalHostExtensions
     /// <summary>
     /// Opens the store and rebuilds the indexes at start, not on the first request. A store that
     /// cannot be opened is logged (at error level, naming the file) by the service and leaves the
-    /// server up: chat goes on, the retrieval routes answer 503. On a shared store it then follows
-    /// the other replicas' writes until the host stops.
+    /// server up: chat goes on, the retrieval routes answer 503. A shared store is tried again until it
+    /// opens, then followed (the other replicas' writes) until the host stops.
     /// </summary>
     private sealed class RetrievalStartup(RetrievalService service, ILogger<RetrievalStartup> logger) : IHostedService
     {
+        private static readonly TimeSpan RetryOpenInterval = TimeSpan.FromSeconds(2);
+
         private readonly CancellationTokenSource _stopping = new();
         private Task _following = Task.CompletedTask;
 
@@ -37,12 +39,34 @@ public static class RetrievalHostExtensions
                 logger.LogInformation("Retrieval: {Count} collection(s) loaded from {Location}", service.Count, service.StoreLocation);
             }
 
-            if (service.Follower is { } follower)
+            if (service.IsShared)
             {
-                _following = Task.Run(() => follower.FollowAsync(_stopping.Token), CancellationToken.None);
+                _following = Task.Run(() => FollowAsync(_stopping.Token), CancellationToken.None);
             }
 
             return Task.CompletedTask;
+        }
+
+        /// <summary>Opens a shared store that was unreachable at start (every 2 s), then follows it until the host stops.</summary>
+        private async Task FollowAsync(CancellationToken stopping)
+        {
+            try
+            {
+                while (service.Unavailable is not null)
+                {
+                    await Task.Delay(RetryOpenInterval, stopping);
+                    if (service.TryOpen())
+                    {
+                        logger.LogInformation("Retrieval: {Count} collection(s) loaded from {Location}", service.Count, service.StoreLocation);
+                    }
+                }
+
+                await service.Follower!.FollowAsync(stopping);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                // stopping
+            }
         }
 
         public async Task StopAsync(CancellationToken cancellationToken)

@@ -29,7 +29,10 @@ public sealed record SearchQuery(string? Text, byte[]? Image, float[]? Vector, i
 /// </summary>
 public sealed partial class RetrievalService : IDisposable
 {
-    private readonly ICollectionStore? _store;
+    /// <summary>Null until opened; set once (a shared store that was unreachable at start is opened later by <see cref="TryOpen"/>).</summary>
+    private volatile ICollectionStore? _store;
+    private volatile string? _unavailable;
+    private readonly string _dataDirectory;
     private readonly ClipEmbedder _embedder;
     private readonly RetrievalOptions _options;
     private readonly ConcurrentDictionary<string, CollectionState> _collections = new(StringComparer.Ordinal);
@@ -47,27 +50,49 @@ public sealed partial class RetrievalService : IDisposable
         _telemetry = telemetry;
         _logger = logger;
         telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
-        StoreLocation = RetrievalStores.Location(_options, serving.Value.DataDirectory);
+        _dataDirectory = serving.Value.DataDirectory;
+        StoreLocation = RetrievalStores.Location(_options, _dataDirectory);
+        TryOpen();
+    }
+
+    /// <summary>
+    /// Opens the store and loads every collection; false (logged, <see cref="Unavailable"/> says why) when it
+    /// cannot. Called at start, then, for a shared store that was unreachable, again until it opens.
+    /// </summary>
+    public bool TryOpen()
+    {
+        ICollectionStore? store = null;
         try
         {
-            _store = RetrievalStores.Open(_options, serving.Value.DataDirectory);
+            store = RetrievalStores.Open(_options, _dataDirectory);
             // The change log's position is read before the load: changes committed during it are applied again, harmlessly.
-            Follower = _store is PostgresCollectionStore shared ? new StoreFollower(shared, shared.LastSequence(), TimeSpan.FromSeconds(_options.FollowPollSeconds), this, logger) : null;
-            Load(_store);
+            Follower = store is PostgresCollectionStore shared
+                ? new StoreFollower(shared, shared.LastSequence(), TimeSpan.FromSeconds(_options.FollowPollSeconds), this, _logger)
+                : null;
+            Load(store);
+            _store = store;
+            _unavailable = null;
+            return true;
         }
         catch (Exception e) when (e is SqliteException or NpgsqlException or StoreUnavailableException or InvalidCastException or JsonException
             or IOException or UnauthorizedAccessException)
         {
             // A damaged store must not take chat down with it: retrieval answers 503 until it is repaired.
-            (_store as IDisposable)?.Dispose();
-            _store = null;
+            (store as IDisposable)?.Dispose();
             Follower = null;
             _collections.Clear();
-            string repair = _options.Store == RetrievalStores.Postgres
-                ? "Retrieval is off until the database is reachable and this server restarts."
+            string repair = IsShared
+                ? "Retrieval is off until the database can be reached (this server tries again every few seconds)."
                 : "Retrieval is off until it is repaired (README: Recovering a damaged retrieval.db).";
-            Unavailable = $"The retrieval store {StoreLocation} cannot be opened: {e.Message} {repair}";
-            LogStoreUnavailable(StoreLocation, e.Message, e);
+            string? previous = _unavailable;
+            _unavailable = $"The retrieval store {StoreLocation} cannot be opened: {e.Message} {repair}";
+            if (_unavailable != previous)
+            {
+                // Logged when the reason changes, not at every retry.
+                LogStoreUnavailable(StoreLocation, e.Message, e);
+            }
+
+            return false;
         }
     }
 
@@ -77,11 +102,14 @@ public sealed partial class RetrievalService : IDisposable
     /// <summary>Where the store is: the full path of retrieval.db, or the PostgreSQL server and database.</summary>
     public string StoreLocation { get; }
 
-    /// <summary>Follows the other replicas' writes (null unless the store is shared).</summary>
-    public StoreFollower? Follower { get; }
+    /// <summary>True for the PostgreSQL store shared by replicas.</summary>
+    public bool IsShared => _options.Store == RetrievalStores.Postgres;
 
-    /// <summary>Why the store could not be opened at start (null: it is open); the retrieval routes answer 503 with it.</summary>
-    public string? Unavailable { get; }
+    /// <summary>Follows the other replicas' writes (null unless the store is shared and open).</summary>
+    public StoreFollower? Follower { get; private set; }
+
+    /// <summary>Why the store could not be opened (null: it is open); the retrieval routes answer 503 with it.</summary>
+    public string? Unavailable => _unavailable;
 
     /// <summary>The collections loaded at start (0 when the store is unavailable).</summary>
     public int Count => _collections.Count;
@@ -149,7 +177,7 @@ public sealed partial class RetrievalService : IDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Retrieval: a write was committed but the store went away before this replica read it back ({Reason}); it is indexed after reconnecting.")]
     private partial void LogCatchUpFailed(string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The retrieval store {Path} cannot be opened: {Reason} Chat and completions go on; the retrieval routes answer 503 until the file is repaired or moved aside.")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "The retrieval store {Path} cannot be opened: {Reason} Chat and completions go on; the retrieval routes answer 503 until the store can be opened.")]
     private partial void LogStoreUnavailable(string path, string reason, Exception exception);
 
     /// <summary>The store, or a 503 naming the store and its error when it could not be opened.</summary>

@@ -75,6 +75,24 @@ public sealed class SharedStoreTests(PostgresCluster cluster) : IClassFixture<Po
     }
 
     [Fact]
+    public async Task AReplicaThatStartsBeforeItsDatabaseOpensItLater()
+    {
+        string name = "late" + Guid.NewGuid().ToString("N");
+        using InMemoryServer replica = Replica(cluster.ConnectionString(name));
+        // Chat serves; retrieval says why it is off, in the OpenAI shape.
+        Assert.Equal(503, (await replica.SendAsync(HttpMethod.Get, "/v1/collections")).Status);
+        // Readiness says "loading" while the decoders load, then "degraded" (chat ready, retrieval off).
+        await Waiting.Until(async () => (await replica.SendAsync(HttpMethod.Get, "/health/ready")).Body["status"]!.GetValue<string>() != "loading");
+        Assert.Equal("degraded", (await replica.SendAsync(HttpMethod.Get, "/health/ready")).Body["status"]!.GetValue<string>());
+
+        cluster.Execute($"CREATE DATABASE {name}");
+        await Waiting.Until(async () => (await replica.SendAsync(HttpMethod.Get, "/v1/collections")).Status == 200);
+        Assert.Equal(201, (await replica.PostAsync("/v1/collections", new JsonObject { ["name"] = "c", ["model"] = "clip-tiny" })).Status);
+        Assert.Equal(200, (await replica.PostAsync("/v1/collections/c/items", Batch("a", 1))).Status);
+        Assert.Equal(["a0"], Ids(await Search(replica, "c")));
+    }
+
+    [Fact]
     public async Task ABadBatchWritesNothingAndLogsNoChange()
     {
         string database = cluster.CreateDatabase();

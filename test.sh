@@ -25,6 +25,10 @@ ctest --test-dir artifacts/native-tests --output-on-failure
 # above (Debug; the build is incremental) as a real process on temporary data directories.
 loadtests/run.sh --short --configuration Debug
 
+# The fleet (about 40 s): three replicas of that build on one PostgreSQL store behind HAProxy;
+# uploads seen by every replica within 1 s, kill -9 of one during uploads and chats, its restart.
+loadtests/fleet.sh --configuration Debug --no-build
+
 # Kubernetes: every overlay renders (kubectl kustomize) and validates against its schemas.
 deploy/k8s/check.sh
 

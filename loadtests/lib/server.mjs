@@ -26,11 +26,12 @@ export function newDataDirectory(label) {
 /**
  * One server process. `settings` are Serving configuration keys (without the `Serving:` prefix),
  * passed as command-line arguments; `hostArgs` are other command-line arguments
- * (e.g. `--shutdownTimeoutSeconds=3`).
+ * (e.g. `--shutdownTimeoutSeconds=3`); `port` keeps one port across restarts (a balancer names it).
  */
 export class ServerProcess {
-  constructor({ dll, dataDirectory, settings = {}, hostArgs = [], label = 'server' }) {
+  constructor({ dll, dataDirectory, settings = {}, hostArgs = [], label = 'server', port = null }) {
     this.dll = dll;
+    this.fixedPort = port;
     this.dataDirectory = dataDirectory;
     this.settings = settings;
     this.hostArgs = hostArgs;
@@ -52,9 +53,9 @@ export class ServerProcess {
     return join(this.dataDirectory, `${this.label}.log`);
   }
 
-  /** Starts the process (on a new port each time) and waits until /health/ready answers 200. */
+  /** Starts the process (on a new port each time, unless given one) and waits until /health/ready answers 200. */
   async start(readyTimeoutMs = 120_000) {
-    this.port = await freePort();
+    this.port = this.fixedPort ?? await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     const args = [
       this.dll,

@@ -10,10 +10,11 @@ export const name = 'crash';
 export const title = 'kill -9 during uploads';
 
 const COLLECTION = 'crash';
-const BATCH = 8;
+export const BATCH = 8;
 const UPLOADERS = 4;
 
-function body(batch) {
+/** Batch `batch` of BATCH images (ids `b<batch>-<k>`, metadata {batch, k}): JSON for even numbers, multipart for odd. */
+export function body(batch) {
   const ids = Array.from({ length: BATCH }, (_, k) => `b${batch}-${k}`);
   const metadata = ids.map((_, k) => ({ batch, k }));
   const images = ids.map((_, k) => png(batch * BATCH + k));

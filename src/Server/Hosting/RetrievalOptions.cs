@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Serving.Server.Retrieval;
 
 namespace Serving.Server.Hosting;
 
@@ -39,11 +40,28 @@ public sealed class RetrievalOptions
     public long TextCacheBytes { get; init; } = 64L << 20;
 
     /// <summary>
-    /// Largest size of retrieval.db (SQLite's max_page_count; 0: no limit but the disk's). An upload
+    /// Largest size of retrieval.db (SQLite's max_page_count; 0: no limit but the disk's; the sqlite store only). An upload
     /// past it, like one onto a full disk, is refused whole with 507 Insufficient Storage.
     /// </summary>
     [Range(0, long.MaxValue)]
     public long MaxStoreBytes { get; init; }
+
+    /// <summary>
+    /// Where collections are stored: <c>sqlite</c> (retrieval.db in the data directory; one server) or
+    /// <c>postgres</c> (<see cref="ConnectionString"/>; any number of replicas share it, each keeping
+    /// its own exact index and following the others' writes through LISTEN/NOTIFY).
+    /// </summary>
+    public string Store { get; init; } = RetrievalStores.Sqlite;
+
+    /// <summary>The Npgsql connection string of the <c>postgres</c> store (e.g. <c>Host=db;Database=serving;Username=serving;Password=…</c>).</summary>
+    public string? ConnectionString { get; init; }
+
+    /// <summary>
+    /// With the <c>postgres</c> store, how often a replica reads the change log when no NOTIFY came:
+    /// the longest a lost notification can delay another replica's write (NOTIFY itself takes ms).
+    /// </summary>
+    [Range(1, 86_400)]
+    public int FollowPollSeconds { get; init; } = 5;
 
     /// <summary>Images per ONNX Runtime call: bounds the activation memory of one run.</summary>
     [Range(1, 1024)]

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Data.Sqlite;
+using Serving.Runtime.Retrieval;
 
 namespace Serving.Server.Http;
 
@@ -41,6 +42,12 @@ public sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogger<
             int status = e.StatusCode == StatusCodes.Status415UnsupportedMediaType ? e.StatusCode : StatusCodes.Status400BadRequest;
             var (message, param, code) = Describe(e);
             await Write(context, status, message, param, code);
+        }
+        catch (StoreUnavailableException e) when (!context.Response.HasStarted)
+        {
+            // The shared store is down or restarting; retrying (another replica, or later) is the client's move.
+            logger.LogWarning("{Method} {Path}: {Reason}", context.Request.Method, context.Request.Path, e.Message);
+            await Write(context, StatusCodes.Status503ServiceUnavailable, e.Message + " Retry: a write cut off by this is either whole or absent, never partial.", null, "store_unavailable");
         }
         catch (Exception e) when (!context.Response.HasStarted && IsStorageFull(e))
         {

@@ -59,6 +59,23 @@ public sealed class CollectionState(CollectionRecord record, DebiasTransform? tr
         Metadata.TryRemove(id, out _);
     }
 
+    /// <summary>Brings <paramref name="ids"/> in line with the store: those in <paramref name="rows"/> are indexed, the others removed.</summary>
+    public void Refresh(string[] ids, IReadOnlyList<StoredItem> rows, Func<StoredItem, JsonObject> metadata)
+    {
+        var stored = rows.ToDictionary(row => row.Id, StringComparer.Ordinal);
+        foreach (string id in ids)
+        {
+            if (stored.TryGetValue(id, out StoredItem? item))
+            {
+                Index(id, item.Vector, metadata(item));
+            }
+            else
+            {
+                Unindex(id);
+            }
+        }
+    }
+
     /// <summary>True when every key of <paramref name="filter"/> is in the item's metadata with an equal JSON value.</summary>
     public bool Matches(string id, JsonObject filter)
     {

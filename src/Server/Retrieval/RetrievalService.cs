@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using Serving.Runtime.Retrieval;
 using Serving.Runtime.Telemetry;
 using Serving.Runtime.Vision;
@@ -19,14 +20,19 @@ public sealed record NewItem(string? Id, byte[] Image, JsonObject Metadata);
 public sealed record SearchQuery(string? Text, byte[]? Image, float[]? Vector, int TopK, JsonObject? Filter, bool? Debias);
 
 /// <summary>
-/// Image collections: SQLite for durability (<see cref="CollectionStore"/>), exact in-memory
-/// indexes for search, rebuilt from the store at start. Every request is validated and
-/// embedded before the store is touched, so bad input writes nothing; a batch is one
-/// transaction, committed before the indexes change and before the answer.
+/// Image collections: a durable store (<see cref="ICollectionStore"/>: SQLite, or PostgreSQL shared
+/// by replicas), exact in-memory indexes for search, rebuilt from the store at start. Every request
+/// is validated and embedded before the store is touched, so bad input writes nothing; a batch is
+/// one transaction, committed before the indexes change and before the answer. On a shared store
+/// the indexes change only through the <see cref="StoreFollower"/>, in the store's commit order,
+/// this replica's own writes included.
 /// </summary>
-public sealed partial class RetrievalService
+public sealed partial class RetrievalService : IDisposable
 {
-    private readonly CollectionStore? _store;
+    /// <summary>Null until opened; set once (a shared store that was unreachable at start is opened later by <see cref="TryOpen"/>).</summary>
+    private volatile ICollectionStore? _store;
+    private volatile string? _unavailable;
+    private readonly string _dataDirectory;
     private readonly ClipEmbedder _embedder;
     private readonly RetrievalOptions _options;
     private readonly ConcurrentDictionary<string, CollectionState> _collections = new(StringComparer.Ordinal);
@@ -44,50 +50,138 @@ public sealed partial class RetrievalService
         _telemetry = telemetry;
         _logger = logger;
         telemetry.TrackIndexes(() => _collections.Values.Select(c => new IndexSize(c.Record.Name, c.Record.Model, c.Raw.Count)));
-        StorePath = Path.GetFullPath(Path.Combine(serving.Value.DataDirectory, "retrieval.db"));
+        _dataDirectory = serving.Value.DataDirectory;
+        StoreLocation = RetrievalStores.Location(_options, _dataDirectory);
+        TryOpen();
+    }
+
+    /// <summary>
+    /// Opens the store and loads every collection; false (logged, <see cref="Unavailable"/> says why) when it
+    /// cannot. Called at start, then, for a shared store that was unreachable, again until it opens.
+    /// </summary>
+    public bool TryOpen()
+    {
+        ICollectionStore? store = null;
         try
         {
-            _store = CollectionStore.Open(StorePath, _options.MaxStoreBytes);
-            Load(_store);
+            store = RetrievalStores.Open(_options, _dataDirectory);
+            // The change log's position is read before the load: changes committed during it are applied again, harmlessly.
+            Follower = store is PostgresCollectionStore shared
+                ? new StoreFollower(shared, shared.LastSequence(), TimeSpan.FromSeconds(_options.FollowPollSeconds), this, _logger)
+                : null;
+            Load(store);
+            _store = store;
+            _unavailable = null;
+            return true;
         }
-        catch (Exception e) when (e is SqliteException or InvalidCastException or JsonException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is SqliteException or NpgsqlException or StoreUnavailableException or InvalidCastException or JsonException
+            or IOException or UnauthorizedAccessException)
         {
             // A damaged store must not take chat down with it: retrieval answers 503 until it is repaired.
-            _store = null;
+            (store as IDisposable)?.Dispose();
+            Follower = null;
             _collections.Clear();
-            Unavailable = $"The retrieval store {StorePath} cannot be opened: {e.Message} Retrieval is off until it is repaired (README: Recovering a damaged retrieval.db).";
-            LogStoreUnavailable(StorePath, e.Message, e);
+            string repair = IsShared
+                ? "Retrieval is off until the database can be reached (this server tries again every few seconds)."
+                : "Retrieval is off until it is repaired (README: Recovering a damaged retrieval.db).";
+            string? previous = _unavailable;
+            _unavailable = $"The retrieval store {StoreLocation} cannot be opened: {e.Message} {repair}";
+            if (_unavailable != previous)
+            {
+                // Logged when the reason changes, not at every retry.
+                LogStoreUnavailable(StoreLocation, e.Message, e);
+            }
+
+            return false;
         }
     }
 
-    /// <summary>The full path of retrieval.db.</summary>
-    public string StorePath { get; }
+    /// <summary>Closes the shared store's connections (the host disposes the service after the follower stopped).</summary>
+    public void Dispose() => (_store as IDisposable)?.Dispose();
 
-    /// <summary>Why the store could not be opened at start (null: it is open); the retrieval routes answer 503 with it.</summary>
-    public string? Unavailable { get; }
+    /// <summary>Where the store is: the full path of retrieval.db, or the PostgreSQL server and database.</summary>
+    public string StoreLocation { get; }
+
+    /// <summary>True for the PostgreSQL store shared by replicas.</summary>
+    public bool IsShared => _options.Store == RetrievalStores.Postgres;
+
+    /// <summary>Follows the other replicas' writes (null unless the store is shared and open).</summary>
+    public StoreFollower? Follower { get; private set; }
+
+    /// <summary>Why the store could not be opened (null: it is open); the retrieval routes answer 503 with it.</summary>
+    public string? Unavailable => _unavailable;
 
     /// <summary>The collections loaded at start (0 when the store is unavailable).</summary>
     public int Count => _collections.Count;
 
-    private void Load(CollectionStore store)
+    private void Load(ICollectionStore store)
     {
         foreach (CollectionRecord record in store.ListCollections())
         {
-            CollectionState state = NewState(record);
-            foreach (StoredItem item in store.Items(record.Name))
-            {
-                state.Index(item.Id, item.Vector, Metadata(record.Name, item));
-            }
-
-            _collections[record.Name] = state;
+            _collections[record.Name] = LoadState(store, record);
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The retrieval store {Path} cannot be opened: {Reason} Chat and completions go on; the retrieval routes answer 503 until the file is repaired or moved aside.")]
+    private CollectionState LoadState(ICollectionStore store, CollectionRecord record)
+    {
+        CollectionState state = NewState(record);
+        foreach (StoredItem item in store.Items(record.Name))
+        {
+            state.Index(item.Id, item.Vector, Metadata(record.Name, item));
+        }
+
+        return state;
+    }
+
+    /// <summary>A collection created or deleted on the shared store (by any replica): loaded again as stored now, or dropped.</summary>
+    internal void Replace(string name, CollectionRecord? record)
+    {
+        if (record is null)
+        {
+            _collections.TryRemove(name, out _);
+        }
+        else
+        {
+            _collections[name] = LoadState(Store, record);
+        }
+    }
+
+    /// <summary>Items written or deleted on the shared store: <paramref name="rows"/> are those of <paramref name="ids"/> that exist now.</summary>
+    internal void Refresh(string name, string[] ids, IReadOnlyList<StoredItem> rows) =>
+        _collections.GetValueOrDefault(name)?.Refresh(ids, rows, item => Metadata(name, item));
+
+    /// <summary>
+    /// After a committed write: the embedded store indexes it here; on a shared store the follower
+    /// applies every change up to this one in commit order, so a write never overtakes another
+    /// replica's earlier write of the same item. The write is durable either way: if the store went
+    /// away just after the commit, the follower applies it when it reconnects.
+    /// </summary>
+    private async Task IndexAsync(Action index)
+    {
+        if (Follower is null)
+        {
+            index();
+            return;
+        }
+
+        try
+        {
+            await Follower.CatchUpAsync();
+        }
+        catch (StoreUnavailableException e)
+        {
+            LogCatchUpFailed(e.Message);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Retrieval: a write was committed but the store went away before this replica read it back ({Reason}); it is indexed after reconnecting.")]
+    private partial void LogCatchUpFailed(string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The retrieval store {Path} cannot be opened: {Reason} Chat and completions go on; the retrieval routes answer 503 until the store can be opened.")]
     private partial void LogStoreUnavailable(string path, string reason, Exception exception);
 
-    /// <summary>The store, or a 503 naming the file and SQLite's error when it could not be opened.</summary>
-    private CollectionStore Store => _store ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, Unavailable!, null, "store_unavailable");
+    /// <summary>The store, or a 503 naming the store and its error when it could not be opened.</summary>
+    private ICollectionStore Store => _store ?? throw new ApiException(StatusCodes.Status503ServiceUnavailable, Unavailable!, null, "store_unavailable");
 
     private void ThrowIfUnavailable() => _ = Store;
 
@@ -130,8 +224,8 @@ public sealed partial class RetrievalService
                 throw new ApiException(StatusCodes.Status409Conflict, $"The collection '{name}' exists already.", "name", "collection_exists");
             }
 
-            _collections[name] = state;
-            return state;
+            await IndexAsync(() => _collections[name] = state);
+            return _collections.GetValueOrDefault(name) ?? state;
         }
         finally
         {
@@ -147,7 +241,7 @@ public sealed partial class RetrievalService
         try
         {
             Store.DeleteCollection(name);
-            _collections.TryRemove(name, out _);
+            await IndexAsync(() => _collections.TryRemove(name, out _));
         }
         finally
         {
@@ -177,11 +271,18 @@ public sealed partial class RetrievalService
                 throw ApiException.NotFound($"The collection '{name}' was deleted.", "name");
             }
 
-            Store.Upsert(name, stored);
-            for (int i = 0; i < stored.Length; i++)
+            if (!Store.Upsert(name, stored))
             {
-                state.Index(ids[i], vectors[i], items[i].Metadata);
+                throw ApiException.NotFound($"The collection '{name}' was deleted.", "name");
             }
+
+            await IndexAsync(() =>
+            {
+                for (int i = 0; i < stored.Length; i++)
+                {
+                    state.Index(ids[i], vectors[i], items[i].Metadata);
+                }
+            });
         }
         finally
         {
@@ -233,7 +334,7 @@ public sealed partial class RetrievalService
                 throw ApiException.NotFound($"The item '{id}' is not in the collection '{name}'.", "id");
             }
 
-            state.Unindex(id);
+            await IndexAsync(() => state.Unindex(id));
         }
         finally
         {

@@ -3,23 +3,23 @@ using Serving.Runtime.Retrieval;
 
 namespace Serving.Runtime.Tests.Retrieval;
 
-public sealed class CollectionStoreTests : IDisposable
+public sealed class SqliteCollectionStoreTests : IDisposable
 {
     private readonly TempFolder _folder = new();
 
-    private CollectionStore Open() => CollectionStore.Open(_folder.File("retrieval.db"));
+    private SqliteCollectionStore Open() => SqliteCollectionStore.Open(_folder.File("retrieval.db"));
 
     [Fact]
     public void ItemsRoundTripAndSurviveReopening()
     {
-        CollectionStore store = Open();
+        SqliteCollectionStore store = Open();
         Assert.True(store.TryCreateCollection(new CollectionRecord("c", "clip-tiny", 2, null, 1)));
         Assert.False(store.TryCreateCollection(new CollectionRecord("c", "clip-tiny", 2, null, 1)));
         store.Upsert("c", [new StoredItem("a", """{"k":1}""", [0.5f, -0.25f]), new StoredItem("b", "{}", [1, 0])]);
         store.Upsert("c", [new StoredItem("a", """{"k":2}""", [1, 1])]);
         SqliteConnection.ClearAllPools();
 
-        CollectionStore reopened = Open();
+        SqliteCollectionStore reopened = Open();
         Assert.Equal("c", reopened.ListCollections().Single().Name);
         StoredItem a = reopened.Find("c", "a")!;
         Assert.Equal("""{"k":2}""", a.Metadata);
@@ -30,7 +30,7 @@ public sealed class CollectionStoreTests : IDisposable
     [Fact]
     public void AFailureInTheMiddleOfABatchWritesNoneOfIt()
     {
-        CollectionStore store = Open();
+        SqliteCollectionStore store = Open();
         store.TryCreateCollection(new CollectionRecord("c", "clip-tiny", 1, null, 1));
         // The second row has no metadata value: the provider refuses it after the first row went in.
         Assert.Throws<InvalidOperationException>(() => store.Upsert("c", [new StoredItem("a", "{}", [1]), new StoredItem("b", null!, [1])]));
@@ -40,12 +40,22 @@ public sealed class CollectionStoreTests : IDisposable
     [Fact]
     public void DeletingACollectionDeletesItsItems()
     {
-        CollectionStore store = Open();
+        SqliteCollectionStore store = Open();
         store.TryCreateCollection(new CollectionRecord("c", "clip-tiny", 1, null, 1));
         store.Upsert("c", [new StoredItem("a", "{}", [1])]);
         Assert.True(store.DeleteCollection("c"));
         store.TryCreateCollection(new CollectionRecord("c", "clip-tiny", 1, null, 1));
         Assert.Empty(store.Items("c"));
+    }
+
+    [Fact]
+    public void ABatchForACollectionThatDoesNotExistWritesNothing()
+    {
+        SqliteCollectionStore store = Open();
+        Assert.False(store.Upsert("gone", [new StoredItem("a", "{}", [1])]));
+        store.TryCreateCollection(new CollectionRecord("gone", "clip-tiny", 1, null, 1));
+        Assert.Empty(store.Items("gone"));
+        Assert.True(store.Upsert("gone", [new StoredItem("a", "{}", [1])]));
     }
 
     public void Dispose()

@@ -3,19 +3,13 @@ using Microsoft.Data.Sqlite;
 
 namespace Serving.Runtime.Retrieval;
 
-/// <summary>A collection as stored: its model, the vector length, and its debias settings (JSON, or null).</summary>
-public sealed record CollectionRecord(string Name, string Model, int Dimension, string? Debias, long CreatedAt);
-
-/// <summary>An item as stored: metadata as a JSON object text, the raw (not debiased) unit vector.</summary>
-public sealed record StoredItem(string Id, string Metadata, float[] Vector);
-
 /// <summary>
 /// The durable side of retrieval: one SQLite file in WAL mode with <c>synchronous=FULL</c>, so
 /// a commit is on disk before it returns and an acknowledged item survives a crash or power
 /// loss. Every batch is one transaction: a crash in the middle leaves none of it. A new
 /// connection per call (pooled by Microsoft.Data.Sqlite); SQLite serialises the writers.
 /// </summary>
-public sealed class CollectionStore
+public sealed class SqliteCollectionStore : ICollectionStore
 {
     /// <summary>SQLite's default page size, which the store keeps.</summary>
     private const long PageBytes = 4096;
@@ -25,8 +19,12 @@ public sealed class CollectionStore
     /// <summary>The PRAGMAs every connection runs when opened.</summary>
     private readonly string _pragmas;
 
-    private CollectionStore(string connectionString, long maxBytes)
+    /// <summary>SQLITE_CONSTRAINT_FOREIGNKEY: an item of a collection that does not exist.</summary>
+    private const int ForeignKeyViolation = 787;
+
+    private SqliteCollectionStore(string path, string connectionString, long maxBytes)
     {
+        Location = path;
         _connectionString = connectionString;
         // FULL: the WAL is fsynced at every commit, so a 2xx means the item is on disk.
         // max_page_count is per connection: past it a write fails with SQLITE_FULL, as on a full disk.
@@ -34,11 +32,11 @@ public sealed class CollectionStore
     }
 
     /// <summary>Opens (or creates) the store; <paramref name="maxBytes"/> &gt; 0 caps the file's size (writes past it throw SQLITE_FULL).</summary>
-    public static CollectionStore Open(string path, long maxBytes = 0)
+    public static SqliteCollectionStore Open(string path, long maxBytes = 0)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var builder = new SqliteConnectionStringBuilder { DataSource = path, ForeignKeys = true, Pooling = true };
-        var store = new CollectionStore(builder.ToString(), maxBytes);
+        var store = new SqliteCollectionStore(Path.GetFullPath(path), builder.ToString(), maxBytes);
         using SqliteConnection connection = store.Connect();
         Execute(connection, "PRAGMA journal_mode=WAL;");
         Execute(connection, """
@@ -53,7 +51,8 @@ public sealed class CollectionStore
         return store;
     }
 
-    /// <summary>False when a collection of that name exists already.</summary>
+    public string Location { get; }
+
     public bool TryCreateCollection(CollectionRecord record)
     {
         using SqliteConnection connection = Connect();
@@ -76,7 +75,6 @@ public sealed class CollectionStore
         return records;
     }
 
-    /// <summary>Deletes the collection and its items in one transaction; false when absent.</summary>
     public bool DeleteCollection(string name)
     {
         using SqliteConnection connection = Connect();
@@ -84,8 +82,7 @@ public sealed class CollectionStore
         return command.ExecuteNonQuery() == 1;
     }
 
-    /// <summary>Inserts or replaces every item, all or nothing.</summary>
-    public void Upsert(string collection, IReadOnlyList<StoredItem> items)
+    public bool Upsert(string collection, IReadOnlyList<StoredItem> items)
     {
         using SqliteConnection connection = Connect();
         using SqliteTransaction transaction = connection.BeginTransaction();
@@ -94,15 +91,23 @@ public sealed class CollectionStore
         SqliteParameter id = command.Parameters.Add("$id", SqliteType.Text), metadata = command.Parameters.Add("$metadata", SqliteType.Text),
             vector = command.Parameters.Add("$vector", SqliteType.Blob);
         command.Parameters.AddWithValue("$collection", collection);
-        foreach (StoredItem item in items)
+        try
         {
-            id.Value = item.Id;
-            metadata.Value = item.Metadata;
-            vector.Value = MemoryMarshal.AsBytes(item.Vector.AsSpan()).ToArray();
-            command.ExecuteNonQuery();
+            foreach (StoredItem item in items)
+            {
+                id.Value = item.Id;
+                metadata.Value = item.Metadata;
+                vector.Value = MemoryMarshal.AsBytes(item.Vector.AsSpan()).ToArray();
+                command.ExecuteNonQuery();
+            }
+        }
+        catch (SqliteException e) when (e.SqliteExtendedErrorCode == ForeignKeyViolation)
+        {
+            return false;
         }
 
         transaction.Commit();
+        return true;
     }
 
     public StoredItem? Find(string collection, string id)
@@ -121,7 +126,6 @@ public sealed class CollectionStore
         return command.ExecuteNonQuery() == 1;
     }
 
-    /// <summary>Every item of a collection, streamed (what the in-memory index is rebuilt from at start).</summary>
     public IEnumerable<StoredItem> Items(string collection)
     {
         using SqliteConnection connection = Connect();

@@ -7,13 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "nibbles.h"
-#include "sparse24_cuda.h"
+#include "sparse24.h"
 
 namespace {
 
@@ -28,27 +27,6 @@ inline sparse24::Kernels choose_kernels() {
     if (std::strcmp(forced, sparse24::isa_name(isa)) == 0) return sparse24::kernels_for(isa);
   }
   throw std::invalid_argument(std::string("SERVING_SPARSE24_ISA='") + forced + "' is not portable, avx2 or avx512");
-}
-
-// SERVING_SPARSE24_DEVICE=cuda opts in to the GPU: the weights go to the device once, here.
-// When the driver, a device of sm_80 or newer, or this build's PTX is missing, the op keeps
-// the CPU kernels and says why once per process on stderr. Unset or "cpu": the CPU kernels.
-template <class T>
-std::unique_ptr<sparse24::cuda::DeviceMatmul<T>> choose_device(const sparse24::WeightsOf<T>& weights) {
-  const char* device = std::getenv("SERVING_SPARSE24_DEVICE");
-  if (device == nullptr || *device == '\0' || std::strcmp(device, "cpu") == 0) return nullptr;
-  if (std::strcmp(device, "cuda") != 0) {
-    throw std::invalid_argument(std::string("SERVING_SPARSE24_DEVICE='") + device + "' is not cpu or cuda");
-  }
-  std::string why_not;
-  auto matmul = sparse24::cuda::DeviceMatmul<T>::create(weights, "libcuda.so.1", why_not);
-  if (!matmul) {
-    static std::once_flag reported;
-    std::call_once(reported, [&] {
-      std::fprintf(stderr, "SparseMatMul24: SERVING_SPARSE24_DEVICE=cuda, but %s; using the CPU kernels\n", why_not.c_str());
-    });
-  }
-  return matmul;
 }
 
 // Runs body; an exception becomes the OrtStatus that ONNX Runtime reports to the caller.

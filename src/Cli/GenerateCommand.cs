@@ -33,8 +33,9 @@ internal static class GenerateCommand
         var kvBudget = new Option<int>("--kv-budget") { Description = "Tokens each global layer keeps after a compression", DefaultValueFactory = _ => new KvCompressionOptions().Budget };
         var jsonSchema = new Option<FileInfo?>("--json-schema") { Description = "Constrain the output to JSON matching this JSON Schema file (as response_format json_schema does)" };
         var dtype = DtypeOption.Create();
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(prompt)!, result.GetValue(chat),
+        var device = DeviceOption.Create();
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, device, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(device)!, result.GetValue(prompt)!, result.GetValue(chat),
             new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
                 KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) },
                 ResponseSchema: ReadSchema(result.GetValue(jsonSchema))), result.GetValue(json)));
@@ -67,7 +68,7 @@ internal static class GenerateCommand
         }
     }
 
-    private static int Run(DirectoryInfo folder, string? dtype, string prompt, bool chat, GenerateOptions options, bool json)
+    private static int Run(DirectoryInfo folder, string? dtype, string device, string prompt, bool chat, GenerateOptions options, bool json)
     {
         if (options.MaxTokens < 1)
         {
@@ -91,8 +92,10 @@ internal static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using ILoggerFactory logging = CommandLine.StderrLogging();
+        ILogger logger = logging.CreateLogger("serving");
         // The serving engine's attention over the paged KV cache: the CLI runs what the server runs.
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype, PagedAttention = true }, logging.CreateLogger("serving"));
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName,
+            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = DeviceOption.Select(device, logger) }, logger);
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 

@@ -7,8 +7,9 @@
 // Inputs ONNX Runtime keeps on the host (OrtMemTypeCPUInput): the 2:4 weights (re-laid out
 // for mma.sp and uploaded once, at kernel creation, to the provider's device) and the
 // attention's block tables, lengths and query starts (checked on the host like the CPU op,
-// then copied to the device per call). Everything else is device memory, the KV pool included:
-// on this provider the engine must feed a pool that lives on the device.
+// then copied to the device per call). Everything else is device memory, the KV pool included,
+// so PagedAttention's CUDA kernel is registered only for sessions that declare a device pool
+// (serving.kv_pool = device, cuda_ops.h).
 //
 // The driver API is opened at run time (libcuda.so.1), so the library builds and loads
 // without CUDA; kernel creation fails with the reason when the driver, an sm_80+ device or
@@ -111,9 +112,14 @@ class CudaAttentionKernel {
 
 }  // namespace
 
-std::vector<OrtCustomOp*> cuda_custom_ops() {
+const std::vector<OrtCustomOp*>& cuda_matmul_custom_ops() {
   static MatmulOp<CudaMatmulKernel<float>, float> fp32;
   static MatmulOp<CudaMatmulKernel<uint16_t>, uint16_t> fp16;
+  static const std::vector<OrtCustomOp*> ops{&fp32, &fp16};
+  return ops;
+}
+
+OrtCustomOp* cuda_attention_custom_op() {
   static AttentionOp<CudaAttentionKernel> attention;
-  return {&fp32, &fp16, &attention};
+  return &attention;
 }

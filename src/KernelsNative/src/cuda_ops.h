@@ -6,6 +6,11 @@
 
 #include <vector>
 
-// SparseMatMul24 (fp32, fp16) and PagedAttention for "CUDAExecutionProvider". They live as
-// long as the process: ONNX Runtime keeps the pointers in every session.
-std::vector<OrtCustomOp*> cuda_custom_ops();
+// Session config key: where the session's kv_pool lives, "host" (default) or "device". Only a
+// "device" session gets the CUDA PagedAttention kernel (custom_op.cpp).
+constexpr const char* kKvPoolConfigKey = "serving.kv_pool";
+
+// For "CUDAExecutionProvider"; they live as long as the process (ONNX Runtime keeps the
+// pointers in every session). SparseMatMul24: fp32, then fp16.
+const std::vector<OrtCustomOp*>& cuda_matmul_custom_ops();
+OrtCustomOp* cuda_attention_custom_op();

@@ -20,6 +20,7 @@
 #include "cuda_ops.h"
 #include "matmul_weights.h"
 #include "op_support.h"
+#include "sparse24_cuda.h"
 
 namespace {
 
@@ -148,19 +149,34 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     return api_base->GetApi(1)->CreateStatus(ORT_FAIL, "SparseMatMul24 was built for a newer ONNX Runtime API");
   }
   Ort::InitApi(api);
-  // Domain and ops live as long as the process: ORT keeps pointers to them in every session.
+  // Domains and ops live as long as the process: ORT keeps pointers to them in every session.
+  // The CUDA provider's PagedAttention reads and writes kv_pool as device memory; a session
+  // whose pool is host memory (the engine's, until the pool moves to the device) must not get
+  // it, or ONNX Runtime would copy the pool in for every call and drop the op's writes. So
+  // the session says which: serving.kv_pool = host (default) or device.
   static MatmulOp<Kernel<float>, float> fp32;
   static MatmulOp<Kernel<uint16_t>, uint16_t> fp16;
-  static Ort::CustomOpDomain domain{kDomain};
+  static Ort::CustomOpDomain host_pool{kDomain}, device_pool{kDomain};
   static bool added = [] {
-    domain.Add(&fp32);
-    domain.Add(&fp16);
-    domain.Add(paged_attention_custom_op());
-    for (OrtCustomOp* op : cuda_custom_ops()) domain.Add(op);
+    for (Ort::CustomOpDomain* domain : {&host_pool, &device_pool}) {
+      domain->Add(&fp32);
+      domain->Add(&fp16);
+      domain->Add(paged_attention_custom_op());
+      domain->Add(cuda_matmul_custom_ops()[0]);
+      domain->Add(cuda_matmul_custom_ops()[1]);
+    }
+    device_pool.Add(cuda_attention_custom_op());
     return true;
   }();
   (void)added;
-  return guarded([&] { Ort::UnownedSessionOptions(options).Add(domain); });
+  return guarded([&] {
+    Ort::UnownedSessionOptions session(options);
+    const std::string pool = session.GetConfigEntryOrDefault(kKvPoolConfigKey, "host");
+    if (pool != "host" && pool != "device") {
+      throw std::invalid_argument(std::string(kKvPoolConfigKey) + " is '" + pool + "', not host or device");
+    }
+    session.Add(pool == "device" ? device_pool : host_pool);
+  });
 }
 
 // The ISA the op's kernels use in this process (SERVING_SPARSE24_ISA and the CPU), for the
@@ -171,4 +187,13 @@ extern "C" __attribute__((visibility("default"))) const char* ServingSparse24Isa
   } catch (const std::exception&) {
     return "invalid";
   }
+}
+
+// Why the ops' CUDA kernels cannot run on device `ordinal` (no driver, no such device, one
+// older than sm_80, no PTX in this build), or "" when they can; for the server's device
+// choice. The text stays valid until the calling thread's next call.
+extern "C" __attribute__((visibility("default"))) const char* ServingCudaProbe(int ordinal) {
+  thread_local std::string why_not;
+  why_not = sparse24::cuda::probe_driver("libcuda.so.1", ordinal);
+  return why_not.c_str();
 }

@@ -112,16 +112,10 @@ class AttentionInputs {
   std::string name_;
 };
 
-// PagedAttention's signature for kernel K: K names its execution provider (kProvider,
-// null = CPU) and where each input lives (memory_type).
+// PagedAttention's signature for kernel K (provider and input memory: OpOf).
 template <class K>
-struct AttentionOp : Ort::CustomOpBase<AttentionOp<K>, K, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-    return guarded([&] { *kernel = new K(info); });
-  }
+struct AttentionOp : OpOf<AttentionOp<K>, K> {
   const char* GetName() const { return "PagedAttention"; }
-  const char* GetExecutionProviderType() const { return K::kProvider; }
-  OrtMemType GetInputMemoryType(size_t index) const { return K::memory_type(index); }
   size_t GetInputTypeCount() const { return 7; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index >= 4 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;

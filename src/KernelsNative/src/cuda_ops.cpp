@@ -64,13 +64,8 @@ class CudaMatmulKernel {
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
     return guarded([&] {
       Ort::KernelContext context(raw);
-      Ort::ConstValue input = context.GetInput(0);
-      std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
-      const int64_t m = matmul_.rows(shape);
-      Ort::UnownedValue output = context.GetOutput(0, shape);
-      if (m == 0) return;
-      device_->run(static_cast<const T*>(input.GetTensorRawData()), m, static_cast<T*>(output.GetTensorMutableRawData()),
-                   stream_of(context));
+      const auto [a, y, m] = matmul_.bind(context);
+      if (m > 0) device_->run(a, m, y, stream_of(context));
     });
   }
 

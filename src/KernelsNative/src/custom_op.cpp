@@ -58,13 +58,9 @@ class Kernel {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext context(raw);
-    Ort::ConstValue input = context.GetInput(0);
-    std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
-    const int64_t m = matmul_.rows(shape);
-    Ort::UnownedValue output = context.GetOutput(0, shape);
+    const auto [a, y, m] = matmul_.bind(context);
     if (m == 0) return;
-    Fp32View<T> view(static_cast<const T*>(input.GetTensorRawData()), m * weights_.shape.k,
-                     static_cast<T*>(output.GetTensorMutableRawData()), m * weights_.shape.n);
+    Fp32View<T> view(a, m * weights_.shape.k, y, m * weights_.shape.n);
     if (m <= sparse24::kGemvMaxRows) {
       gemv(context, view.a(), m, view.y());
     } else {

@@ -46,15 +46,25 @@ class MatmulWeights {
   const sparse24::WeightsOf<T>& get() const { return weights_; }
   const sparse24::Shape& shape() const { return weights_.shape; }
 
-  // Rows of A (every dimension but the last, which must be K) and Y's shape [..., N].
-  int64_t rows(std::vector<int64_t>& shape) const {
+  // One call's A [..., K] and Y [..., N] (allocated here), wherever ONNX Runtime keeps them, and
+  // M, the rows of A (every dimension but the last).
+  struct Call {
+    const T* a;
+    T* y;
+    int64_t m;
+  };
+
+  Call bind(Ort::KernelContext& context) const {
+    Ort::ConstValue input = context.GetInput(0);
+    std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
     if (shape.empty() || shape.back() != weights_.shape.k) {
       fail("input A must end in K = " + std::to_string(weights_.shape.k));
     }
     int64_t m = 1;
     for (size_t i = 0; i + 1 < shape.size(); ++i) m *= shape[i];
     shape.back() = weights_.shape.n;
-    return m;
+    Ort::UnownedValue output = context.GetOutput(0, shape);
+    return {static_cast<const T*>(input.GetTensorRawData()), static_cast<T*>(output.GetTensorMutableRawData()), m};
   }
 
   [[noreturn]] void fail(const std::string& message) const {
@@ -93,17 +103,10 @@ struct Element<uint16_t> {
   static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
 };
 
-// SparseMatMul24's signature for kernel K of element type T: K names its execution provider
-// (kProvider, null = CPU) and where each input lives (memory_type).
+// SparseMatMul24's signature for kernel K of element type T (provider and input memory: OpOf).
 template <class K, class T>
-struct MatmulOp : Ort::CustomOpBase<MatmulOp<K, T>, K, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-    return guarded([&] { *kernel = new K(info); });
-  }
-
+struct MatmulOp : OpOf<MatmulOp<K, T>, K> {
   const char* GetName() const { return "SparseMatMul24"; }
-  const char* GetExecutionProviderType() const { return K::kProvider; }
-  OrtMemType GetInputMemoryType(size_t index) const { return K::memory_type(index); }
   size_t GetInputTypeCount() const { return 4; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : Element<T>::kType;

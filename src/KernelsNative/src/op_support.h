@@ -42,6 +42,18 @@ OrtStatusPtr guarded(F&& body) {
   }
 }
 
+// What every op of ours shares, for kernel K (CRTP: Op is the op type): K is created through
+// guarded, names its execution provider (kProvider, null = CPU) and where each input lives
+// (memory_type).
+template <class Op, class K>
+struct OpOf : Ort::CustomOpBase<Op, K, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    return guarded([&] { *kernel = new K(info); });
+  }
+  const char* GetExecutionProviderType() const { return K::kProvider; }
+  OrtMemType GetInputMemoryType(size_t index) const { return K::memory_type(index); }
+};
+
 inline std::string dims(const std::vector<int64_t>& shape) {
   std::string text = "[";
   for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);

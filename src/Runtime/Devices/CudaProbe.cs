@@ -40,24 +40,33 @@ public static class CudaProbe
         return missing;
     }
 
+    /// <summary>
+    /// The package first (the CPU package lists no CUDA provider), then the libraries, before ONNX Runtime
+    /// is asked to load the provider: a failed load writes its own error line to stderr, and the
+    /// probe's answer should be the only line.
+    /// </summary>
     private static string? WhyNotProvider(int ordinal)
     {
+        if (!OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider"))
+        {
+            return "this build's ONNX Runtime package has no CUDA provider (the CPU package; build with -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu.Linux)";
+        }
+
+        IReadOnlyList<string> missing = MissingLibraries();
+        if (missing.Count > 0)
+        {
+            return $"ONNX Runtime's CUDA provider cannot load: {string.Join(", ", missing)} not found (it needs CUDA 13 and cuDNN 9)";
+        }
+
         try
         {
             using var options = new SessionOptions();
             options.AppendExecutionProvider_CUDA(ordinal);
             return null;
         }
-        catch (EntryPointNotFoundException)
-        {
-            return "this build's ONNX Runtime package has no CUDA provider (the CPU package; build with -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu.Linux)";
-        }
         catch (OnnxRuntimeException e)
         {
-            IReadOnlyList<string> missing = MissingLibraries();
-            return missing.Count > 0
-                ? $"ONNX Runtime's CUDA provider cannot load: {string.Join(", ", missing)} not found (it needs CUDA 13 and cuDNN 9)"
-                : $"ONNX Runtime's CUDA provider cannot load: {e.Message}";
+            return $"ONNX Runtime's CUDA provider cannot load: {e.Message}";
         }
     }
 

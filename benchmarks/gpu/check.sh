@@ -75,7 +75,7 @@ fi
 # 4. The op tests on the CUDA provider.
 t=$SECONDS
 if SERVING_TEST_DEVICE="$device" timeout 180 dotnet test "$out/bin/Runtime.Tests/release/Serving.Runtime.Tests.dll" \
-     --filter "FullyQualifiedName~Sparsity.SparseMatMulOpTests|FullyQualifiedName~PagedAttentionOpTests" >"$out.tests.log" 2>&1; then
+     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests" >"$out.tests.log" 2>&1; then
   say "op-tests on $device: $(grep -E 'Passed!|Failed!' "$out.tests.log" | tail -1 | sed 's/ - .*//') ($((SECONDS - t)) s)"
 else
   grep -E 'Failed |Error Message|Passed!|Failed!' -A3 "$out.tests.log" | head -40

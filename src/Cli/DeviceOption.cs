@@ -13,9 +13,9 @@ internal static class DeviceOption
         DefaultValueFactory = _ => "auto",
     };
 
-    /// <summary>The device for <paramref name="text"/>, with one log line saying which (and why not CUDA, under auto).</summary>
+    /// <summary>The device for <paramref name="text"/> (<see cref="Log"/> says which, once the command is past its usage checks).</summary>
     /// <exception cref="UsageException">Not a device, or cuda that cannot run here (the message says why).</exception>
-    public static ExecutionDevice Select(string text, ILogger logger)
+    public static ExecutionDevice Select(string text)
     {
         DeviceRequest request;
         try
@@ -27,17 +27,17 @@ internal static class DeviceOption
             throw new UsageException($"--device: {e.Message}");
         }
 
-        ExecutionDevice device;
         try
         {
-            device = request.Kind == DeviceKind.Cpu ? ExecutionDevice.Cpu : ExecutionDevice.Select(request, CudaProbe.WhyNot);
+            return ExecutionDevice.Select(request, CudaProbe.WhyNot);
         }
         catch (DeviceUnavailableException e)
         {
             throw new UsageException($"--device: {e.Message}");
         }
-
-        logger.LogInformation("Device {Request}: {Choice}", request, device.Describe());
-        return device;
     }
+
+    /// <summary>The one line saying where the model runs, and under auto why not on CUDA.</summary>
+    public static void Log(ILogger logger, string text, ExecutionDevice device) =>
+        logger.LogInformation("Device {Request}: {Choice}", DeviceRequest.Parse(text), device.Describe());
 }

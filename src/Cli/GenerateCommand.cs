@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Serving.Runtime.Devices;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
@@ -94,8 +95,9 @@ internal static class GenerateCommand
         using ILoggerFactory logging = CommandLine.StderrLogging();
         ILogger logger = logging.CreateLogger("serving");
         // The serving engine's attention over the paged KV cache: the CLI runs what the server runs.
+        ExecutionDevice executionDevice = DeviceOption.Select(device);
         using DecoderModel decoder = DecoderModel.Load(folder.FullName,
-            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = DeviceOption.Select(device, logger) }, logger);
+            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = executionDevice }, logger);
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
@@ -111,6 +113,9 @@ internal static class GenerateCommand
             throw new UsageException(
                 $"the prompt ({promptIds.Length} tokens) plus --max-tokens ({options.MaxTokens}) exceeds the model's context length ({context}, max_position_embeddings)");
         }
+
+        // After every usage check, so a usage error is the first line on stderr.
+        DeviceOption.Log(logger, device, executionDevice);
 
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
         GenerationResult result;

@@ -14,7 +14,17 @@ using Serving.Runtime.Tests.Generation.Kv;
 // prefill timings of both at several context lengths. --device=cpu runs the harness itself on a
 // machine without a GPU (both sides then run the CPU op).
 string deviceArg = args.FirstOrDefault(a => a.StartsWith("--device=", StringComparison.Ordinal))?["--device=".Length..] ?? "cuda";
-ExecutionDevice device = ExecutionDevice.Select(DeviceRequest.Parse(deviceArg), CudaProbe.WhyNot);
+ExecutionDevice device;
+try
+{
+    device = ExecutionDevice.Select(DeviceRequest.Parse(deviceArg), CudaProbe.WhyNot);
+}
+catch (DeviceUnavailableException e)
+{
+    Console.WriteLine($"check attention: FAILED: {e.Message}");
+    return 1;
+}
+
 string folder = Directory.CreateTempSubdirectory("attention-check").FullName;
 string path = Path.Combine(folder, "paged.onnx");
 OnnxModelFile.Save(PagedAttentionModel.Build(window: 0, layer: 0, Calls.Heads, Calls.KvHeads), path, externalThresholdBytes: long.MaxValue);
@@ -44,7 +54,6 @@ internal sealed class Side : IDisposable
 
     public Side(string path, ExecutionDevice device, int numBlocks)
     {
-        Device = device;
         using var options = new SessionOptions();
         device.Apply(options);
         options.AddSessionConfigEntry("serving.kv_pool", device.IsCuda ? "device" : "host");
@@ -63,7 +72,6 @@ internal sealed class Side : IDisposable
         }
     }
 
-    public ExecutionDevice Device { get; }
     public InferenceSession Session { get; }
     public OrtValue Pool { get; }
 

@@ -14,8 +14,12 @@
 # Prints one "check NAME: ..." summary line per check (the tables of 5 and 6 above their lines) and
 # exits non-zero if any check failed. About 5 minutes on a 16-core H100/H200 host once the packages
 # are restored; each step has its own time limit so the whole stays under 8 minutes.
-# The GPU package (550 MB) comes from nuget.org, or from ~/.nuget/packages when the machine is offline.
-#   benchmarks/gpu/check.sh [cuda:N]
+# Needs the .NET 10 SDK, cmake, g++, libgtest-dev and clang (clang compiles the kernels to PTX: a
+# library built without it has no CUDA kernels). The GPU package (550 MB) comes from nuget.org, or
+# from ~/.nuget/packages when the machine is offline.
+#   benchmarks/gpu/check.sh [cuda:N]   (default cuda:0)
+#   benchmarks/gpu/check.sh cpu        the same steps on the CPU provider, to check the script itself
+#                                      on a machine without a GPU
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 device="${1:-cuda:0}"
@@ -23,36 +27,48 @@ out=artifacts/gpu
 ort="-p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu.Linux"
 failed=0
 start=$SECONDS
+mkdir -p "$out"
 say() { echo "check $*"; }
 fail() { say "$*"; failed=1; }
 
-# 1. GPU, driver, libraries.
-if ! command -v nvidia-smi >/dev/null 2>&1; then
-  say "gpu: FAILED: no nvidia-smi (no NVIDIA driver on this machine)"
+# 1. Tools, GPU, driver, libraries.
+tools=()
+for tool in dotnet cmake g++; do command -v "$tool" >/dev/null 2>&1 || tools+=("$tool"); done
+command -v clang++-14 >/dev/null 2>&1 || command -v clang++ >/dev/null 2>&1 || tools+=("clang++ (clang-14)")
+[ -d /usr/include/gtest ] || tools+=("libgtest-dev")
+if [ ${#tools[@]} -gt 0 ]; then
+  say "tools: FAILED: missing ${tools[*]}"
   exit 1
 fi
-say "gpu: $(nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader | head -1)"
+if [ "$device" = cpu ]; then
+  say "gpu: none asked for (cpu: checking the script's steps on the CPU provider)"
+elif ! command -v nvidia-smi >/dev/null 2>&1; then
+  say "gpu: FAILED: no nvidia-smi (no NVIDIA driver on this machine)"
+  exit 1
+else
+  say "gpu: $(nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader | head -1)"
+fi
 # The provider's NEEDED libraries plus cuDNN (src/Runtime/Devices/CudaProbe.cs keeps the same list).
 missing=()
 for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudnn.so.9; do
   found=0
   ldconfig -p 2>/dev/null | grep -q "[[:space:]]$lib " && found=1
-  for dir in ${LD_LIBRARY_PATH//:/ }; do [ -e "$dir/$lib" ] && found=1; done
+  for dir in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do [ -e "$dir/$lib" ] && found=1; done
   [ "$found" = 1 ] || missing+=("$lib")
 done
-if [ ${#missing[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] && [ "$device" != cpu ]; then
   say "cuda-libraries: FAILED: missing ${missing[*]} (ONNX Runtime 1.32's CUDA provider needs CUDA 13: cudart, cublas, cublasLt, curand; and cuDNN 9; add their folder to LD_LIBRARY_PATH)"
   exit 1
 fi
-say "cuda-libraries: CUDA 13 and cuDNN 9 found"
+[ ${#missing[@]} -gt 0 ] || say "cuda-libraries: CUDA 13 and cuDNN 9 found"
 
 # 2. Build with the GPU package, apart from the CPU build's bin/ and obj/.
 t=$SECONDS
 build_ok=1
 for project in tests/Runtime.Tests benchmarks/gpu/AttentionCheck benchmarks/sparse/OpBench; do
-  if ! timeout 300 dotnet build "$project" -c Release "$ort" --artifacts-path "$out" --nologo -v q >"$out.build.log" 2>&1; then
+  if ! timeout 300 dotnet build "$project" -c Release "$ort" --artifacts-path "$out" --nologo -v q >"$out/build.log" 2>&1; then
     build_ok=0
-    tail -20 "$out.build.log"
+    tail -20 "$out/build.log"
     fail "build: FAILED building $project with the GPU package (restore needs nuget.org, or Microsoft.ML.OnnxRuntime.Gpu.Linux 1.32.0 in ~/.nuget/packages)"
     break
   fi
@@ -65,20 +81,20 @@ t=$SECONDS
 native="$out/native-tests"
 include=$(sed -n 's/^ORT_INCLUDE_DIR:PATH=//p' "$out"/obj/Runtime/native/CMakeCache.txt 2>/dev/null)
 if timeout 240 cmake -S src/KernelsNative -B "$native" -DCMAKE_BUILD_TYPE=Release -DORT_INCLUDE_DIR="$include" >/dev/null \
-   && timeout 240 cmake --build "$native" -j "$(nproc)" >/dev/null && timeout 120 ctest --test-dir "$native" -j "$(nproc)" >"$native.log" 2>&1; then
-  say "native-tests: $(grep -o '[0-9]*% tests passed.*' "$native.log") ($((SECONDS - t)) s)"
+   && timeout 240 cmake --build "$native" -j "$(nproc)" >/dev/null && timeout 120 ctest --test-dir "$native" -j "$(nproc)" >"$out/native.log" 2>&1; then
+  say "native-tests: $(grep -o '[0-9]*% tests passed.*' "$out/native.log") ($((SECONDS - t)) s)"
 else
-  tail -20 "$native.log" 2>/dev/null
+  tail -20 "$out/native.log" 2>/dev/null
   fail "native-tests: FAILED"
 fi
 
 # 4. The op tests on the CUDA provider.
 t=$SECONDS
 if SERVING_TEST_DEVICE="$device" timeout 180 dotnet test "$out/bin/Runtime.Tests/release/Serving.Runtime.Tests.dll" \
-     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests" >"$out.tests.log" 2>&1; then
-  say "op-tests on $device: $(grep -E 'Passed!|Failed!' "$out.tests.log" | tail -1 | sed 's/ - .*//') ($((SECONDS - t)) s)"
+     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests" >"$out/tests.log" 2>&1; then
+  say "op-tests on $device: $(grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+, Total: +[0-9]+' "$out/tests.log" | tail -1 | tr -s ' ') ($((SECONDS - t)) s)"
 else
-  grep -E 'Failed |Error Message|Passed!|Failed!' -A3 "$out.tests.log" | head -40
+  grep -E 'Failed |Error Message|Passed!|Failed!' -A3 "$out/tests.log" | head -40
   fail "op-tests on $device: FAILED"
 fi
 
@@ -92,11 +108,11 @@ fi
 for precision in --fp16 ""; do
   t=$SECONDS
   name="sparse-vs-dense ${precision:---fp32}"
-  if timeout 150 dotnet "$out/bin/OpBench/release/sparse-op-bench.dll" 1 gemma3-1b --rows=1,512 --device="$device" $precision >"$out.op.log" 2>&1; then
-    cat "$out.op.log"
-    say "$name: $(grep -c '^| gemma3-1b' "$out.op.log") shapes timed, speed-ups $(awk -F'|' '/^\| gemma3-1b/ {gsub(/ /, "", $8); printf "%s ", $8}' "$out.op.log")($((SECONDS - t)) s)"
+  if timeout 150 dotnet "$out/bin/OpBench/release/sparse-op-bench.dll" 1 gemma3-1b --rows=1,512 --device="$device" $precision >"$out/op.log" 2>&1; then
+    cat "$out/op.log"
+    say "$name: $(grep -c '^| gemma3-1b' "$out/op.log") shapes timed, speed-ups $(awk -F'|' '/^\| gemma3-1b/ {gsub(/ /, "", $8); printf "%s ", $8}' "$out/op.log")($((SECONDS - t)) s)"
   else
-    cat "$out.op.log"
+    cat "$out/op.log"
     fail "$name: FAILED"
   fi
 done

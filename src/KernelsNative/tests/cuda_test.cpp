@@ -110,6 +110,32 @@ TEST(Ptx, EmbedsTheFiveKernelsForSm80) {
   }
 }
 
+// The parameter types of an entry, in order: p = 64-bit (a device pointer), i = 32-bit integer,
+// f = float. What cuLaunchKernel reads through the host's params array must match.
+std::string signature(const std::string& ptx, const std::string& entry) {
+  const size_t begin = ptx.find(".entry " + entry + "(");
+  const size_t end = ptx.find(')', begin);
+  std::string types;
+  for (size_t at = ptx.find(".param ", begin); at < end; at = ptx.find(".param ", at + 1)) {
+    const std::string type = ptx.substr(at + 7, 4);
+    types += type == ".u64" ? 'p' : type == ".u32" ? 'i' : type == ".f32" ? 'f' : '?';
+  }
+  return types;
+}
+
+TEST(Ptx, EntryParametersMatchWhatTheHostPasses) {
+  const std::string ptx = sparse24::cuda::kPtx;
+  // cuda_matmul.cpp: values, meta, bias, a, y, then k, n, m.
+  for (const char* name : {sparse24_launch::kGemvF32, sparse24_launch::kGemvF16, sparse24_launch::kMmaF16}) {
+    EXPECT_EQ(signature(ptx, name), "pppppiii") << name;
+  }
+  // cuda_attention.cpp: q, k, v, pool, tables, past_lens, query_starts, out; num_seqs, num_heads,
+  // kv_heads, head_size, block_size, table_cols, window; scale.
+  EXPECT_EQ(signature(ptx, paged_launch::kAttentionF32), "ppppppppiiiiiiif");
+  // k, v, pool, tables, past_lens, query_starts; num_seqs, kv_heads, head_size, block_size, table_cols.
+  EXPECT_EQ(signature(ptx, paged_launch::kWriteKvF32), "ppppppiiiii");
+}
+
 TEST(Ptx, TheFp16PrefillKernelUsesSparseTensorCores) {
   const std::string ptx = sparse24::cuda::kPtx;
   const size_t mma = ptx.find(std::string(".entry ") + sparse24_launch::kMmaF16);

@@ -23,12 +23,12 @@ COPY src/ src/
 COPY models/ models/
 RUN deploy/publish.sh /app
 
-# The GPU image: ONNX Runtime's CUDA package (not on our CI mirror, so CI checks the CPU image
-# only) on NVIDIA's CUDA 12 + cuDNN 9 runtime, with the ASP.NET runtime copied in.
+# The GPU image: ONNX Runtime 1.32's Linux CUDA package (CUDA 13 + cuDNN 9; 276 MB of providers, so CI checks the CPU image
+# only, and its 150 MB limit) on NVIDIA's CUDA 13 + cuDNN 9 runtime, with the ASP.NET runtime copied in.
 FROM build AS build-gpu
-RUN deploy/publish.sh /app-gpu -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu
+RUN deploy/publish.sh /app-gpu -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu.Linux
 
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 AS gpu
 COPY --from=mcr.microsoft.com/dotnet/aspnet:10.0-noble /usr/share/dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
     && apt-get update \

@@ -10,10 +10,6 @@ npm ci --ignore-scripts --no-audit --no-fund --prefix tests/Compat.Tests/js
 
 dotnet test Serving.sln --nologo "$@"
 
-# The op's correctness tests again with the CUDA opt-in: on a machine without a GPU they
-# check the fallback to the CPU kernels; with one (sm_80+) they check the CUDA kernels.
-SERVING_SPARSE24_DEVICE=cuda dotnet test tests/Runtime.Tests --no-build --nologo --filter "FullyQualifiedName~Sparsity" "$@"
-
 # Native unit tests (every ISA kernel the CPU supports against a dense reference).
 # The ONNX Runtime headers the MSBuild target found in the restored package.
 ORT_INCLUDE=$(sed -n 's/^ORT_INCLUDE_DIR:PATH=//p' src/Runtime/obj/native/CMakeCache.txt)

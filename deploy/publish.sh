@@ -5,7 +5,7 @@
 # for linux-x64). KernelsNative.targets builds libserving_kernels.so with cmake and ships it
 # beside Serving.Runtime.dll.
 #   deploy/publish.sh OUTPUT_DIR [extra dotnet publish arguments...]
-# ONNX Runtime's GPU package: deploy/publish.sh /app -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu
+# ONNX Runtime's GPU package: deploy/publish.sh /app -p:OnnxRuntimePackage=Microsoft.ML.OnnxRuntime.Gpu.Linux
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: deploy/publish.sh OUTPUT_DIR [dotnet publish arguments...]}

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Serving.Runtime.Devices;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
@@ -33,8 +34,9 @@ internal static class GenerateCommand
         var kvBudget = new Option<int>("--kv-budget") { Description = "Tokens each global layer keeps after a compression", DefaultValueFactory = _ => new KvCompressionOptions().Budget };
         var jsonSchema = new Option<FileInfo?>("--json-schema") { Description = "Constrain the output to JSON matching this JSON Schema file (as response_format json_schema does)" };
         var dtype = DtypeOption.Create();
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(prompt)!, result.GetValue(chat),
+        var device = DeviceOption.Create();
+        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, device, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(device)!, result.GetValue(prompt)!, result.GetValue(chat),
             new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
                 KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) },
                 ResponseSchema: ReadSchema(result.GetValue(jsonSchema))), result.GetValue(json)));
@@ -67,7 +69,7 @@ internal static class GenerateCommand
         }
     }
 
-    private static int Run(DirectoryInfo folder, string? dtype, string prompt, bool chat, GenerateOptions options, bool json)
+    private static int Run(DirectoryInfo folder, string? dtype, string device, string prompt, bool chat, GenerateOptions options, bool json)
     {
         if (options.MaxTokens < 1)
         {
@@ -91,8 +93,11 @@ internal static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using ILoggerFactory logging = CommandLine.StderrLogging();
+        ILogger logger = logging.CreateLogger("serving");
         // The serving engine's attention over the paged KV cache: the CLI runs what the server runs.
-        using DecoderModel decoder = DecoderModel.Load(folder.FullName, new DecoderLoadOptions { Dtype = dtype, PagedAttention = true }, logging.CreateLogger("serving"));
+        ExecutionDevice executionDevice = DeviceOption.Select(device);
+        using DecoderModel decoder = DecoderModel.Load(folder.FullName,
+            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = executionDevice }, logger);
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
@@ -108,6 +113,9 @@ internal static class GenerateCommand
             throw new UsageException(
                 $"the prompt ({promptIds.Length} tokens) plus --max-tokens ({options.MaxTokens}) exceeds the model's context length ({context}, max_position_embeddings)");
         }
+
+        // After every usage check, so a usage error is the first line on stderr.
+        DeviceOption.Log(logger, device, executionDevice);
 
         IncrementalDetokenizer detokenizer = tokenizer.CreateDetokenizer();
         GenerationResult result;

@@ -2,6 +2,7 @@ using Serving.Server.Apis;
 using Serving.Server.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.Configuration.AddCommandLine(args, ServingOptions.CommandLineSwitches);
 builder.AddServing();
 builder.AddServingTelemetry();
 builder.AddRetrieval();

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,21 +32,25 @@ bool has_ptx();
 
 class Driver;
 
-// Y = A · W on the first CUDA device. T = float (GEMV kernel for every M) or uint16_t
-// (fp16: GEMV for M <= 8, mma.sp tensor cores above). A and Y stay in T on both sides.
+// Y = A · W on one CUDA device. T = float (GEMV kernel for every M) or uint16_t (fp16:
+// GEMV for M <= 8, mma.sp tensor cores above). A and Y are device tensors in T.
 template <class T>
 class DeviceMatmul {
  public:
-  // Null, with `why_not` filled, when no driver, no device, a device older than sm_80, or
-  // no PTX in this build. `library` is the driver to open (libcuda.so.1; tests pass others).
-  static std::unique_ptr<DeviceMatmul> create(const WeightsOf<T>& weights, const char* library, std::string& why_not);
+  // Uploads the weights (host memory) to device `ordinal` once. Null, with `why_not`
+  // filled, when no driver, no such device, one older than sm_80, or no PTX in this build.
+  // `library` is the driver to open (libcuda.so.1; tests pass others).
+  static std::unique_ptr<DeviceMatmul> create(const WeightsOf<T>& weights, const char* library, int ordinal,
+                                              std::string& why_not);
 
   ~DeviceMatmul();
   DeviceMatmul(const DeviceMatmul&) = delete;
   DeviceMatmul& operator=(const DeviceMatmul&) = delete;
 
-  // a: [m, k] host, y: [m, n] host. Throws std::runtime_error with the driver's message.
-  void run(const T* a, int64_t m, T* y);
+  // a: [m, k] and y: [m, n] device pointers; one launch on `stream` (a CUstream / cudaStream_t;
+  // null: the legacy default stream), no copies, no wait. Throws std::runtime_error with the
+  // driver's message when the launch is refused.
+  void run(const T* a, int64_t m, T* y, void* stream) const;
 
  private:
   DeviceMatmul(std::shared_ptr<Driver> driver, const Shape& shape);
@@ -55,12 +58,9 @@ class DeviceMatmul {
   std::shared_ptr<Driver> driver_;
   Shape shape_;
   unsigned long long values_ = 0, meta_ = 0, bias_ = 0;  // device pointers
-  std::mutex mutex_;                                     // guards the A / Y buffers below
-  unsigned long long a_ = 0, y_ = 0;
-  size_t a_bytes_ = 0, y_bytes_ = 0;
 };
 
-// Why the driver cannot be used, or empty when it can: the loader alone, for tests.
-std::string probe_driver(const char* library);
+// Why the driver cannot be used on device `ordinal`, or empty when it can: the loader alone.
+std::string probe_driver(const char* library, int ordinal);
 
 }  // namespace sparse24::cuda

@@ -1,4 +1,4 @@
-// Opens libcuda.so.1, the primary context of device 0, and the module of the embedded PTX.
+// Opens libcuda.so.1, the primary context of one device, and the module of the embedded PTX.
 #include "cuda_driver.h"
 
 #include <dlfcn.h>
@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "cuda/attention_launch.h"
 #include "cuda/launch_shape.h"
 #include "sparse24_cuda.h"
 
@@ -25,20 +26,22 @@ bool resolve(void* library, const char* symbol, F& function) {
 
 }  // namespace
 
-std::shared_ptr<Driver> Driver::open(const char* library, std::string& why_not) {
-  // One driver per library name for the process: every op kernel shares the context and module.
+std::shared_ptr<Driver> Driver::open(const char* library, int ordinal, std::string& why_not) {
+  // One driver per library and device for the process: every op kernel on that device shares
+  // the context and module.
   static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<Driver>> opened;
+  static std::map<std::pair<std::string, int>, std::weak_ptr<Driver>> opened;
   std::lock_guard<std::mutex> lock(mutex);
-  if (auto existing = opened[library].lock()) return existing;
+  const std::pair<std::string, int> key{library, ordinal};
+  if (auto existing = opened[key].lock()) return existing;
   std::shared_ptr<Driver> driver(new Driver());
-  why_not = driver->load(library);
+  why_not = driver->load(library, ordinal);
   if (!why_not.empty()) return nullptr;
-  opened[library] = driver;
+  opened[key] = driver;
   return driver;
 }
 
-std::string Driver::load(const char* library) {
+std::string Driver::load(const char* library, int ordinal) {
   library_ = dlopen(library, RTLD_NOW | RTLD_LOCAL);
   if (library_ == nullptr) {
     const char* error = dlerror();
@@ -59,7 +62,7 @@ std::string Driver::load(const char* library) {
       {"cuMemAlloc_v2", resolve(library_, "cuMemAlloc_v2", api_.cuMemAlloc)},
       {"cuMemFree_v2", resolve(library_, "cuMemFree_v2", api_.cuMemFree)},
       {"cuMemcpyHtoD_v2", resolve(library_, "cuMemcpyHtoD_v2", api_.cuMemcpyHtoD)},
-      {"cuMemcpyDtoH_v2", resolve(library_, "cuMemcpyDtoH_v2", api_.cuMemcpyDtoH)},
+      {"cuMemcpyHtoDAsync_v2", resolve(library_, "cuMemcpyHtoDAsync_v2", api_.cuMemcpyHtoDAsync)},
       {"cuLaunchKernel", resolve(library_, "cuLaunchKernel", api_.cuLaunchKernel)},
   };
   for (const auto& [name, found] : symbols) {
@@ -69,12 +72,15 @@ std::string Driver::load(const char* library) {
   int count = 0;
   if (CUresult r = api_.cuDeviceGetCount(&count)) return "cuDeviceGetCount failed: " + error_name(r);
   if (count == 0) return "the CUDA driver reports no device";
-  if (CUresult r = api_.cuDeviceGet(&device_, 0)) return "cuDeviceGet failed: " + error_name(r);
+  if (ordinal < 0 || ordinal >= count) {
+    return "device " + std::to_string(ordinal) + " does not exist (the driver reports " + std::to_string(count) + ")";
+  }
+  if (CUresult r = api_.cuDeviceGet(&device_, ordinal)) return "cuDeviceGet failed: " + error_name(r);
   int major = 0, minor = 0;
   api_.cuDeviceGetAttribute(&major, kComputeCapabilityMajor, device_);
   api_.cuDeviceGetAttribute(&minor, kComputeCapabilityMinor, device_);
   if (major < 8) {
-    return "device 0 is sm_" + std::to_string(major) + std::to_string(minor) + "; the kernels need sm_80 (mma.sp)";
+    return "device " + std::to_string(ordinal) + " is sm_" + std::to_string(major) + std::to_string(minor) + "; the kernels need sm_80 (mma.sp)";
   }
   if (!has_ptx()) return "this build has no PTX (clang was not found when src/KernelsNative was built)";
   if (CUresult r = api_.cuDevicePrimaryCtxRetain(&context_, device_)) return "cuDevicePrimaryCtxRetain failed: " + error_name(r);
@@ -83,7 +89,9 @@ std::string Driver::load(const char* library) {
   if (CUresult r = api_.cuModuleLoadData(&module_, kPtx)) return "cuModuleLoadData (the embedded PTX) failed: " + error_name(r);
   const std::pair<const char*, CUfunction*> functions[] = {{sparse24_launch::kGemvF32, &gemv_f32_},
                                                            {sparse24_launch::kGemvF16, &gemv_f16_},
-                                                           {sparse24_launch::kMmaF16, &mma_f16_}};
+                                                           {sparse24_launch::kMmaF16, &mma_f16_},
+                                                           {paged_launch::kAttentionF32, &attention_f32_},
+                                                           {paged_launch::kWriteKvF32, &write_kv_f32_}};
   for (const auto& [name, function] : functions) {
     if (CUresult r = api_.cuModuleGetFunction(function, module_, name)) {
       return std::string("cuModuleGetFunction(") + name + ") failed: " + error_name(r);
@@ -112,9 +120,9 @@ std::string Driver::error_name(CUresult result) const {
 
 bool has_ptx() { return kPtx[0] != '\0'; }
 
-std::string probe_driver(const char* library) {
+std::string probe_driver(const char* library, int ordinal) {
   std::string why_not;
-  Driver::open(library, why_not);
+  Driver::open(library, ordinal, why_not);
   return why_not;
 }
 

@@ -1,6 +1,7 @@
-// The CUDA driver API, opened at run time with dlopen: the dozen entry points the op uses,
-// declared here (no CUDA SDK at build time), the primary context of device 0 and the
-// module built from the embedded PTX.
+// The CUDA driver API, opened at run time with dlopen: the dozen entry points the ops use,
+// declared here (no CUDA SDK at build time), the primary context of one device (the one
+// ONNX Runtime's CUDA provider runs on: its runtime API uses the same primary context) and
+// the module built from the embedded PTX.
 #pragma once
 
 #include <memory>
@@ -31,7 +32,7 @@ struct DriverApi {
   CUresult (*cuMemAlloc)(CUdeviceptr* pointer, size_t bytes);  // _v2
   CUresult (*cuMemFree)(CUdeviceptr pointer);                   // _v2
   CUresult (*cuMemcpyHtoD)(CUdeviceptr destination, const void* source, size_t bytes);  // _v2
-  CUresult (*cuMemcpyDtoH)(void* destination, CUdeviceptr source, size_t bytes);        // _v2
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr destination, const void* source, size_t bytes, CUstream stream);  // _v2
   CUresult (*cuLaunchKernel)(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
                              unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
                              CUstream stream, void** params, void** extra);
@@ -39,15 +40,18 @@ struct DriverApi {
 
 class Driver {
  public:
-  // The process-wide driver for `library`, opened once; null with `why_not` filled when
-  // the library, a symbol, a device of compute capability >= 8.0 or the PTX is missing.
-  static std::shared_ptr<Driver> open(const char* library, std::string& why_not);
+  // The process-wide driver for `library` and device `ordinal`, opened once; null with
+  // `why_not` filled when the library, a symbol, the device, compute capability >= 8.0 or
+  // the PTX is missing.
+  static std::shared_ptr<Driver> open(const char* library, int ordinal, std::string& why_not);
   ~Driver();
 
   const DriverApi& api() const { return api_; }
   CUfunction gemv_f32() const { return gemv_f32_; }
   CUfunction gemv_f16() const { return gemv_f16_; }
   CUfunction mma_f16() const { return mma_f16_; }
+  CUfunction attention_f32() const { return attention_f32_; }
+  CUfunction write_kv_f32() const { return write_kv_f32_; }
 
   // Makes the primary context current on the calling thread (ORT runs nodes on its pool).
   void bind() const;
@@ -56,7 +60,7 @@ class Driver {
 
  private:
   Driver() = default;
-  std::string load(const char* library);
+  std::string load(const char* library, int ordinal);
   std::string error_name(CUresult result) const;
 
   void* library_ = nullptr;
@@ -65,6 +69,7 @@ class Driver {
   CUcontext context_ = nullptr;
   CUmodule module_ = nullptr;
   CUfunction gemv_f32_ = nullptr, gemv_f16_ = nullptr, mma_f16_ = nullptr;
+  CUfunction attention_f32_ = nullptr, write_kv_f32_ = nullptr;
 };
 
 }  // namespace sparse24::cuda

@@ -1,5 +1,5 @@
-// DeviceMatmul: weights uploaded once in the kernels' layout, then per call A → device,
-// one kernel launch, Y → host (synchronous copies on the default stream).
+// DeviceMatmul: weights uploaded once in the kernels' layout, then one kernel launch per call
+// on device tensors, on the caller's stream.
 #include <climits>
 #include <stdexcept>
 #include <type_traits>
@@ -24,27 +24,17 @@ CUdeviceptr upload(const Driver& driver, const void* data, size_t bytes) {
   return pointer;
 }
 
-// Grows a per-kernel device buffer; calls on one node are serialized by the caller's mutex.
-void reserve(const Driver& driver, CUdeviceptr& pointer, size_t& capacity, size_t bytes) {
-  if (bytes <= capacity) return;
-  if (pointer != 0) driver.api().cuMemFree(pointer);
-  pointer = 0;
-  capacity = 0;
-  driver.check(driver.api().cuMemAlloc(&pointer, bytes), "cuMemAlloc");
-  capacity = bytes;
-}
-
 }  // namespace
 
 template <class T>
-std::unique_ptr<DeviceMatmul<T>> DeviceMatmul<T>::create(const WeightsOf<T>& weights, const char* library,
+std::unique_ptr<DeviceMatmul<T>> DeviceMatmul<T>::create(const WeightsOf<T>& weights, const char* library, int ordinal,
                                                          std::string& why_not) {
   const Shape& shape = weights.shape;
   if (padded_k(shape.k) > INT_MAX || shape.n > INT_MAX) {
     why_not = "K or N does not fit the kernels' 32-bit sizes";
     return nullptr;
   }
-  std::shared_ptr<Driver> driver = Driver::open(library, why_not);
+  std::shared_ptr<Driver> driver = Driver::open(library, ordinal, why_not);
   if (!driver) return nullptr;
   std::unique_ptr<DeviceMatmul> matmul(new DeviceMatmul(driver, shape));
   driver->bind();
@@ -64,31 +54,27 @@ DeviceMatmul<T>::DeviceMatmul(std::shared_ptr<Driver> driver, const Shape& shape
 
 template <class T>
 DeviceMatmul<T>::~DeviceMatmul() {
-  for (CUdeviceptr pointer : {values_, meta_, bias_, a_, y_}) {
+  for (CUdeviceptr pointer : {values_, meta_, bias_}) {
     if (pointer != 0) driver_->api().cuMemFree(pointer);
   }
 }
 
 template <class T>
-void DeviceMatmul<T>::run(const T* a, int64_t m, T* y) {
+void DeviceMatmul<T>::run(const T* a, int64_t m, T* y, void* stream) const {
   if (m > INT_MAX) throw std::runtime_error("SparseMatMul24 on CUDA: too many rows of A");
-  std::lock_guard<std::mutex> lock(mutex_);
   const Driver& driver = *driver_;
   driver.bind();
-  const size_t a_bytes = static_cast<size_t>(m * shape_.k) * sizeof(T), y_bytes = static_cast<size_t>(m * shape_.n) * sizeof(T);
-  reserve(driver, a_, a_bytes_, a_bytes);
-  reserve(driver, y_, y_bytes_, y_bytes);
-  driver.check(driver.api().cuMemcpyHtoD(a_, a, a_bytes), "cuMemcpyHtoD (A)");
-
+  CUdeviceptr a_device = reinterpret_cast<CUdeviceptr>(a), y_device = reinterpret_cast<CUdeviceptr>(y);
   int k = static_cast<int>(shape_.k), n = static_cast<int>(shape_.n), rows = static_cast<int>(m);
-  void* params[] = {&values_, &meta_, &bias_, &a_, &y_, &k, &n, &rows};  // device addresses are 64-bit values
+  // Device addresses are 64-bit values; cuLaunchKernel reads each parameter through its pointer.
+  CUdeviceptr values = values_, meta = meta_, bias = bias_;
+  void* params[] = {&values, &meta, &bias, &a_device, &y_device, &k, &n, &rows};
   const bool tensor_cores = uses_tensor_cores(std::is_same_v<T, uint16_t>, m);
   CUfunction function = tensor_cores ? driver.mma_f16() : std::is_same_v<T, float> ? driver.gemv_f32() : driver.gemv_f16();
   const Grid grid = grid_for(tensor_cores, n, m);
-  driver.check(driver.api().cuLaunchKernel(function, grid.x, grid.y, 1, kWarpsPerBlock * 32, 1, 1, 0, nullptr, params, nullptr),
-               "cuLaunchKernel");
-  // Waits for the kernel (legacy default stream) and reports its faults.
-  driver.check(driver.api().cuMemcpyDtoH(y, y_, y_bytes), "cuMemcpyDtoH (Y)");
+  driver.check(driver.api().cuLaunchKernel(function, grid.x, grid.y, 1, kWarpsPerBlock * 32, 1, 1, 0,
+                                           static_cast<CUstream>(stream), params, nullptr),
+               "cuLaunchKernel (SparseMatMul24)");
 }
 
 template class DeviceMatmul<float>;

@@ -3,8 +3,9 @@
 // [N, ceil(K4/8)], optional bias T [N]; attribute K; output Y T [..., N]; T = float or float16
 // (registered as two ops of the same name). values, masks and bias must be initializers:
 // the kernel keeps pointers to ONNX Runtime's copy (custom ops have no PrePack, and a
-// repacked copy would double the weight memory). fp16 is computed in fp32. With
-// SERVING_SPARSE24_DEVICE=cuda and a GPU, the CUDA kernels run instead (sparse24_cuda.h).
+// repacked copy would double the weight memory). fp16 is computed in fp32. The same ops
+// are registered for ONNX Runtime's CUDA provider too (cuda_ops.cpp): a session with that
+// provider runs them on the GPU, one without it runs these.
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
@@ -16,8 +17,11 @@
 #include <vector>
 
 #include "attention_op.h"
+#include "cuda_ops.h"
 #include "decoder_ops.h"
+#include "matmul_weights.h"
 #include "op_support.h"
+#include "sparse24_cuda.h"
 
 namespace {
 
@@ -30,45 +34,12 @@ constexpr int64_t kColumnsPerTask = 64;
 constexpr int64_t kBlocksPerTask = 4;
 
 template <class T>
-struct Element;
-template <>
-struct Element<float> {
-  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-};
-template <>
-struct Element<uint16_t> {
-  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-};
-
-template <class T>
 class Kernel {
  public:
-  explicit Kernel(const OrtKernelInfo* info) : kernels_(choose_kernels()) {
-    Ort::ConstKernelInfo ki(info);
-    name_ = ki.GetNodeName();
-    weights_.shape.k = ki.GetAttribute<int64_t>("K");
-    if (weights_.shape.k <= 0) fail("attribute K must be positive, got " + std::to_string(weights_.shape.k));
-    Ort::ConstValue values = constant(ki, 1, "values");
-    Ort::ConstValue masks = constant(ki, 2, "masks");
-    std::vector<int64_t> vshape = values.GetTensorTypeAndShapeInfo().GetShape();
-    if (vshape.size() != 2) fail("values must be 2-D [N, K4/2]");
-    weights_.shape.n = vshape[0];
-    expect_shape(values, "values", {weights_.shape.n, weights_.shape.value_stride()});
-    expect_shape(masks, "masks", {weights_.shape.n, weights_.shape.mask_stride()});
-    weights_.values = static_cast<const T*>(values.GetTensorRawData());
-    weights_.masks = masks.GetTensorData<uint8_t>();
-    if (ki.GetInputCount() > 3) {
-      Ort::ConstValue bias = constant(ki, 3, "bias");
-      expect_shape(bias, "bias", {weights_.shape.n});
-      // N floats; fp16 biases are widened once here rather than on every call.
-      const T* raw = static_cast<const T*>(bias.GetTensorRawData());
-      for (int64_t i = 0; i < weights_.shape.n; ++i) bias_.push_back(sparse24::detail::value_at(raw, i));
-      weights_.bias = bias_.data();
-    }
-    std::string bad = sparse24::validate_masks(weights_.shape, weights_.masks);
-    if (!bad.empty()) fail("masks are not 2:4: " + bad);
-    device_ = choose_device(weights_);
-  }
+  static constexpr const char* kProvider = nullptr;  // the CPU provider
+  static OrtMemType memory_type(size_t) { return OrtMemTypeDefault; }
+
+  explicit Kernel(const OrtKernelInfo* info) : kernels_(choose_kernels()), matmul_(Ort::ConstKernelInfo(info)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
     return guarded([&] { Compute(raw); });
@@ -88,22 +59,9 @@ class Kernel {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext context(raw);
-    Ort::ConstValue input = context.GetInput(0);
-    std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
-    if (shape.empty() || shape.back() != weights_.shape.k) {
-      fail("input A must end in K = " + std::to_string(weights_.shape.k));
-    }
-    int64_t m = 1;
-    for (size_t i = 0; i + 1 < shape.size(); ++i) m *= shape[i];
-    shape.back() = weights_.shape.n;
-    Ort::UnownedValue output = context.GetOutput(0, shape);
+    const auto [a, y, m] = matmul_.bind(context);
     if (m == 0) return;
-    if (device_) {
-      device_->run(static_cast<const T*>(input.GetTensorRawData()), m, static_cast<T*>(output.GetTensorMutableRawData()));
-      return;
-    }
-    Fp32View<T> view(static_cast<const T*>(input.GetTensorRawData()), m * weights_.shape.k,
-                     static_cast<T*>(output.GetTensorMutableRawData()), m * weights_.shape.n);
+    Fp32View<T> view(a, m * weights_.shape.k, y, m * weights_.shape.n);
     if (m <= sparse24::kGemvMaxRows) {
       gemv(context, view.a(), m, view.y());
     } else {
@@ -173,48 +131,9 @@ class Kernel {
     return {begin, std::min(begin + kColumnsPerTask, weights_.shape.n)};
   }
 
-  Ort::ConstValue constant(const Ort::ConstKernelInfo& ki, size_t index, const char* what) const {
-    int is_constant = 0;
-    Ort::ConstValue value = ki.GetTensorConstantInput(index, &is_constant);
-    if (!is_constant) fail(std::string(what) + " must be a constant initializer");
-    return value;
-  }
-
-  void expect_shape(const Ort::ConstValue& value, const char* what, const std::vector<int64_t>& expected) const {
-    std::vector<int64_t> shape = value.GetTensorTypeAndShapeInfo().GetShape();
-    if (shape != expected) {
-      fail(std::string(what) + " has shape " + dims(shape) + ", expected " + dims(expected) +
-           " for K = " + std::to_string(weights_.shape.k));
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& message) const {
-    throw Ort::Exception("SparseMatMul24 node '" + name_ + "': " + message, ORT_INVALID_GRAPH);
-  }
-
   Kernels kernels_;
-  sparse24::WeightsOf<T> weights_;
-  std::vector<float> bias_;
-  std::string name_;
-  std::unique_ptr<sparse24::cuda::DeviceMatmul<T>> device_;  // null: the CPU kernels
-};
-
-template <class T>
-struct Op : Ort::CustomOpBase<Op<T>, Kernel<T>, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-    return guarded([&] { *kernel = new Kernel<T>(info); });
-  }
-
-  const char* GetName() const { return "SparseMatMul24"; }
-  size_t GetInputTypeCount() const { return 4; }
-  ONNXTensorElementDataType GetInputType(size_t index) const {
-    return index == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : Element<T>::kType;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-  }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return Element<T>::kType; }
+  MatmulWeights<T> matmul_;
+  const sparse24::WeightsOf<T>& weights_ = matmul_.get();
 };
 
 }  // namespace
@@ -227,20 +146,37 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     return api_base->GetApi(1)->CreateStatus(ORT_FAIL, "SparseMatMul24 was built for a newer ONNX Runtime API");
   }
   Ort::InitApi(api);
-  // Domain and ops live as long as the process: ORT keeps pointers to them in every session.
-  static Op<float> fp32;
-  static Op<uint16_t> fp16;
-  static Ort::CustomOpDomain domain{kDomain};
+  // Domains and ops live as long as the process: ORT keeps pointers to them in every session.
+  // The CUDA provider's PagedAttention reads and writes kv_pool as device memory; a session
+  // whose pool is host memory (the engine's, until the pool moves to the device) must not get
+  // it, or ONNX Runtime would copy the pool in for every call and drop the op's writes. So
+  // the session says which: serving.kv_pool = host (default) or device.
+  static MatmulOp<Kernel<float>, float> fp32;
+  static MatmulOp<Kernel<uint16_t>, uint16_t> fp16;
+  static Ort::CustomOpDomain host_pool{kDomain}, device_pool{kDomain};
   static bool added = [] {
-    domain.Add(&fp32);
-    domain.Add(&fp16);
-    domain.Add(paged_attention_custom_op());
-    domain.Add(qk_norm_rope_custom_op());
-    domain.Add(gelu_gate_custom_op());
+    for (Ort::CustomOpDomain* domain : {&host_pool, &device_pool}) {
+      domain->Add(&fp32);
+      domain->Add(&fp16);
+      domain->Add(paged_attention_custom_op());
+      domain->Add(cuda_matmul_custom_ops()[0]);
+      domain->Add(cuda_matmul_custom_ops()[1]);
+      // CPU kernels only: on a CUDA session ONNX Runtime runs them on the CPU provider.
+      domain->Add(qk_norm_rope_custom_op());
+      domain->Add(gelu_gate_custom_op());
+    }
+    device_pool.Add(cuda_attention_custom_op());
     return true;
   }();
   (void)added;
-  return guarded([&] { Ort::UnownedSessionOptions(options).Add(domain); });
+  return guarded([&] {
+    Ort::UnownedSessionOptions session(options);
+    const std::string pool = session.GetConfigEntryOrDefault(kKvPoolConfigKey, "host");
+    if (pool != "host" && pool != "device") {
+      throw std::invalid_argument(std::string(kKvPoolConfigKey) + " is '" + pool + "', not host or device");
+    }
+    session.Add(pool == "device" ? device_pool : host_pool);
+  });
 }
 
 // The ISA the op's kernels use in this process (SERVING_SPARSE24_ISA and the CPU), for the
@@ -251,4 +187,13 @@ extern "C" __attribute__((visibility("default"))) const char* ServingSparse24Isa
   } catch (const std::exception&) {
     return "invalid";
   }
+}
+
+// Why the ops' CUDA kernels cannot run on device `ordinal` (no driver, no such device, one
+// older than sm_80, no PTX in this build), or "" when they can; for the server's device
+// choice. The text stays valid until the calling thread's next call.
+extern "C" __attribute__((visibility("default"))) const char* ServingCudaProbe(int ordinal) {
+  thread_local std::string why_not;
+  why_not = sparse24::cuda::probe_driver("libcuda.so.1", ordinal);
+  return why_not.c_str();
 }

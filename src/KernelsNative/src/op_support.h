@@ -7,13 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "nibbles.h"
-#include "sparse24_cuda.h"
+#include "sparse24.h"
 
 namespace {
 
@@ -30,27 +29,6 @@ inline sparse24::Kernels choose_kernels() {
   throw std::invalid_argument(std::string("SERVING_SPARSE24_ISA='") + forced + "' is not portable, avx2 or avx512");
 }
 
-// SERVING_SPARSE24_DEVICE=cuda opts in to the GPU: the weights go to the device once, here.
-// When the driver, a device of sm_80 or newer, or this build's PTX is missing, the op keeps
-// the CPU kernels and says why once per process on stderr. Unset or "cpu": the CPU kernels.
-template <class T>
-std::unique_ptr<sparse24::cuda::DeviceMatmul<T>> choose_device(const sparse24::WeightsOf<T>& weights) {
-  const char* device = std::getenv("SERVING_SPARSE24_DEVICE");
-  if (device == nullptr || *device == '\0' || std::strcmp(device, "cpu") == 0) return nullptr;
-  if (std::strcmp(device, "cuda") != 0) {
-    throw std::invalid_argument(std::string("SERVING_SPARSE24_DEVICE='") + device + "' is not cpu or cuda");
-  }
-  std::string why_not;
-  auto matmul = sparse24::cuda::DeviceMatmul<T>::create(weights, "libcuda.so.1", why_not);
-  if (!matmul) {
-    static std::once_flag reported;
-    std::call_once(reported, [&] {
-      std::fprintf(stderr, "SparseMatMul24: SERVING_SPARSE24_DEVICE=cuda, but %s; using the CPU kernels\n", why_not.c_str());
-    });
-  }
-  return matmul;
-}
-
 // Runs body; an exception becomes the OrtStatus that ONNX Runtime reports to the caller.
 template <class F>
 OrtStatusPtr guarded(F&& body) {
@@ -63,6 +41,18 @@ OrtStatusPtr guarded(F&& body) {
     return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
   }
 }
+
+// What every op of ours shares, for kernel K (CRTP: Op is the op type): K is created through
+// guarded, names its execution provider (kProvider, null = CPU) and where each input lives
+// (memory_type).
+template <class Op, class K>
+struct OpOf : Ort::CustomOpBase<Op, K, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    return guarded([&] { *kernel = new K(info); });
+  }
+  const char* GetExecutionProviderType() const { return K::kProvider; }
+  OrtMemType GetInputMemoryType(size_t index) const { return K::memory_type(index); }
+};
 
 inline std::string dims(const std::vector<int64_t>& shape) {
   std::string text = "[";

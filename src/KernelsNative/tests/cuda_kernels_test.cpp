@@ -6,6 +6,8 @@
 #include <type_traits>
 
 #include "warp_emulator.h"
+// The kernels' source, compiled for the host against the emulator's device functions.
+#include "../src/cuda/sparse24_kernels.cu"
 
 #include "cuda/launch_shape.h"
 #include "sparse24_cuda.h"

@@ -4,7 +4,9 @@
 
 #include <string>
 
+#include "cuda/attention_launch.h"
 #include "cuda/launch_shape.h"
+#include "paged_attention_cuda.h"
 #include "sparse24_cuda.h"
 #include "test_data.h"
 
@@ -71,34 +73,67 @@ TEST(NvidiaLayout, PaddedValuesAndMetadataExpandToTheSameWeights) {
 }
 
 TEST(CudaDriver, MissingLibraryIsReportedNotThrown) {
-  const std::string why = sparse24::cuda::probe_driver("libserving-no-such-driver.so.1");
+  const std::string why = sparse24::cuda::probe_driver("libserving-no-such-driver.so.1", 0);
   EXPECT_NE(why.find("no CUDA driver"), std::string::npos) << why;
   EXPECT_NE(why.find("libserving-no-such-driver.so.1"), std::string::npos) << why;
 }
 
 TEST(CudaDriver, LibraryWithoutTheDriverApiIsRejected) {
-  const std::string why = sparse24::cuda::probe_driver("libm.so.6");
+  const std::string why = sparse24::cuda::probe_driver("libm.so.6", 0);
   EXPECT_NE(why.find("libm.so.6 has no cuInit"), std::string::npos) << why;
 }
 
 TEST(CudaDriver, DeviceMatmulWithoutADriverIsNullWithAReason) {
   Packed p = random_packed(64, 8, 1);
   std::string why;
-  EXPECT_EQ(sparse24::cuda::DeviceMatmul<float>::create(p.weights(), "libserving-no-such-driver.so.1", why), nullptr);
+  EXPECT_EQ(sparse24::cuda::DeviceMatmul<float>::create(p.weights(), "libserving-no-such-driver.so.1", 0, why), nullptr);
   EXPECT_NE(why.find("no CUDA driver"), std::string::npos) << why;
   why.clear();
-  EXPECT_EQ(sparse24::cuda::DeviceMatmul<uint16_t>::create(p.weights16(), "libm.so.6", why), nullptr);
+  EXPECT_EQ(sparse24::cuda::DeviceMatmul<uint16_t>::create(p.weights16(), "libm.so.6", 1, why), nullptr);
   EXPECT_NE(why.find("has no cuInit"), std::string::npos) << why;
 }
 
+TEST(CudaDriver, DeviceAttentionWithoutADriverIsNullWithAReason) {
+  std::string why;
+  EXPECT_EQ(paged::cuda::DeviceAttention::create("libserving-no-such-driver.so.1", 0, why), nullptr);
+  EXPECT_NE(why.find("no CUDA driver"), std::string::npos) << why;
+}
+
 #if SERVING_CUDA_PTX
-TEST(Ptx, EmbedsTheThreeKernelsForSm80) {
+TEST(Ptx, EmbedsTheFiveKernelsForSm80) {
   const std::string ptx = sparse24::cuda::kPtx;
   ASSERT_TRUE(sparse24::cuda::has_ptx());
   EXPECT_NE(ptx.find(".target sm_80"), std::string::npos);
-  for (const char* name : {sparse24_launch::kGemvF32, sparse24_launch::kGemvF16, sparse24_launch::kMmaF16}) {
+  for (const char* name : {sparse24_launch::kGemvF32, sparse24_launch::kGemvF16, sparse24_launch::kMmaF16,
+                           paged_launch::kAttentionF32, paged_launch::kWriteKvF32}) {
     EXPECT_NE(ptx.find(std::string(".entry ") + name + "("), std::string::npos) << name;
   }
+}
+
+// The parameter types of an entry, in order: p = 64-bit (a device pointer), i = 32-bit integer,
+// f = float. What cuLaunchKernel reads through the host's params array must match.
+std::string signature(const std::string& ptx, const std::string& entry) {
+  const size_t begin = ptx.find(".entry " + entry + "(");
+  const size_t end = ptx.find(')', begin);
+  std::string types;
+  for (size_t at = ptx.find(".param ", begin); at < end; at = ptx.find(".param ", at + 1)) {
+    const std::string type = ptx.substr(at + 7, 4);
+    types += type == ".u64" ? 'p' : type == ".u32" ? 'i' : type == ".f32" ? 'f' : '?';
+  }
+  return types;
+}
+
+TEST(Ptx, EntryParametersMatchWhatTheHostPasses) {
+  const std::string ptx = sparse24::cuda::kPtx;
+  // cuda_matmul.cpp: values, meta, bias, a, y, then k, n, m.
+  for (const char* name : {sparse24_launch::kGemvF32, sparse24_launch::kGemvF16, sparse24_launch::kMmaF16}) {
+    EXPECT_EQ(signature(ptx, name), "pppppiii") << name;
+  }
+  // cuda_attention.cpp: q, k, v, pool, tables, past_lens, query_starts, out; num_seqs, num_heads,
+  // kv_heads, head_size, block_size, table_cols, window; scale.
+  EXPECT_EQ(signature(ptx, paged_launch::kAttentionF32), "ppppppppiiiiiiif");
+  // k, v, pool, tables, past_lens, query_starts; num_seqs, kv_heads, head_size, block_size, table_cols.
+  EXPECT_EQ(signature(ptx, paged_launch::kWriteKvF32), "ppppppiiiii");
 }
 
 TEST(Ptx, TheFp16PrefillKernelUsesSparseTensorCores) {

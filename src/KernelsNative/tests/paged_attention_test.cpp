@@ -12,6 +12,7 @@
 
 #include "attention_tile.h"
 #include "paged_attention.h"
+#include "paged_test_data.h"
 
 namespace {
 
@@ -20,13 +21,6 @@ std::vector<sparse24::Isa> isas() {
   if (sparse24::detect_isa() >= sparse24::Isa::Avx2) all.push_back(sparse24::Isa::Avx2);
   if (sparse24::detect_isa() >= sparse24::Isa::Avx512) all.push_back(sparse24::Isa::Avx512);
   return all;
-}
-
-std::vector<float> random_floats(std::mt19937& rng, size_t n) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
 }
 
 // One sequence's whole history, token-major: q [L, Hq·D], k and v [L, Hkv·D].
@@ -57,12 +51,6 @@ std::vector<double> reference(const paged::Shape& s, const History& h, int64_t i
   return out;
 }
 
-struct PoolRun {
-  paged::Shape shape;
-  std::vector<float> pool;
-  std::vector<int32_t> tables;
-};
-
 // Runs one call the way the op does: validate, every task, then store the new slots.
 std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float>& q, const std::vector<float>& k,
                         const std::vector<float>& v, const std::vector<int32_t>& past, const std::vector<int32_t>& starts) {
@@ -87,18 +75,6 @@ std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float
   for (const paged::Task& task : tasks) tile(s, b, task, scratch.data());
   paged::write_new(s, b);
   return out;
-}
-
-// Each sequence a random permutation of blocks, enough for its whole history.
-PoolRun make_run(std::mt19937& rng, paged::Shape shape, int64_t num_seqs, int64_t cols) {
-  shape.table_cols = cols;
-  shape.num_blocks = num_seqs * cols + 3;
-  PoolRun run{shape, random_floats(rng, shape.num_blocks * shape.block_floats()), {}};
-  std::vector<int32_t> blocks(shape.num_blocks);
-  std::iota(blocks.begin(), blocks.end(), 0);
-  std::shuffle(blocks.begin(), blocks.end(), rng);
-  run.tables.assign(blocks.begin(), blocks.begin() + num_seqs * cols);
-  return run;
 }
 
 // Sequences of different lengths advance together in chunks of different sizes (prefill
@@ -151,17 +127,6 @@ void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> l
       }
     }
   }
-}
-
-paged::Shape gemma_like(int64_t heads, int64_t kv_heads, int64_t head_size, int64_t block, int64_t window) {
-  paged::Shape s;
-  s.num_heads = heads;
-  s.kv_heads = kv_heads;
-  s.head_size = head_size;
-  s.block_size = block;
-  s.window = window;
-  s.scale = 1.0f / std::sqrt(static_cast<float>(head_size));
-  return s;
 }
 
 TEST(PagedAttention, GlobalLayerPrefillInChunksThenDecodeMatchesDenseAttention) {

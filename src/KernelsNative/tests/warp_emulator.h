@@ -1,4 +1,4 @@
-// Runs the CUDA kernels of src/cuda/sparse24_kernels.cu on the host: each warp is 32 host
+// Runs the CUDA kernels of src/cuda/*.cu on the host (a test includes the .cu after this): each warp is 32 host
 // threads (one per lane) that meet at a barrier for every warp-collective operation (the
 // shuffle sum and mma.sp). The mma.sp model below is the PTX ISA's fragment layout for
 // sparse m16n8k32 .f16 written from the matrix's side (which lane holds element (r, k)),
@@ -8,6 +8,7 @@
 
 #define SPARSE24_WARP_EMULATION 1
 
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -129,6 +130,8 @@ inline float warp_sum(float value) {
   return value;
 }
 
+inline float exp2(float x) { return std::exp2(x); }
+
 inline float load(const float* p) { return *p; }
 inline float load(const uint16_t* p) { return half_to_float(*p); }
 inline uint32_t load_pair(const uint16_t* p) { return p[0] | (static_cast<uint32_t>(p[1]) << 16); }
@@ -140,5 +143,3 @@ inline void mma_sp_m16n8k32(float (&d)[4], const uint32_t (&a)[4], const uint32_
 }
 
 }  // namespace device
-
-#include "../src/cuda/sparse24_kernels.cu"

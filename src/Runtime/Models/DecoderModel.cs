@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
+using Serving.Runtime.Devices;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models.Gemma3;
 using Serving.Runtime.Text;
@@ -34,6 +35,13 @@ public sealed record DecoderLoadOptions
 
     /// <summary>Read <c>kv_calibration.json</c> when present (calibrate-kv turns this off: it replaces the file).</summary>
     public bool ReadKvCalibration { get; init; } = true;
+
+    /// <summary>
+    /// Where the session runs (<see cref="ExecutionDevice.Select"/>). On CUDA, ONNX Runtime's CUDA provider
+    /// takes every node it has a kernel for, our SparseMatMul24 included; PagedAttention stays on the CPU
+    /// provider because the KV pool is host memory (src/KernelsNative/src/cuda_ops.cpp).
+    /// </summary>
+    public ExecutionDevice Device { get; init; } = ExecutionDevice.Cpu;
 }
 
 /// <summary>
@@ -43,9 +51,10 @@ public sealed record DecoderLoadOptions
 public sealed class DecoderModel : IDisposable
 {
     private DecoderModel(string folder, string onnxPath, Gemma3Config config, GenerationDefaults generation, GemmaTokenizer tokenizer,
-        InferenceSession session, DecoderSignature signature, KvCalibration? kvCalibration)
+        InferenceSession session, DecoderSignature signature, KvCalibration? kvCalibration, ExecutionDevice device)
     {
         KvCalibration = kvCalibration;
+        Device = device;
         Folder = folder;
         Tokenizer = tokenizer;
         OnnxPath = onnxPath;
@@ -62,6 +71,9 @@ public sealed class DecoderModel : IDisposable
     public GemmaTokenizer Tokenizer { get; }
     public InferenceSession Session { get; }
     public DecoderSignature Signature { get; }
+
+    /// <summary>Where the session runs: <c>cpu</c> or <c>cuda:N</c>.</summary>
+    public ExecutionDevice Device { get; }
 
     /// <summary>TriAttention's query statistics from <c>kv_calibration.json</c>, or null when the folder has none.</summary>
     public KvCalibration? KvCalibration { get; }
@@ -105,7 +117,7 @@ public sealed class DecoderModel : IDisposable
             ReturnLoadGarbage();
             if (options.PagedAttention)
             {
-                return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config), kvCalibration);
+                return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config), kvCalibration, options.Device);
             }
 
             var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message));
@@ -115,7 +127,7 @@ public sealed class DecoderModel : IDisposable
                     onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
             }
 
-            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, signature, kvCalibration);
+            return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, signature, kvCalibration, options.Device);
         }
         catch
         {
@@ -245,6 +257,7 @@ public sealed class DecoderModel : IDisposable
         ProfileWhenAsked(sessionOptions);
         try
         {
+            options.Device.Apply(sessionOptions);
             Sparsity.SparseKernels.RegisterIfUsed(sessionOptions, onnxPath);
             return new InferenceSession(fused, sessionOptions);
         }
@@ -264,7 +277,8 @@ public sealed class DecoderModel : IDisposable
         byte[] rewritten;
         try
         {
-            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath))));
+            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath)),
+                cpuFusedOps: !options.Device.IsCuda));
         }
         catch (Exception e) when (e is PagedRewriteException or InvalidDataException)
         {
@@ -287,6 +301,7 @@ public sealed class DecoderModel : IDisposable
         ProfileWhenAsked(sessionOptions);
         try
         {
+            options.Device.Apply(sessionOptions);
             return new InferenceSession(rewritten, sessionOptions);
         }
         catch (OnnxRuntimeException e)

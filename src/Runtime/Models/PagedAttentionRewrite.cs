@@ -37,7 +37,10 @@ public static class PagedAttentionRewrite
     /// <summary>The rewritten copy of <paramref name="model"/>; <paramref name="model"/> is left as it is.</summary>
     /// <exception cref="PagedRewriteException">The graph does not have the pattern above.</exception>
     /// <param name="modelDirectory">The folder of the model's external data, for the fusions that read weights (<see cref="DecoderFusions"/>); null skips them.</param>
-    public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null, string? modelDirectory = null)
+    /// <param name="cpuFusedOps">Let <see cref="DecoderFusions"/> write our CPU-only fused ops (QkNormRope, GeluGate); off for a
+    /// CUDA session, where ONNX Runtime's own ops keep those chains on the GPU.</param>
+    public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null, string? modelDirectory = null,
+        bool cpuFusedOps = true)
     {
         names ??= new DecoderNames();
         ModelProto rewritten = model.Clone();
@@ -52,7 +55,7 @@ public static class PagedAttentionRewrite
         ReplaceInterface(graph, config, names);
         GraphEdits.RemoveDeadNodes(graph);
         GraphEdits.RemoveUnusedInitializers(graph);
-        DecoderFusions.Apply(rewritten, modelDirectory, ourOps: true);
+        DecoderFusions.Apply(rewritten, modelDirectory, ourOps: cpuFusedOps);
         if (!rewritten.OpsetImport.Any(opset => opset.Domain == SparseFormat.Domain))
         {
             rewritten.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseFormat.Domain, Version = 1 });
@@ -75,15 +78,8 @@ public static class PagedAttentionRewrite
         string query = TokenMajor(nodes, prefix + "q", queryReshape.Input[0]);
         string key = TokenMajor(nodes, prefix + "k", keyConcat.Input[1]);
         string value = TokenMajor(nodes, prefix + "v", valueConcat.Input[1]);
-        var attention = new NodeProto { Name = prefix + OpType, OpType = OpType, Domain = SparseFormat.Domain };
-        attention.Input.AddRange([query, key, value, KvPool, BlockTables, PastLengths, QueryStarts]);
-        attention.Output.Add(merged.Output[0]);
-        attention.Attribute.Add(Attr("layer", (long)layer));
-        attention.Attribute.Add(Attr("num_heads", (long)config.NumAttentionHeads));
-        attention.Attribute.Add(Attr("kv_num_heads", (long)config.NumKeyValueHeads));
-        attention.Attribute.Add(Attr("scale", (float)(1.0 / Math.Sqrt(config.QueryPreAttnScalar))));
-        attention.Attribute.Add(Attr("sliding_window", config.LayerKind(layer) == AttentionKind.Sliding ? (long)config.SlidingWindow : 0L));
-        nodes.Add(attention);
+        nodes.Add(AttentionNode(prefix + OpType, [query, key, value], merged.Output[0], layer, config.NumAttentionHeads, config.NumKeyValueHeads,
+            (float)(1.0 / Math.Sqrt(config.QueryPreAttnScalar)), config.LayerKind(layer) == AttentionKind.Sliding ? config.SlidingWindow : 0));
 
         // The new nodes read q, k and v, all made before the layer's last reshape: in its place, the order stays topological.
         int at = graph.Node.IndexOf(merged);
@@ -92,6 +88,27 @@ public static class PagedAttentionRewrite
         {
             graph.Node.Insert(at, nodes[i]);
         }
+    }
+
+    /// <summary>
+    /// One PagedAttention node: <paramref name="qkv"/> (query, key, value) and the shared pool, tables and
+    /// lengths in; <paramref name="output"/> out. A <paramref name="scale"/> of 0 leaves the op's default 1/√D.
+    /// </summary>
+    public static NodeProto AttentionNode(string name, string[] qkv, string output, int layer, int heads, int kvHeads, float scale, int window)
+    {
+        var attention = new NodeProto { Name = name, OpType = OpType, Domain = SparseFormat.Domain };
+        attention.Input.AddRange([.. qkv, KvPool, BlockTables, PastLengths, QueryStarts]);
+        attention.Output.Add(output);
+        attention.Attribute.Add(Attr("layer", (long)layer));
+        attention.Attribute.Add(Attr("num_heads", (long)heads));
+        attention.Attribute.Add(Attr("kv_num_heads", (long)kvHeads));
+        if (scale != 0)
+        {
+            attention.Attribute.Add(Attr("scale", scale));
+        }
+
+        attention.Attribute.Add(Attr("sliding_window", (long)window));
+        return attention;
     }
 
     /// <summary>[1, heads, T, D] → [1, T, heads · D]: the token-major rows the op takes.</summary>

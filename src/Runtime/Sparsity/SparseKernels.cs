@@ -64,20 +64,29 @@ public static class SparseKernels
     /// <c>invalid</c> when SERVING_SPARSE24_ISA names none), asked from the library itself, or
     /// null when the library is not there.
     /// </summary>
-    public static unsafe string? KernelIsa()
+    public static unsafe string? KernelIsa() =>
+        Export("ServingSparse24Isa") is { } export ? System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((delegate* unmanaged<nint>)export)()) : null;
+
+    /// <summary>
+    /// Why the library's CUDA kernels cannot run on device <paramref name="ordinal"/> (no driver, no such
+    /// device, older than sm_80, a build without PTX), asked from the library; empty when they can.
+    /// </summary>
+    public static unsafe string CudaWhyNot(int ordinal) =>
+        Export("ServingCudaProbe") is { } export
+            ? System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((delegate* unmanaged<int, nint>)export)(ordinal)) ?? ""
+            : $"{LibraryFile} is not in {Path.GetDirectoryName(LibraryPath)}";
+
+    /// <summary>An exported function of the library, or null when the library or the export is not there.</summary>
+    private static nint? Export(string name)
     {
-        if (!File.Exists(LibraryPath) || !System.Runtime.InteropServices.NativeLibrary.TryLoad(LibraryPath, out nint library))
-        {
-            return null;
-        }
-
         // The library stays loaded: ONNX Runtime loads the same file for sparse models.
-        if (!System.Runtime.InteropServices.NativeLibrary.TryGetExport(library, "ServingSparse24Isa", out nint export))
+        if (!File.Exists(LibraryPath) || !System.Runtime.InteropServices.NativeLibrary.TryLoad(LibraryPath, out nint library)
+            || !System.Runtime.InteropServices.NativeLibrary.TryGetExport(library, name, out nint export))
         {
             return null;
         }
 
-        return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((delegate* unmanaged<nint>)export)());
+        return export;
     }
 
     /// <summary>Registers the library on <paramref name="options"/> when the model needs it; returns whether it did.</summary>

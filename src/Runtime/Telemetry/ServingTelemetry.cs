@@ -68,6 +68,7 @@ public sealed class ServingTelemetry : IDisposable
             "Time spent constraining outputs to JSON (token masks, masking the logits, advancing the automaton).");
         _meter.CreateObservableGauge(TelemetryNames.SparseKernel, () => new Measurement<int>(1, _isa), "1", "The 2:4 sparse kernel ISA in use (1 for the ISA label).");
         _meter.CreateObservableUpDownCounter(TelemetryNames.RetrievalIndexItems, IndexItems, "{item}", "Vectors in each collection's search index.");
+        _meter.CreateObservableGauge(TelemetryNames.ModelDevice, Devices, "1", "Where each model runs (1 for its serving.device label: cpu or cuda:N).");
     }
 
     public ActivitySource ActivitySource { get; }
@@ -155,6 +156,20 @@ public sealed class ServingTelemetry : IDisposable
 
     private Histogram<double> Seconds(string name, string description, double[] buckets) =>
         _meter.CreateHistogram(name, "s", description, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = buckets });
+
+    private List<Measurement<int>> Devices()
+    {
+        lock (_lock)
+        {
+            var measurements = new List<Measurement<int>>(_engines.Count);
+            foreach (var (model, engine) in _engines)
+            {
+                measurements.Add(new Measurement<int>(1, model, new(TelemetryNames.Device, engine.Model.Device.Name)));
+            }
+
+            return measurements;
+        }
+    }
 
     private List<Measurement<T>> PerEngine<T>(Func<Engine, T> read)
         where T : struct

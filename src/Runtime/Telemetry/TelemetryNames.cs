@@ -48,6 +48,8 @@ public static class TelemetryNames
     // Kernels, embeddings and retrieval.
     public const string SparseKernel = "serving.sparse.kernel";
     public const string Isa = "serving.sparse.isa";
+    public const string ModelDevice = "serving.model.device";
+    public const string Device = "serving.device";
     public const string EmbeddingDuration = "serving.embedding.duration";
     public const string InputType = "serving.input.type";
     public const string RetrievalSearchDuration = "serving.retrieval.search.duration";

@@ -1,3 +1,5 @@
+using Serving.Runtime.Devices;
+using Serving.Runtime.Models.Gemma3;
 using Serving.Server.Apis.OpenAi;
 using Serving.Server.Hosting;
 using Serving.Server.Http;
@@ -23,6 +25,9 @@ public static class ModelsApi
     private static IResult Get(string id, ModelCatalog catalog, DecoderHost decoders) =>
         catalog.Find(id) is { } entry ? TypedResults.Ok(Card(entry, decoders)) : OpenAiErrors.ModelNotFound(id);
 
+    /// <summary>A decoder reports its session's device once loaded (null before); CLIP models always run on the CPU.</summary>
     private static ModelCard Card(ModelEntry entry, DecoderHost decoders) =>
-        new(entry.Id, "model", Started, "serving", decoders.Find(entry.Id)?.ContextLength);
+        decoders.Find(entry.Id) is { } engine
+            ? new(entry.Id, "model", Started, "serving", engine.ContextLength, engine.Model.Device.Name)
+            : new(entry.Id, "model", Started, "serving", null, entry.ModelType == Gemma3Config.ModelType ? null : ExecutionDevice.Cpu.Name);
 }

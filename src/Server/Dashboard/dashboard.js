@@ -31,6 +31,10 @@ function parse(text) {
       const isa = /serving_sparse_isa="([^"]*)"/.exec(match[2]);
       if (isa) totals.set("isa:" + isa[1], 1);
     }
+    if (match[1] === "serving_model_device" && match[2]) {
+      const model = /gen_ai_request_model="([^"]*)"/.exec(match[2]), device = /serving_device="([^"]*)"/.exec(match[2]);
+      if (model && device) totals.set("device:" + model[1] + " on " + device[1], 1);
+    }
   }
   return totals;
 }
@@ -103,10 +107,11 @@ async function sample() {
 
   push("queue", time, [get(now, "serving_requests_running"), get(now, "serving_requests_waiting")]);
   push("kv", time, [100 * get(now, "serving_kv_cache_usage")]);
-  const isa = [...now.keys()].filter(k => k.startsWith("isa:")).map(k => k.slice(4)).join(", ") || "unknown";
+  const labels = prefix => [...now.keys()].filter(k => k.startsWith(prefix)).map(k => k.slice(prefix.length)).join(", ");
+  const isa = labels("isa:") || "unknown", devices = labels("device:") || "no model loaded";
   document.getElementById("summary").textContent =
     `${get(now, "serving_generation_tokens_total")} tokens generated, ` +
-    `${get(now, "gen_ai_server_request_duration_seconds_count")} requests; sparse kernels: ${isa}; sampled every ${intervalMs} ms`;
+    `${get(now, "gen_ai_server_request_duration_seconds_count")} requests; ${devices}; sparse kernels: ${isa}; sampled every ${intervalMs} ms`;
 }
 
 sample();

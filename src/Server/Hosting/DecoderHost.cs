@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Serving.Runtime.Devices;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Models;
 using Serving.Runtime.Models.Gemma3;
@@ -46,23 +47,38 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
         };
         try
         {
+            ExecutionDevice device = SelectDevice(settings);
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
                 var model = DecoderModel.Load(entry.Folder,
-                    new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, Dtype = entry.Dtype, PagedAttention = true }, logger);
+                    new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, Dtype = entry.Dtype, PagedAttention = true, Device = device },
+                    logger);
                 _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
-                logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context})",
-                    entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings);
+                logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context}) on {Device}",
+                    entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings, model.Device.Name);
             }
 
             _isReady = true;
         }
-        catch (Exception e) when (e is ModelLoadException or NotSupportedException or IOException or ArgumentException)
+        catch (Exception e) when (e is ModelLoadException or DeviceUnavailableException or NotSupportedException or IOException or ArgumentException)
         {
             logger.LogCritical("Cannot serve the configured models: {Reason}", e.Message);
             Environment.ExitCode = 1;
             lifetime.StopApplication();
         }
+    }
+
+    /// <summary>Serving:Device, decided once (probing CUDA only when no decoder is configured would be wasted, so only then it is skipped).</summary>
+    private ExecutionDevice SelectDevice(ServingOptions settings)
+    {
+        if (!catalog.OfType(Gemma3Config.ModelType).Any())
+        {
+            return ExecutionDevice.Cpu;
+        }
+
+        ExecutionDevice device = ExecutionDevice.Select(DeviceRequest.Parse(settings.Device), CudaProbe.WhyNot);
+        logger.LogInformation("Device {Request}: {Choice}", settings.Device, device.Describe());
+        return device;
     }
 
     private Engine NewEngine(string id, DecoderModel model, EngineOptions engineOptions)

@@ -12,6 +12,9 @@ public sealed class ServingOptions
 {
     public const string Section = "Serving";
 
+    /// <summary>Short command-line switches of the server: <c>--device cuda:1</c> is <c>--Serving:Device=cuda:1</c>.</summary>
+    public static IDictionary<string, string> CommandLineSwitches { get; } = new Dictionary<string, string> { ["--device"] = "Serving:Device" };
+
     /// <summary>Where demo models and stored collections live; default <c>~/.local/share/serving</c>.</summary>
     public string DataDirectory { get; init; } =
         Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify), "serving");
@@ -53,6 +56,13 @@ public sealed class ServingOptions
     /// terminationGracePeriodSeconds should be longer still.
     /// </summary>
     public int ShutdownDrainSeconds { get; init; } = 30;
+
+    /// <summary>
+    /// Where decoders run: <c>auto</c> (default: CUDA device 0 when it can run here, else the CPU, with the
+    /// reason logged once), <c>cpu</c>, or <c>cuda</c> / <c>cuda:N</c> (start fails, with the reason, when it
+    /// cannot run). The CLI's <c>--device</c> is the same. CLIP models run on the CPU.
+    /// </summary>
+    public string Device { get; init; } = "auto";
 
     /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
     [Range(0, 1024)]

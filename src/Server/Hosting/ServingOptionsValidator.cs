@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Serving.Runtime.Devices;
 using Serving.Runtime.Models;
 using Serving.Server.Http;
 
@@ -49,6 +50,15 @@ public sealed class ServingOptionsValidator : IValidateOptions<ServingOptions>
         {
             string key = string.Concat(compression.Field.Split('_').Select(word => char.ToUpperInvariant(word[0]) + word[1..]));
             failures.Add($"Serving:KvCompression:{key}: {compression.Message}");
+        }
+
+        try
+        {
+            DeviceRequest.Parse(options.Device);
+        }
+        catch (ArgumentException e)
+        {
+            failures.Add($"Serving:Device: {e.Message}.");
         }
 
         if (options.ShutdownDrainSeconds is < 0 or > MaxShutdownDrainSeconds)

@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Serving.Runtime.Devices;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Onnx.Proto;
 using Serving.Runtime.Sparsity;
@@ -67,9 +68,26 @@ internal static class SingleOpModel
             : outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
+    /// <summary>
+    /// The device of every one-op session: <c>SERVING_TEST_DEVICE</c> (auto, cpu, cuda[:N]; default cpu).
+    /// benchmarks/gpu/check.sh sets cuda with the GPU package, so these tests check the CUDA provider's
+    /// kernels against ONNX Runtime's own CUDA MatMul; a cuda that cannot run fails every test, saying why.
+    /// </summary>
+    public static ExecutionDevice Device { get; } =
+        ExecutionDevice.Select(DeviceRequest.Parse(Environment.GetEnvironmentVariable("SERVING_TEST_DEVICE") is { Length: > 0 } d ? d : "cpu"), CudaProbe.WhyNot);
+
     public static InferenceSession Open(string path)
     {
         using var options = new SessionOptions { IntraOpNumThreads = 2 };
+        if (Device.IsCuda)
+        {
+            // Full fp32 in ONNX Runtime's own CUDA MatMul (TF32 keeps 10 mantissa bits), so it stays a
+            // reference for our kernels at the tests' 1e-5.
+            using var cuda = new OrtCUDAProviderOptions();
+            cuda.UpdateOptions(new Dictionary<string, string> { ["device_id"] = Device.Ordinal.ToString(System.Globalization.CultureInfo.InvariantCulture), ["use_tf32"] = "0" });
+            options.AppendExecutionProvider_CUDA(cuda);
+        }
+
         SparseKernels.RegisterIfUsed(options, path);
         return new InferenceSession(path, options);
     }

@@ -101,6 +101,8 @@ public class CompletionsApiTests(ServingServer server) : IClassFixture<ServingSe
         Assert.Equal("list", models.GetProperty("object").GetString());
         string[] ids = models.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()!).ToArray();
         Assert.Equal(["kjv-gemma3", "shapes-clip", "tiny", "clip-tiny"], ids);
+        // Serving:Device auto, and this build's CPU package: every model runs on the CPU.
+        Assert.All(models.GetProperty("data").EnumerateArray(), m => Assert.Equal("cpu", m.GetProperty("device").GetString()));
 
         // The committed model's greedy continuation, the same as KjvGemma3ModelTests records through the runtime.
         JsonElement completion = await Complete(client, new { model = "kjv-gemma3", prompt = "In the beginning God created", max_tokens = 24, temperature = 0, ignore_eos = true });

@@ -95,6 +95,20 @@ public class ServingOptionsTests
         }
     }
 
+    [Theory]
+    [InlineData("auto", true)]
+    [InlineData("cuda:1", true)]
+    [InlineData("tpu", false)]
+    public void TheDeviceIsAutoCpuOrCuda(string device, bool isValid)
+    {
+        var result = new ServingOptionsValidator().Validate(null, new ServingOptions { Device = device });
+        Assert.Equal(isValid, result.Succeeded);
+        if (!isValid)
+        {
+            Assert.Contains(result.Failures!, failure => failure.StartsWith("Serving:Device: device 'tpu' is not auto, cpu, cuda or cuda:N", StringComparison.Ordinal));
+        }
+    }
+
     [Fact]
     public void TheDefaultsAreValid() => Assert.True(new ServingOptionsValidator().Validate(null, new ServingOptions()).Succeeded);
 }

@@ -43,6 +43,9 @@ __device__ __forceinline__ float warp_sum(float value) {
   return value;
 }
 
+// 2^x (the softmax's e^x as 2^(x·log2 e)): ex2.approx, 2 ulp, no libdevice needed.
+__device__ __forceinline__ float exp2(float x) { return __nvvm_ex2_approx_f(x); }
+
 __device__ __forceinline__ float load(const float* p) { return *p; }
 // Two adjacent halves as one f16x2 register (p 4-byte aligned).
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }

@@ -55,7 +55,8 @@ public sealed record TextLogprobs(
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
-public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int? MaxModelLen);
+/// <summary>One model of <c>/v1/models</c>; <c>device</c> (ours, beside OpenAI's fields) is where it runs: <c>cpu</c> or <c>cuda:N</c>.</summary>
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int? MaxModelLen, string? Device);
 
 public sealed record TokenizeResponse(IReadOnlyList<int> Tokens, int Count, int MaxModelLen);
 

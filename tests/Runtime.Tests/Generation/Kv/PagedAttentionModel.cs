@@ -1,4 +1,4 @@
-using Serving.Runtime.Onnx;
+using Serving.Runtime.Models;
 using Serving.Runtime.Onnx.Proto;
 using Serving.Runtime.Sparsity;
 using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
@@ -8,17 +8,12 @@ namespace Serving.Runtime.Tests.Generation.Kv;
 /// <summary>A one-node model around the PagedAttention op, inputs of any shape, for the op's tests.</summary>
 internal static class PagedAttentionModel
 {
-    public static readonly string[] Inputs = ["query", "key", "value", "kv_pool", "block_tables", "past_lens", "query_starts"];
+    public static readonly string[] Inputs =
+        ["query", "key", "value", PagedAttentionRewrite.KvPool, PagedAttentionRewrite.BlockTables, PagedAttentionRewrite.PastLengths, PagedAttentionRewrite.QueryStarts];
 
     public static ModelProto Build(long window, long layer, int heads, int kvHeads)
     {
-        var node = new NodeProto { Name = "attention", OpType = "PagedAttention", Domain = SparseFormat.Domain };
-        node.Input.AddRange(Inputs);
-        node.Output.Add("output");
-        node.Attribute.Add(GraphBuilder.Attr("layer", layer));
-        node.Attribute.Add(GraphBuilder.Attr("num_heads", (long)heads));
-        node.Attribute.Add(GraphBuilder.Attr("kv_num_heads", (long)kvHeads));
-        node.Attribute.Add(GraphBuilder.Attr("sliding_window", window));
+        NodeProto node = PagedAttentionRewrite.AttentionNode("attention", ["query", "key", "value"], "output", (int)layer, heads, kvHeads, scale: 0, (int)window);
         var graph = new GraphProto { Name = "paged" };
         graph.Node.Add(node);
         foreach (string name in Inputs)

@@ -61,6 +61,9 @@ struct Batch {
   int64_t num_seqs = 0;
   int64_t num_tokens = 0;
   float* out = nullptr;  // [T, num_heads · head_size]
+  // Split tasks' partial states (plan's partial_floats): per slot and row, the unnormalised
+  // accumulator (head_size floats), the running maximum and the sum of exponentials.
+  float* partials = nullptr;
 };
 
 // One unit of work: new tokens [row_begin, row_end) of one sequence, one KV head and its
@@ -70,6 +73,13 @@ struct Task {
   int64_t kv_head = 0;
   int64_t row_begin = 0;
   int64_t row_end = 0;
+  // A share of the keys these rows see, [key_begin, key_end) in the kernel's key order (past
+  // slots, then the call's new tokens); key_end −1: all of them.
+  int64_t key_begin = 0;
+  int64_t key_end = -1;
+  // ≥ 0: the task is one part of a split (flash-decoding) and writes its partial state into
+  // partials slot `partial`; merge_partials then combines the parts into out.
+  int64_t partial = -1;
 };
 
 // Query tokens per task: with Gemma 3's 4 query heads per KV head, 8 tokens are 32 query
@@ -85,8 +95,24 @@ constexpr int64_t kKeysPerChunk = 64;
 // naming the sequence.
 std::string validate(const Shape& shape, const Batch& batch);
 
-// The tasks of a call, in the order sequence, KV head, rows.
-void plan(const Shape& shape, const Batch& batch, std::vector<Task>& tasks);
+// Keys per part, at least, when a call has fewer tasks than threads and its tasks' keys are
+// split (a decode step of one sequence has one task per KV head, however long its context).
+constexpr int64_t kKeysPerSplit = 4 * kKeysPerChunk;
+
+// The tasks of a call, in the order sequence, KV head, rows. With fewer tasks than `threads`,
+// tasks that see enough keys are split into parts over their keys (each a multiple of
+// kKeysPerChunk, the parts of one task adjacent); returns the partial slots the parts need.
+int64_t plan(const Shape& shape, const Batch& batch, std::vector<Task>& tasks, int64_t threads = 1);
+
+// Floats of batch.partials a plan with `slots` partial slots needs.
+int64_t partial_floats(const Shape& shape, int64_t slots);
+
+// Combines each split task's parts (after every task has run) into its rows of out.
+void merge_partials(const Shape& shape, const Batch& batch, const std::vector<Task>& tasks);
+
+// How many keys the rows [row_begin, row_end) of a sequence see (the past in their reach,
+// then the call's new tokens up to row_end).
+int64_t visible_keys(const Shape& shape, const Batch& batch, const Task& task);
 
 // Floats of per-thread scratch one task needs.
 int64_t scratch_floats(const Shape& shape);

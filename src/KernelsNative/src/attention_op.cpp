@@ -17,6 +17,8 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <algorithm>
+#include <thread>
 #include <vector>
 
 #include "attention_inputs.h"
@@ -53,8 +55,13 @@ class AttentionKernel {
     inputs_.read(context, shape, batch);
     if (batch.num_tokens == 0) return;
 
+    // Fewer tasks than cores (decode of a few sequences): split their keys so every core works.
+    static const int64_t threads = std::max<int64_t>(1, std::thread::hardware_concurrency());
     thread_local std::vector<paged::Task> tasks;
-    paged::plan(shape, batch, tasks);
+    thread_local std::vector<float> partials;
+    const int64_t slots = paged::plan(shape, batch, tasks, threads);
+    partials.resize(static_cast<size_t>(paged::partial_floats(shape, slots)));
+    batch.partials = partials.data();
     Job job{this, &shape, &batch, &tasks};
     context.ParallelFor(
         [](void* data, size_t index) {
@@ -64,6 +71,7 @@ class AttentionKernel {
           j.self->tile_(*j.shape, *j.batch, (*j.tasks)[index], scratch.data());
         },
         tasks.size(), 0, &job);
+    if (slots > 0) paged::merge_partials(shape, batch, tasks);
     paged::write_new(shape, batch);
   }
 

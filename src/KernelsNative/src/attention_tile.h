@@ -169,11 +169,14 @@ void tile(const Shape& s, const Batch& b, const Task& task, float* scratch) {
   const int64_t new_begin = std::max<int64_t>(0, task.row_begin - reach);
   const int64_t num_keys = (past - std::min(past, past_begin)) + (task.row_end - new_begin);
 
+  // A split task reads its share of the keys (parts start on chunk boundaries).
+  const int64_t key_end = task.key_end < 0 ? num_keys : std::min(task.key_end, num_keys);
+
   const float* keys[kKeysPerChunk];
   const float* values[kKeysPerChunk];
   int64_t key_slot[kKeysPerChunk];
-  for (int64_t k0 = 0; k0 < num_keys; k0 += kKeysPerChunk) {
-    const int64_t count = std::min(kKeysPerChunk, num_keys - k0);
+  for (int64_t k0 = task.key_begin; k0 < key_end; k0 += kKeysPerChunk) {
+    const int64_t count = std::min(kKeysPerChunk, key_end - k0);
     for (int64_t c = 0; c < count; ++c) {
       const int64_t key = k0 + c, from_past = past - std::min(past, past_begin);
       if (key < from_past) {
@@ -212,6 +215,14 @@ void tile(const Shape& s, const Batch& b, const Task& task, float* scratch) {
     for (int64_t r0 = 0; r0 < rows; r0 += 8) accumulate8<V>(acc, scores, values, count, r0, std::min<int64_t>(8, rows - r0), d);
   }
 
+  if (task.partial >= 0) {
+    // One part of a split: its unnormalised state, for merge_partials.
+    float* part = b.partials + task.partial * kRowsPerTask * g * (d + 2);
+    std::copy(acc, acc + rows * d, part);
+    std::copy(maxima, maxima + rows, part + rows * d);
+    std::copy(sums, sums + rows, part + rows * d + rows);
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = task.row_begin + r / g, h = r % g;
     float* out = b.out + (first + i) * q_stride + (task.kv_head * g + h) * d;

@@ -3,7 +3,9 @@
 #include "paged_attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace paged {
 
@@ -53,13 +55,83 @@ std::string validate(const Shape& s, const Batch& b) {
   return "";
 }
 
-void plan(const Shape& s, const Batch& b, std::vector<Task>& tasks) {
+int64_t visible_keys(const Shape& s, const Batch& b, const Task& task) {
+  const int64_t past = b.past_lens[task.seq];
+  const int64_t reach = s.window > 0 ? s.window - 1 : past + task.row_end;
+  const int64_t past_begin = std::max<int64_t>(0, past + task.row_begin - reach);
+  const int64_t new_begin = std::max<int64_t>(0, task.row_begin - reach);
+  return (past - std::min(past, past_begin)) + (task.row_end - new_begin);
+}
+
+int64_t plan(const Shape& s, const Batch& b, std::vector<Task>& tasks, int64_t threads) {
   tasks.clear();
   for (int64_t seq = 0; seq < b.num_seqs; ++seq) {
     const int64_t n = b.query_starts[seq + 1] - b.query_starts[seq];
     for (int64_t h = 0; h < s.kv_heads; ++h) {
       for (int64_t row = 0; row < n; row += kRowsPerTask) tasks.push_back({seq, h, row, std::min(row + kRowsPerTask, n)});
     }
+  }
+  const int64_t whole = static_cast<int64_t>(tasks.size());
+  if (whole == 0 || whole >= threads) return 0;
+  // Fewer tasks than threads (decode of a few sequences): split each over its keys so every
+  // thread has work, flash-decoding style; a part holds at least kKeysPerSplit keys.
+  const int64_t wanted = (threads + whole - 1) / whole;
+  std::vector<Task> split;
+  int64_t slots = 0;
+  for (const Task& task : tasks) {
+    const int64_t keys = visible_keys(s, b, task);
+    const int64_t parts = std::min(wanted, keys / kKeysPerSplit);
+    if (parts < 2) {
+      split.push_back(task);
+      continue;
+    }
+    const int64_t chunks = (keys + kKeysPerChunk - 1) / kKeysPerChunk;
+    for (int64_t p = 0; p < parts; ++p) {
+      Task part = task;
+      part.key_begin = chunks * p / parts * kKeysPerChunk;
+      part.key_end = std::min(keys, chunks * (p + 1) / parts * kKeysPerChunk);
+      part.partial = slots++;
+      split.push_back(part);
+    }
+  }
+  tasks.swap(split);
+  return slots;
+}
+
+int64_t partial_floats(const Shape& s, int64_t slots) { return slots * kRowsPerTask * s.groups() * (s.head_size + 2); }
+
+void merge_partials(const Shape& s, const Batch& b, const std::vector<Task>& tasks) {
+  const int64_t d = s.head_size, g = s.groups(), q_stride = s.num_heads * d, slot_floats = kRowsPerTask * g * (d + 2);
+  for (size_t first = 0; first < tasks.size();) {
+    size_t last = first + 1;
+    if (tasks[first].partial < 0) {
+      first = last;
+      continue;
+    }
+    while (last < tasks.size() && tasks[last].partial >= 0 && tasks[last].seq == tasks[first].seq &&
+           tasks[last].kv_head == tasks[first].kv_head && tasks[last].row_begin == tasks[first].row_begin) {
+      ++last;
+    }
+    const Task& task = tasks[first];
+    const int64_t rows = (task.row_end - task.row_begin) * g, start = b.query_starts[task.seq];
+    for (int64_t r = 0; r < rows; ++r) {
+      float top = -std::numeric_limits<float>::infinity();
+      for (size_t p = first; p < last; ++p) top = std::max(top, b.partials[tasks[p].partial * slot_floats + rows * d + r]);
+      float* out = b.out + (start + task.row_begin + r / g) * q_stride + (task.kv_head * g + r % g) * d;
+      std::fill(out, out + d, 0.0f);
+      float total = 0.0f;
+      for (size_t p = first; p < last; ++p) {
+        const float* part = b.partials + tasks[p].partial * slot_floats;
+        const float maximum = part[rows * d + r], sum = part[rows * d + rows + r];
+        if (sum == 0.0f) continue;  // no key of this part is visible to the row
+        const float weight = std::exp(maximum - top);
+        total += sum * weight;
+        for (int64_t e = 0; e < d; ++e) out[e] += part[r * d + e] * weight;
+      }
+      const float inverse = 1.0f / total;
+      for (int64_t e = 0; e < d; ++e) out[e] *= inverse;
+    }
+    first = last;
   }
 }
 

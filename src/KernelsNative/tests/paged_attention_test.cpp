@@ -53,7 +53,8 @@ std::vector<double> reference(const paged::Shape& s, const History& h, int64_t i
 
 // Runs one call the way the op does: validate, every task, then store the new slots.
 std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float>& q, const std::vector<float>& k,
-                        const std::vector<float>& v, const std::vector<int32_t>& past, const std::vector<int32_t>& starts) {
+                        const std::vector<float>& v, const std::vector<int32_t>& past, const std::vector<int32_t>& starts,
+                        int64_t threads) {
   const paged::Shape& s = run.shape;
   paged::Batch b;
   b.q = q.data();
@@ -69,10 +70,13 @@ std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float
   b.out = out.data();
   EXPECT_EQ(paged::validate(s, b), "");
   std::vector<paged::Task> tasks;
-  paged::plan(s, b, tasks);
+  const int64_t slots = paged::plan(s, b, tasks, threads);
+  std::vector<float> partials(paged::partial_floats(s, slots), std::nanf(""));
+  b.partials = partials.data();
   std::vector<float> scratch(paged::scratch_floats(s));
   paged::TileFn tile = paged::tile_kernel(isa);
   for (const paged::Task& task : tasks) tile(s, b, task, scratch.data());
+  if (slots > 0) paged::merge_partials(s, b, tasks);
   paged::write_new(s, b);
   return out;
 }
@@ -80,7 +84,7 @@ std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float
 // Sequences of different lengths advance together in chunks of different sizes (prefill
 // chunks, then decode steps); every new token's output is checked against the reference.
 void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> lengths, std::vector<int64_t> chunks,
-                   uint32_t seed) {
+                   uint32_t seed, int64_t threads = 1) {
   std::mt19937 rng(seed);
   const int64_t num_seqs = static_cast<int64_t>(lengths.size());
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
@@ -110,7 +114,7 @@ void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> l
       starts.push_back(starts.back() + static_cast<int32_t>(n));
     }
     if (starts.back() == 0) break;
-    std::vector<float> out = call(isa, run, q, k, v, past, starts);
+    std::vector<float> out = call(isa, run, q, k, v, past, starts, threads);
     for (int64_t seq = 0; seq < num_seqs; ++seq) {
       for (int64_t t = 0; t < starts[seq + 1] - starts[seq]; ++t) {
         std::vector<double> expected = reference(s, histories[seq], done[seq] + t);
@@ -143,6 +147,40 @@ TEST(PagedAttention, SlidingLayersReadOnlyTheBlocksOfTheirWindow) {
   // and chunks (25 tokens) longer than the window read keys from the chunk itself.
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 16, 4, 10), {80, 33, 5}, {25, 1, 3, 1, 7}, 4);
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 2, 48, 16, 33), {200, 90}, {64, 1, 1, 50}, 5);
+}
+
+TEST(PagedAttention, DecodeSplitOverTheKeysMatchesDenseAttention) {
+  // Planned for 8 threads, one sequence's decode steps past 512 keys split into parts (of at
+  // least kKeysPerSplit keys, chunk-aligned; 2 at 521 keys, 4 at 1,100), merged after; a
+  // 200-token chunk has enough tasks and stays whole. Two sequences with two KV heads each
+  // (4 tasks) split in 2. A sliding layer's decode reads only its window: too few keys to split.
+  for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 32, 16, 0), {1100}, {520, 1, 1, 1, 200, 1}, 7, 8);
+  for (auto isa : isas()) check_batches(isa, gemma_like(8, 2, 32, 16, 0), {700, 650}, {600, 1, 1, 1}, 8, 8);
+  for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 16, 4, 300), {700}, {64, 1, 1}, 9, 8);
+}
+
+TEST(PagedAttention, ThePlanSplitsOnlyWhenThreadsWouldIdle) {
+  std::mt19937 rng(10);
+  paged::Shape shape = gemma_like(4, 1, 16, 16, 0);
+  PoolRun run = make_run(rng, shape, 1, 64);
+  std::vector<int32_t> past{1000}, starts{0, 1};
+  paged::Batch b;
+  b.tables = run.tables.data();
+  b.past_lens = past.data();
+  b.query_starts = starts.data();
+  b.num_seqs = 1;
+  b.num_tokens = 1;
+  std::vector<paged::Task> tasks;
+  EXPECT_EQ(paged::plan(run.shape, b, tasks, 1), 0);
+  EXPECT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(paged::plan(run.shape, b, tasks, 4), 3);  // 1001 keys: at most 1001 / 256 = 3 parts
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(tasks[0].key_begin, 0);
+  EXPECT_EQ(tasks[2].key_end, 1001);
+  for (size_t i = 1; i < tasks.size(); ++i) {
+    EXPECT_EQ(tasks[i].key_begin, tasks[i - 1].key_end);
+    EXPECT_EQ(tasks[i].key_begin % paged::kKeysPerChunk, 0);
+  }
 }
 
 TEST(PagedAttention, ValidationNamesTheSequenceAtFault) {

@@ -5,7 +5,7 @@ using Serving.Runtime.Quantization;
 namespace Serving.Cli;
 
 /// <summary>
-/// <c>serving quantize --model DIR --out DIR --dtype q4|q8|fp16 [--block-size 32] [--symmetric|--asymmetric]
+/// <c>serving quantize --model DIR --out DIR --dtype q4|q8|fp16 [--block-size 64] [--symmetric|--asymmetric]
 /// [--accuracy-level 4] [--method rtn|awq --calibration FILE [--calibration-tokens 4096]] [--embedding-bits 4|8]</c>.
 /// </summary>
 internal static class QuantizeCommand
@@ -15,7 +15,7 @@ internal static class QuantizeCommand
         var model = new Option<DirectoryInfo>("--model") { Description = "Model folder to quantize (Hugging Face ONNX layout, fp32 onnx/model.onnx)", Required = true };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write: a copy of --model plus the variant (must be new or empty)", Required = true };
         var dtype = new Option<string>("--dtype") { Description = "q4 → onnx/model_q4.onnx, q8 → onnx/model_quantized.onnx, fp16 → onnx/model_fp16.onnx", Required = true };
-        var blockSize = new Option<int>("--block-size") { Description = "Weights per quantization block along K (power of two ≥ 16)", DefaultValueFactory = _ => 32 };
+        var blockSize = new Option<int>("--block-size") { Description = "Weights per quantization block along K (power of two ≥ 16; 64: 4.5 bits per 4-bit weight, as llama.cpp's q4_0; 32: onnx-community's layout)", DefaultValueFactory = _ => QuantizeOptions.DefaultBlockSize };
         var symmetric = new Option<bool>("--symmetric") { Description = "No zero points (the default)" };
         var asymmetric = new Option<bool>("--asymmetric") { Description = "One zero point per block" };
         var accuracy = new Option<int>("--accuracy-level") { Description = "MatMulNBits accuracy_level: 4 = int8 activations (fast CPU path), 1 = fp32", DefaultValueFactory = _ => 4 };

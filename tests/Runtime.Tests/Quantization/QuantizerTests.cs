@@ -65,7 +65,7 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         using var temp = new TempFolder();
         string folder = Path.Combine(temp.Path, dtype);
         Quantizer.Run(new QuantizeOptions(fixture.Fp32, folder, dtype) { AccuracyLevel = accuracyLevel });
-        string dequantized = WriteDequantized(temp.Path, new BlockSpec(dtype == "q8" ? 8 : 4, 32, Symmetric: true));
+        string dequantized = WriteDequantized(temp.Path, new BlockSpec(dtype == "q8" ? 8 : 4, QuantizeOptions.DefaultBlockSize, Symmetric: true));
 
         double error = LogitError(folder, dtype, dequantized);
         Assert.True(error <= bound, $"{dtype} at accuracy_level {accuracyLevel}: relative logit error {error:G3} > {bound}");
@@ -220,7 +220,8 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         ModelProto model = OnnxModelFile.Load(Path.Combine(folder, OnnxVariant.FileName(dtype)));
         GraphProto graph = model.Graph;
         var config = Gemma3Presets.Tiny;
-        int blocks = config.HiddenSize / 32;
+        const int Block = QuantizeOptions.DefaultBlockSize;
+        int blocks = config.HiddenSize / Block;
 
         var matMuls = graph.Node.Where(n => n.OpType == "MatMulNBits").ToList();
         Assert.Equal(7 * config.NumHiddenLayers + 1, matMuls.Count);
@@ -229,12 +230,12 @@ public sealed class QuantizerTests(QuantizedModelFixture fixture) : IClassFixtur
         {
             Assert.Equal(QuantizeRewrite.Domain, n.Domain);
             Assert.Equal(3, n.Input.Count); // symmetric: no zero points
-            Assert.Equal([4L, bits, 32L], n.Attribute.Where(a => a.Name is "accuracy_level" or "block_size" or "bits").OrderBy(a => a.Name).Select(a => a.I));
+            Assert.Equal([4L, bits, Block], n.Attribute.Where(a => a.Name is "accuracy_level" or "block_size" or "bits").OrderBy(a => a.Name).Select(a => a.I));
         });
 
         // One [V, k_blocks, blob] tensor, read by the gather and by the LM head.
         var embedding = Assert.Single(graph.Initializer, t => t.Dims.Count > 0 && t.Dims[0] == config.VocabSize && t.DataType == (int)TensorProto.Types.DataType.Uint8);
-        Assert.Equal([config.VocabSize, blocks, 32L * bits / 8], embedding.Dims);
+        Assert.Equal([config.VocabSize, blocks, Block * bits / 8], embedding.Dims);
         Assert.DoesNotContain(graph.Initializer, t => t.Name == Gemma3Weights.Embedding);
         NodeProto gather = Assert.Single(graph.Node, n => n.OpType == "GatherBlockQuantized");
         Assert.Equal(embedding.Name, gather.Input[0]);

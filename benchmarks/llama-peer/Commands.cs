@@ -93,14 +93,7 @@ internal static class Commands
             ["gguf"] = o.Required("gguf"),
             ["gguf_bytes"] = new FileInfo(o.Required("gguf")).Length,
             ["threads"] = threads,
-            ["rounds"] = rounds,
-            ["load_ms"] = Math.Round(session.LoadMs, 1),
-            ["rss_bytes_after_load"] = rssAfterLoad,
-            ["rss_bytes_peak"] = PeakRss(),
-            ["prompt_tokens"] = prompt.Length,
-            ["decode_tokens"] = decode,
-            ["token_ids"] = generated,
-        }, RoundFigures(prompt.Length, prefillMs, decodeTokensPerSecond));
+        }, RoundFigures(session.LoadMs, rssAfterLoad, prompt.Length, generated, prefillMs, decodeTokensPerSecond));
         return 0;
     }
 
@@ -134,14 +127,7 @@ internal static class Commands
         WriteJson(new Dictionary<string, object>
         {
             ["model"] = o.Required("model"),
-            ["rounds"] = rounds,
-            ["load_ms"] = Math.Round(loadMs, 1),
-            ["rss_bytes_after_load"] = rssAfterLoad,
-            ["rss_bytes_peak"] = PeakRss(),
-            ["prompt_tokens"] = prompt.Length,
-            ["decode_tokens"] = decode,
-            ["token_ids"] = generated,
-        }, RoundFigures(prompt.Length, prefillMs, decodeTokensPerSecond));
+        }, RoundFigures(loadMs, rssAfterLoad, prompt.Length, generated, prefillMs, decodeTokensPerSecond));
         return 0;
     }
 
@@ -149,12 +135,20 @@ internal static class Commands
     /// The first round (cold: the first request after load) and the median of the later rounds (warm, as a
     /// serving process runs; llama-bench's warm-up then repetitions), or of the one round there is.
     /// </summary>
-    private static Dictionary<string, object> RoundFigures(int promptTokens, List<double> prefillMs, List<double> decodeTokensPerSecond)
+    private static Dictionary<string, object> RoundFigures(double loadMs, long rssAfterLoad, int promptTokens, IReadOnlyList<int> generated,
+        List<double> prefillMs, List<double> decodeTokensPerSecond)
     {
         List<double> warmPrefill = prefillMs.Count > 1 ? prefillMs[1..] : prefillMs;
         List<double> warmDecode = decodeTokensPerSecond.Count > 1 ? decodeTokensPerSecond[1..] : decodeTokensPerSecond;
         return new Dictionary<string, object>
         {
+            ["rounds"] = prefillMs.Count,
+            ["load_ms"] = Math.Round(loadMs, 1),
+            ["rss_bytes_after_load"] = rssAfterLoad,
+            ["rss_bytes_peak"] = PeakRss(),
+            ["prompt_tokens"] = promptTokens,
+            ["decode_tokens"] = generated.Count,
+            ["token_ids"] = generated,
             ["prefill_ms_first"] = Math.Round(prefillMs[0], 2),
             ["prefill_ms"] = Math.Round(Median(warmPrefill), 2),
             ["prefill_tokens_per_second"] = Math.Round(promptTokens / Median(warmPrefill) * 1000, 2),

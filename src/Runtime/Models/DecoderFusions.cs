@@ -96,6 +96,10 @@ public static class DecoderFusions
         private readonly Dictionary<NodeProto, List<NodeProto>> _insertBefore = [];
         private readonly HashSet<NodeProto> _removed = [];
 
+        /// <summary>Each node's index in the graph as this fusion found it (new nodes take the place of the one they replace).</summary>
+        private Dictionary<NodeProto, int> Order => _order ??= _graph.Node.Select((node, index) => (node, index)).ToDictionary(pair => pair.node, pair => pair.index);
+        private Dictionary<NodeProto, int>? _order;
+
         public Fusion(GraphProto graph)
         {
             _graph = graph;
@@ -166,7 +170,6 @@ public static class DecoderFusions
         public int SkipNorms()
         {
             int count = 0;
-            var order = _graph.Node.Select((node, index) => (node, index)).ToDictionary(pair => pair.node, pair => pair.index);
             foreach (NodeProto norm in _graph.Node.Where(node => node.OpType == "SimplifiedLayerNormalization" && string.IsNullOrEmpty(node.Domain)).ToList())
             {
                 // Both addends must be activations of the norm's shape (SkipSimplifiedLayerNormalization
@@ -182,7 +185,7 @@ public static class DecoderFusions
                 // The fused node stands where the norm stood (γ, often 1 + w computed just before the
                 // norm, is ready there), so every other reader of the sum must come later.
                 List<NodeProto> others = [.. _readers[add.Output[0]].Where(reader => reader != norm)];
-                if (others.Any(reader => order[reader] < order[norm]))
+                if (others.Any(reader => Order[reader] < Order[norm]))
                 {
                     continue;
                 }
@@ -208,7 +211,6 @@ public static class DecoderFusions
         public int QkNormRopes()
         {
             int count = 0;
-            var order = _graph.Node.Select((node, index) => (node, index)).ToDictionary(pair => pair.node, pair => pair.index);
             foreach (NodeProto split in _graph.Node.Where(node => node.OpType == "Split" && string.IsNullOrEmpty(node.Domain) && node.Output.Count == 3).ToList())
             {
                 if (PagedAttentionRewrite.IntAttribute(split, "axis") is not -1
@@ -223,7 +225,7 @@ public static class DecoderFusions
                 }
 
                 NodeProto[] chain = [split, .. q.Nodes, .. k.Nodes];
-                NodeProto last = chain.MaxBy(node => order[node])!;
+                NodeProto last = chain.MaxBy(node => Order[node])!;
                 var fused = new NodeProto { Name = split.Name + "/" + QkNormRopeOp, OpType = QkNormRopeOp, Domain = SparseFormat.Domain };
                 fused.Input.AddRange([split.Input[0], q.Norm.Input[1], k.Norm.Input[1], q.Rope.Input[1], q.Rope.Input[2], q.Rope.Input[3]]);
                 fused.Output.AddRange([q.Rope.Output[0], k.Rope.Output[0], split.Output[2]]);

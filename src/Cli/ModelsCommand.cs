@@ -8,7 +8,7 @@ using Spectre.Console;
 
 namespace Serving.Cli;
 
-/// <summary><c>serving models create --preset NAME --out DIR [--seed N] [--dtypes fp32,q4,q8,fp16]</c>.</summary>
+/// <summary><c>serving models create --preset NAME --out DIR [--seed N] [--dtypes fp32,q4,q8,fp16] [--style serving|onnx-community|optimum|genai]</c>.</summary>
 internal static class ModelsCommand
 {
     public static Command Create()
@@ -23,18 +23,28 @@ internal static class ModelsCommand
             Description = "Weight variants to write beside each other, as on Hugging Face (fp32 always; q4 → onnx/model_q4.onnx, q8 → model_quantized.onnx, fp16 → model_fp16.onnx); Gemma 3 presets only",
             DefaultValueFactory = _ => "fp32",
         };
-        var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed, dtypes };
-        create.SetAction(result => Run(result.GetValue(preset)!, result.GetValue(output)!, result.GetValue(seed), ParseDtypes(result.GetValue(dtypes)!)));
+        var style = new Option<string>("--style")
+        {
+            Description = "Graph layout of a Gemma 3 preset: serving (ours), onnx-community (GroupQueryAttention, as transformers.js downloads), "
+                + "optimum (plain operators, as Optimum exports), genai (ONNX Runtime GenAI's model builder)",
+            DefaultValueFactory = _ => "serving",
+        };
+        style.AcceptOnlyFromAmong([.. Gemma3ExportStyles.Names]);
+        var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed, dtypes, style };
+        create.SetAction(result => Run(result.GetValue(preset)!, result.GetValue(output)!, result.GetValue(seed), ParseDtypes(result.GetValue(dtypes)!),
+            Gemma3ExportStyles.Find(result.GetValue(style)!)!.Value));
         return new Command("models", "Create model folders") { create };
     }
 
     /// <summary>What <c>create</c> needs of a preset, whatever the architecture.</summary>
     private sealed record Preset(string Family, long ParameterCount, Action<string, ulong, IProgress<(long Done, long Total)>?> Write);
 
-    private static Preset Find(string name) => ClipPresets.Find(name) is { } clip
-        ? new Preset("CLIP", clip.ParameterCount, (folder, seed, progress) => ClipModelWriter.WriteRandom(folder, clip, seed, progress))
+    private static Preset Find(string name, Gemma3ExportStyle style) => ClipPresets.Find(name) is { } clip
+        ? style == Gemma3ExportStyle.Serving
+            ? new Preset("CLIP", clip.ParameterCount, (folder, seed, progress) => ClipModelWriter.WriteRandom(folder, clip, seed, progress))
+            : throw new UsageException($"--style {style.Name()}: styles are written for Gemma 3 presets only, not '{name}'")
         : Gemma3Presets.Find(name) is { } gemma
-            ? new Preset("Gemma 3", gemma.ParameterCount, (folder, seed, progress) => Gemma3ModelWriter.WriteRandom(folder, gemma, seed, progress))
+            ? new Preset("Gemma 3", gemma.ParameterCount, (folder, seed, progress) => Gemma3ModelWriter.WriteRandom(folder, gemma, seed, progress, style))
             : throw new UsageException($"unknown preset '{name}'");
 
     private static string[] ParseDtypes(string list)
@@ -48,9 +58,9 @@ internal static class ModelsCommand
         return dtypes;
     }
 
-    private static int Run(string name, DirectoryInfo output, ulong seed, string[] dtypes)
+    private static int Run(string name, DirectoryInfo output, ulong seed, string[] dtypes, Gemma3ExportStyle style)
     {
-        Preset config = Find(name);
+        Preset config = Find(name, style);
         string[] variants = [.. dtypes.Where(d => d != "fp32")];
         if (variants.Length > 0 && Gemma3Presets.Find(name) is null)
         {

@@ -11,7 +11,8 @@ public sealed record GeneratedWeight(string Name, long[] Dims, Func<float[]> Val
 /// <summary>
 /// Writes a generated model (our builders' graphs): every weight streamed to
 /// <c>{path}_data</c> one at a time, so peak memory stays at the largest tensor, then the
-/// graph with opset <paramref name="opset"/>, producer "serving".
+/// graph with opset <paramref name="opset"/> (and version 1 of any other domain its nodes use,
+/// <c>com.microsoft</c> for ONNX Runtime's contrib ops), producer "serving".
 /// </summary>
 public static class GeneratedModelFile
 {
@@ -44,6 +45,11 @@ public static class GeneratedModelFile
             Graph = graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+        foreach (string domain in graph.Node.Select(node => node.Domain).Where(domain => domain.Length > 0).Distinct(StringComparer.Ordinal))
+        {
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = domain, Version = 1 });
+        }
+
         OnnxModelFile.Save(model, path, externalThresholdBytes: long.MaxValue);
         return bytes;
     }

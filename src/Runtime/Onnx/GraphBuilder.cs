@@ -32,10 +32,18 @@ public sealed class GraphBuilder
         OpN(opType, inputs, 1, attributes)[0];
 
     /// <summary>Adds a node with <paramref name="outputCount"/> outputs.</summary>
-    public string[] OpN(string opType, IEnumerable<string> inputs, int outputCount, params AttributeProto[] attributes)
+    public string[] OpN(string opType, IEnumerable<string> inputs, int outputCount, params AttributeProto[] attributes) =>
+        OpN("", opType, inputs, outputCount, attributes);
+
+    /// <summary>Adds a node of operator domain <paramref name="domain"/> (<c>com.microsoft</c> for ONNX Runtime's contrib ops) and returns its first output.</summary>
+    public string OpIn(string domain, string opType, IEnumerable<string> inputs, params AttributeProto[] attributes) =>
+        OpN(domain, opType, inputs, 1, attributes)[0];
+
+    /// <summary>Adds a node of <paramref name="domain"/> with <paramref name="outputCount"/> outputs.</summary>
+    public string[] OpN(string domain, string opType, IEnumerable<string> inputs, int outputCount, params AttributeProto[] attributes)
     {
         string name = UniqueName($"{Scope}/{opType}");
-        var node = new NodeProto { Name = name, OpType = opType };
+        var node = new NodeProto { Name = name, OpType = opType, Domain = domain };
         node.Input.AddRange(inputs);
         var outputs = new string[outputCount];
         for (int i = 0; i < outputCount; i++)

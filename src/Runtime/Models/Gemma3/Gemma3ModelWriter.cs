@@ -22,11 +22,11 @@ public static class Gemma3ModelWriter
     /// tokenizer files already in the folder (a trainer's corpus-specific vocabulary).
     /// </summary>
     public static void Write(string folder, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress = null,
-        bool writeTokenizer = true)
+        bool writeTokenizer = true, Gemma3ExportStyle style = Gemma3ExportStyle.Serving)
     {
         config.Validate();
         Directory.CreateDirectory(Path.Combine(folder, "onnx"));
-        WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress);
+        WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress, style);
         WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
         WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
         if (writeTokenizer)
@@ -36,17 +36,26 @@ public static class Gemma3ModelWriter
     }
 
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
-    public static void WriteRandom(string folder, Gemma3Config config, ulong seed, IProgress<(long Done, long Total)>? progress = null) =>
-        Write(folder, config, spec => Gemma3Weights.Random(spec, seed), progress);
+    public static void WriteRandom(string folder, Gemma3Config config, ulong seed, IProgress<(long Done, long Total)>? progress = null,
+        Gemma3ExportStyle style = Gemma3ExportStyle.Serving) =>
+        Write(folder, config, spec => Gemma3Weights.Random(spec, seed), progress, style: style);
 
-    private static void WriteOnnx(string path, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress)
+    private static void WriteOnnx(string path, Gemma3Config config, Func<WeightSpec, float[]> weights, IProgress<(long Done, long Total)>? progress,
+        Gemma3ExportStyle style)
     {
-        GraphProto graph = Gemma3Graph.Build(config);
+        GraphProto graph = style switch
+        {
+            Gemma3ExportStyle.Serving => Gemma3Graph.Build(config),
+            Gemma3ExportStyle.OnnxCommunity or Gemma3ExportStyle.GenAi => Gemma3GqaGraph.Build(config, style),
+            Gemma3ExportStyle.Optimum => Gemma3OptimumGraph.Build(config),
+            _ => throw new ArgumentOutOfRangeException(nameof(style)),
+        };
         IReadOnlyList<WeightSpec> specs = Gemma3Weights.Specs(config);
+        IEnumerable<GeneratedWeight> generated = style == Gemma3ExportStyle.GenAi
+            ? Gemma3GqaGraph.PackedWeights(config, specs, weights)
+            : specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec)));
         long total = specs.Sum(spec => spec.ElementCount * sizeof(float));
-        GeneratedModelFile.Write(path, graph,
-            specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec))),
-            Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
+        GeneratedModelFile.Write(path, graph, generated, Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
     }
 
     private static JsonObject GenerationConfig(Gemma3Config config) => new()

@@ -53,20 +53,16 @@ public static class Gemma3Graph
             rope[theta] = BuildRope(g, config, io.PositionIds, theta);
         }
 
-        string hidden;
-        using (g.PushScope("model/embed_tokens"))
-        {
-            string embedded = g.Op("Gather", [Gemma3Weights.Embedding, io.InputIds], Attr("axis", 0L));
-            hidden = g.Op("Mul", [embedded, g.FloatScalar(MathF.Sqrt(config.HiddenSize))]);
-        }
-
+        string hidden = Embed(g, config, io.InputIds, MathF.Sqrt(config.HiddenSize));
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             bool sliding = config.LayerKind(layer) == AttentionKind.Sliding;
             var (cos, sin) = rope[config.RopeBase(layer)];
+            int index = layer;
             using (g.PushScope($"model/layers.{layer}"))
             {
-                hidden = DecoderLayer(g, config, layer, hidden, sliding ? masks.Sliding! : masks.Global, cos, sin);
+                hidden = DecoderLayer(g, config, layer, hidden, LayerOps.Standard,
+                    normed => Gemma3Attention.Build(g, config, index, normed, sliding ? masks.Sliding! : masks.Global, cos, sin));
             }
         }
 
@@ -78,6 +74,29 @@ public static class Gemma3Graph
 
         DeclareLogits(g, config, hidden);
         return g.Graph;
+    }
+
+    /// <summary>How a style writes the layer's arithmetic around attention.</summary>
+    /// <param name="FoldedNorms">
+    /// <c>SimplifiedLayerNormalization(x, γ)</c> with γ = 1 + w stored in the weight, as ONNX Runtime GenAI's builder writes
+    /// Gemma's norms; otherwise the RMSNorm written out over w (<see cref="RmsNorm"/>).
+    /// </param>
+    /// <param name="FastGelu">The MLP's tanh GELU as <c>com.microsoft.FastGelu</c> (GenAI), otherwise written out.</param>
+    internal sealed record LayerOps(bool FoldedNorms, bool FastGelu)
+    {
+        public static LayerOps Standard { get; } = new(false, false);
+
+        public string Norm(GraphBuilder g, string x, string weight, double eps) => FoldedNorms
+            ? g.Op("SimplifiedLayerNormalization", [x, weight], Attr("axis", -1L), Attr("epsilon", (float)eps), Attr("stash_type", 1L))
+            : RmsNorm(g, x, weight, eps);
+    }
+
+    /// <summary>The token embeddings times <paramref name="scale"/> (√H; GenAI's builder rounds it to two decimals).</summary>
+    internal static string Embed(GraphBuilder g, Gemma3Config config, string inputIds, float scale)
+    {
+        using var scope = g.PushScope("model/embed_tokens");
+        string embedded = g.Op("Gather", [Gemma3Weights.Embedding, inputIds], Attr("axis", 0L));
+        return g.Op("Mul", [embedded, g.FloatScalar(scale)]);
     }
 
     private sealed record Inputs(string InputIds, string AttentionMask, string PositionIds, string NumLogitsToKeep);
@@ -170,38 +189,39 @@ public static class Gemma3Graph
                 g.Op("Unsqueeze", [g.Op("Sin", [both]), g.Int64s(1)]));
     }
 
-    private static string DecoderLayer(GraphBuilder g, Gemma3Config config, int layer, string hidden, string mask, string cos, string sin)
+    /// <summary>One decoder layer; <paramref name="attention"/> writes the self-attention of the normed input (in scope self_attn).</summary>
+    internal static string DecoderLayer(GraphBuilder g, Gemma3Config config, int layer, string hidden, LayerOps ops, Func<string, string> attention)
     {
-        string normed, attention, mlp;
+        string normed, attended, mlp;
         using (g.PushScope("input_layernorm"))
         {
-            normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "input_layernorm.weight"), config.RmsNormEps);
+            normed = ops.Norm(g, hidden, Gemma3Weights.Layer(layer, "input_layernorm.weight"), config.RmsNormEps);
         }
 
         using (g.PushScope("self_attn"))
         {
-            attention = Gemma3Attention.Build(g, config, layer, normed, mask, cos, sin);
+            attended = attention(normed);
         }
 
         using (g.PushScope("post_attention_layernorm"))
         {
-            attention = RmsNorm(g, attention, Gemma3Weights.Layer(layer, "post_attention_layernorm.weight"), config.RmsNormEps);
+            attended = ops.Norm(g, attended, Gemma3Weights.Layer(layer, "post_attention_layernorm.weight"), config.RmsNormEps);
         }
 
-        hidden = g.Op("Add", [hidden, attention]);
+        hidden = g.Op("Add", [hidden, attended]);
         using (g.PushScope("pre_feedforward_layernorm"))
         {
-            normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "pre_feedforward_layernorm.weight"), config.RmsNormEps);
+            normed = ops.Norm(g, hidden, Gemma3Weights.Layer(layer, "pre_feedforward_layernorm.weight"), config.RmsNormEps);
         }
 
         using (g.PushScope("mlp"))
         {
-            mlp = GeGlu(g, layer, normed);
+            mlp = GeGlu(g, layer, normed, ops.FastGelu);
         }
 
         using (g.PushScope("post_feedforward_layernorm"))
         {
-            mlp = RmsNorm(g, mlp, Gemma3Weights.Layer(layer, "post_feedforward_layernorm.weight"), config.RmsNormEps);
+            mlp = ops.Norm(g, mlp, Gemma3Weights.Layer(layer, "post_feedforward_layernorm.weight"), config.RmsNormEps);
         }
 
         return g.Op("Add", [hidden, mlp]);
@@ -222,22 +242,28 @@ public static class Gemma3Graph
         return g.Op("MatMul", [x, weight]);
     }
 
-    /// <summary>down(gelu_tanh(gate(x)) · up(x)), the tanh GELU written out (Gelu is opset 20).</summary>
-    private static string GeGlu(GraphBuilder g, int layer, string x)
+    /// <summary>down(gelu_tanh(gate(x)) · up(x)), the tanh GELU written out (Gelu is opset 20) or as ONNX Runtime's FastGelu.</summary>
+    private static string GeGlu(GraphBuilder g, int layer, string x, bool fastGelu)
     {
         string gate = Linear(g, "gate_proj", x, Gemma3Weights.Layer(layer, "mlp.gate_proj.weight"));
         string up = Linear(g, "up_proj", x, Gemma3Weights.Layer(layer, "mlp.up_proj.weight"));
         string activated;
         using (g.PushScope("act_fn"))
         {
-            string cube = g.Op("Mul", [g.Op("Mul", [gate, gate]), gate]);
-            string inner = g.Op("Add", [gate, g.Op("Mul", [cube, g.FloatScalar(0.044715f)])]);
-            string tanh = g.Op("Tanh", [g.Op("Mul", [inner, g.FloatScalar(MathF.Sqrt(2f / MathF.PI))])]);
-            string half = g.Op("Mul", [gate, g.FloatScalar(0.5f)]);
-            activated = g.Op("Mul", [half, g.Op("Add", [tanh, g.FloatScalar(1f)])]);
+            activated = fastGelu ? g.OpIn(DecoderFusions.MicrosoftDomain, "FastGelu", [gate]) : TanhGelu(g, gate);
         }
 
         return Linear(g, "down_proj", g.Op("Mul", [activated, up]), Gemma3Weights.Layer(layer, "mlp.down_proj.weight"));
+    }
+
+    /// <summary>0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).</summary>
+    private static string TanhGelu(GraphBuilder g, string x)
+    {
+        string cube = g.Op("Mul", [g.Op("Mul", [x, x]), x]);
+        string inner = g.Op("Add", [x, g.Op("Mul", [cube, g.FloatScalar(0.044715f)])]);
+        string tanh = g.Op("Tanh", [g.Op("Mul", [inner, g.FloatScalar(MathF.Sqrt(2f / MathF.PI))])]);
+        string half = g.Op("Mul", [x, g.FloatScalar(0.5f)]);
+        return g.Op("Mul", [half, g.Op("Add", [tanh, g.FloatScalar(1f)])]);
     }
 
     /// <summary>
@@ -255,7 +281,7 @@ public static class Gemma3Graph
     /// Tied LM head as Gemm(h, E, transB = 1): reads the [V, H] embedding as it is, where a
     /// MatMul would need a transposed copy (671 MB more for the 270M model's 262k vocabulary).
     /// </summary>
-    private static void DeclareLogits(GraphBuilder g, Gemma3Config config, string hidden)
+    internal static void DeclareLogits(GraphBuilder g, Gemma3Config config, string hidden)
     {
         using var scope = g.PushScope("lm_head");
         string flat = g.Op("Reshape", [hidden, g.Int64s(-1, config.HiddenSize)]);

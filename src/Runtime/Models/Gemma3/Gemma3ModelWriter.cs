@@ -51,10 +51,10 @@ public static class Gemma3ModelWriter
             _ => throw new ArgumentOutOfRangeException(nameof(style)),
         };
         IReadOnlyList<WeightSpec> specs = Gemma3Weights.Specs(config);
-        IEnumerable<GeneratedWeight> generated = style == Gemma3ExportStyle.GenAi
-            ? Gemma3GqaGraph.PackedWeights(config, specs, weights)
-            : specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec)));
-        long total = specs.Sum(spec => spec.ElementCount * sizeof(float));
+        List<GeneratedWeight> generated = style is Gemma3ExportStyle.OnnxCommunity or Gemma3ExportStyle.GenAi
+            ? [.. Gemma3GqaGraph.Weights(config, style, specs, weights)]
+            : [.. specs.Select(spec => new GeneratedWeight(spec.Name, [.. spec.Shape.Select(d => (long)d)], () => weights(spec)))];
+        long total = generated.Sum(weight => weight.ElementCount * sizeof(float));
         GeneratedModelFile.Write(path, graph, generated, Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
     }
 

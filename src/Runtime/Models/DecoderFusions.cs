@@ -215,7 +215,7 @@ public static class DecoderFusions
             {
                 if (PagedAttentionRewrite.IntAttribute(split, "axis") is not -1
                     || split.Input.Count != 2 || Int64s(split.Input[1]) is not [long qWidth, long kWidth, long vWidth]
-                    || NormRopeChain(split.Output[0]) is not { } q || NormRopeChain(split.Output[1]) is not { } k
+                    || NormRopeChain(split.Output[0], qWidth) is not { } q || NormRopeChain(split.Output[1], kWidth) is not { } k
                     || q.HeadSize != k.HeadSize || q.Heads * q.HeadSize != qWidth || k.Heads * k.HeadSize != kWidth || vWidth != kWidth
                     || !q.Rope.Input.Skip(1).SequenceEqual(k.Rope.Input.Skip(1)) || q.Rope.Input.Count != 4
                     || q.Norm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F is not { } epsilon
@@ -243,17 +243,18 @@ public static class DecoderFusions
 
         /// <summary>
         /// <c>rows → Reshape(0, 0, heads, D) → SimplifiedLayerNormalization(−1) → Reshape(0, 0, −1) →
-        /// RotaryEmbedding(interleaved 0, whole head)</c>, each value read only by the next.
+        /// RotaryEmbedding(interleaved 0, whole head)</c>, each value read only by the next. GenAI's builder
+        /// writes the reshapes as <c>(0, −1, D)</c> and <c>(0, −1, width)</c>: the same rows, normed per head.
         /// </summary>
-        private NormRope? NormRopeChain(string rows)
+        private NormRope? NormRopeChain(string rows, long width)
         {
             if (SoleReader(rows) is not { OpType: "Reshape" } heads || !string.IsNullOrEmpty(heads.Domain) || heads.Input[0] != rows
-                || Int64s(heads.Input[1]) is not [0, 0, long headCount and > 0, long headSize and > 0] || headSize % 2 != 0
+                || HeadShape(heads.Input[1], width) is not (long headCount, long headSize) || headSize % 2 != 0
                 || SoleReader(heads.Output[0]) is not { OpType: "SimplifiedLayerNormalization" } norm || !string.IsNullOrEmpty(norm.Domain)
                 || norm.Input.Count != 2 || norm.Output.Count != 1 || norm.Input[0] != heads.Output[0]
                 || PagedAttentionRewrite.IntAttribute(norm, "axis") is not (null or -1)
                 || SoleReader(norm.Output[0]) is not { OpType: "Reshape" } flatten || !string.IsNullOrEmpty(flatten.Domain)
-                || flatten.Input[0] != norm.Output[0] || !IsShape(flatten.Input[1], [0, 0, -1])
+                || flatten.Input[0] != norm.Output[0] || !(IsShape(flatten.Input[1], [0, 0, -1]) || IsShape(flatten.Input[1], [0, -1, width]))
                 || SoleReader(flatten.Output[0]) is not { OpType: "RotaryEmbedding" } rope || rope.Domain != MicrosoftDomain
                 || rope.Input[0] != flatten.Output[0]
                 || PagedAttentionRewrite.IntAttribute(rope, "interleaved") is not (null or 0)
@@ -266,6 +267,14 @@ public static class DecoderFusions
 
             return new NormRope(headCount, headSize, norm, rope, [heads, norm, flatten, rope]);
         }
+
+        /// <summary>(heads, D) of a per-head reshape of rows <paramref name="width"/> wide: <c>(0, 0, heads, D)</c> or <c>(0, −1, D)</c>.</summary>
+        private (long Heads, long HeadSize)? HeadShape(string shape, long width) => Int64s(shape) switch
+        {
+            [0, 0, long heads and > 0, long size and > 0] => (heads, size),
+            [0, -1, long size and > 0] when width % size == 0 => (width / size, size),
+            _ => null,
+        };
 
         /// <summary><c>Split(x, [I, I]) → Mul(FastGelu(gate), up)</c> → <see cref="GeluGateOp"/>(x).</summary>
         public int GeluGates()

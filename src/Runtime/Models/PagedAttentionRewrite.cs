@@ -23,7 +23,8 @@ namespace Serving.Runtime.Models;
 /// concat <c>Unsqueeze → MatMul(probabilities, ·) → Reshape → Transpose → Reshape</c>, whose
 /// output is the layer's attention output. q, k and v are post-RoPE, <c>[B, heads, S, D]</c>.
 /// Everything between becomes one <c>PagedAttention</c> node; the mask subgraph, the present
-/// outputs and the past inputs go. Any other wiring is refused with the node and the reason.
+/// outputs and the past inputs go. A layer whose past is read by a GroupQueryAttention is rewritten by
+/// <see cref="GroupQueryAttentionRewrite"/> instead. Any other wiring is refused with the node and the reason.
 /// </remarks>
 public static class PagedAttentionRewrite
 {
@@ -66,6 +67,11 @@ public static class PagedAttentionRewrite
 
     private static void RewriteLayer(GraphProto graph, Consumers consumers, Gemma3Config config, DecoderNames names, int layer)
     {
+        if (GroupQueryAttentionRewrite.TryRewriteLayer(graph, consumers.Of(DecoderNames.ForLayer(names.PastKey, layer)), config, names, layer))
+        {
+            return;
+        }
+
         NodeProto keyConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastKey, layer));
         NodeProto valueConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastValue, layer));
         NodeProto scores = consumers.Chain(keyConcat, ("Transpose", 0), ("Unsqueeze", 0), ("MatMul", 1));
@@ -173,7 +179,8 @@ public static class PagedAttentionRewrite
         string count = names.NumLogitsToKeep;
         if (!graph.Input.Any(input => input.Name == count))
         {
-            throw new PagedRewriteException(count, "the graph has no num_logits_to_keep input, so it would compute the logits of every packed token");
+            LogitsRowSelection.Insert(graph, names.Logits, LogitsIndices);
+            return;
         }
 
         NodeProto slice = consumers.Chain(consumers.Single(count, "num_logits_to_keep"), ("Unsqueeze", 0), ("Slice", 1));
@@ -204,6 +211,12 @@ public static class PagedAttentionRewrite
         foreach (ValueInfoProto info in graph.Output.Where(output => gone.Contains(output.Name)).ToList())
         {
             graph.Output.Remove(info);
+        }
+
+        if (!graph.Input.Any(input => input.Name == names.PositionIds))
+        {
+            // GroupQueryAttention exports that rotate inside the op (GenAI's) declare none: the rewrite's rotary reads it.
+            graph.Input.Add(ValueInfo(names.PositionIds, DataType.Int64, "batch_size", "sequence_length"));
         }
 
         graph.Input.Add(ValueInfo(KvPool, DataType.Float, "num_blocks", 2, config.NumKeyValueHeads, "block_size", config.HeadDim));

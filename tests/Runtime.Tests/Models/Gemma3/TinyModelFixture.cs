@@ -11,14 +11,21 @@ public abstract class Gemma3ModelFixture : IDisposable
     private readonly TempFolder _folder = new();
     private readonly Lazy<DecoderModel> _paged;
 
-    protected Gemma3ModelFixture(Gemma3Config config)
+    protected Gemma3ModelFixture(Gemma3Config config, Gemma3ExportStyle style = Gemma3ExportStyle.Serving)
     {
+        const ulong seed = 7;
         Config = config;
-        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 7);
+        Style = style;
+        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed, style: style);
         Model = DecoderModel.Load(_folder.Path);
         _paged = new Lazy<DecoderModel>(() => DecoderModel.Load(_folder.Path, new DecoderLoadOptions { PagedAttention = true }));
-        Reference = new Gemma3Reference(Config, ReadWeights(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile)));
+        // Other styles store the same weights in their own layout (norms as 1 + w, packed q/k/v): the reference takes the seeded originals.
+        Reference = new Gemma3Reference(Config, style == Gemma3ExportStyle.Serving
+            ? ReadWeights(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile))
+            : Gemma3Weights.Specs(Config).ToDictionary(spec => spec.Name, spec => Gemma3Weights.Random(spec, seed)));
     }
+
+    public Gemma3ExportStyle Style { get; }
 
     public Gemma3Config Config { get; }
 
@@ -54,6 +61,12 @@ public abstract class Gemma3ModelFixture : IDisposable
 
 /// <summary>The <c>tiny</c> preset: GQA with 2 KV heads, alternating local/global layers.</summary>
 public sealed class TinyModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny);
+
+/// <summary>The <c>tiny</c> preset written as onnx-community exports it (GroupQueryAttention, same seed).</summary>
+public sealed class TinyOnnxCommunityFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny, Gemma3ExportStyle.OnnxCommunity);
+
+/// <summary>The <c>tiny</c> preset written as ONNX Runtime GenAI's builder does (packed q/k/v, GroupQueryAttention, same seed).</summary>
+public sealed class TinyGenAiFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny, Gemma3ExportStyle.GenAi);
 
 /// <summary>
 /// The real Gemma 3 layout at toy width: one KV head, head_dim 256 (more than hidden / heads),

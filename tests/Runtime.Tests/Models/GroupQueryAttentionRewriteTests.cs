@@ -1,0 +1,80 @@
+using Serving.Runtime.Generation;
+using Serving.Runtime.Models;
+using Serving.Runtime.Models.Gemma3;
+using Serving.Runtime.Onnx;
+using Serving.Runtime.Onnx.Proto;
+using Serving.Runtime.Tests.Models.Gemma3;
+
+namespace Serving.Runtime.Tests.Models;
+
+/// <summary>
+/// GroupQueryAttention exports (onnx-community, GenAI) rewritten for the paged KV cache: the same
+/// greedy tokens as the export run as it is, and as our own graph over the same weights.
+/// </summary>
+public sealed class GroupQueryAttentionRewriteTests(TinyModelFixture serving, TinyOnnxCommunityFixture onnxCommunity, TinyGenAiFixture genai)
+    : IClassFixture<TinyModelFixture>, IClassFixture<TinyOnnxCommunityFixture>, IClassFixture<TinyGenAiFixture>
+{
+    private static int[] Prompt(int length, int salt) => Enumerable.Range(0, length).Select(i => 7 + (i * 31 + salt * 17) % 900).ToArray();
+
+    private Gemma3ModelFixture Fixture(Gemma3ExportStyle style) => style == Gemma3ExportStyle.GenAi ? genai : onnxCommunity;
+
+    private static int[] Greedy(DecoderModel model, int[] prompt, int maxTokens) =>
+        [.. new Generator(model).Generate(prompt, new GenerateOptions(maxTokens, StopAtEos: false)).TokenIds];
+
+    [Theory]
+    [InlineData(Gemma3ExportStyle.OnnxCommunity)]
+    [InlineData(Gemma3ExportStyle.GenAi)]
+    public void PagedEngineGivesTheExportsOwnTokensPastTheWindow(Gemma3ExportStyle style)
+    {
+        Gemma3ModelFixture fixture = Fixture(style);
+        int[] prompt = Prompt(37, 1);
+        int[] expected = Greedy(fixture.Model, prompt, 12);
+        using Engine engine = BatchOfOne.CreateEngine(fixture.PagedModel, 64);
+        Assert.Equal(expected, BatchOfOne.Generate(engine, prompt, new GenerateOptions(12, StopAtEos: false)).TokenIds);
+        Assert.Equal(Greedy(serving.Model, prompt, 12), expected);
+    }
+
+    [Theory]
+    [InlineData(Gemma3ExportStyle.OnnxCommunity)]
+    [InlineData(Gemma3ExportStyle.GenAi)]
+    public void EveryAttentionBecomesPagedWithExplicitPositions(Gemma3ExportStyle style)
+    {
+        Gemma3ModelFixture fixture = Fixture(style);
+        ModelProto rewritten = PagedAttentionRewrite.Rewrite(OnnxModelFile.Load(fixture.Model.OnnxPath), fixture.Config);
+        Assert.DoesNotContain(rewritten.Graph.Node, node => node.OpType == Gemma3GqaGraph.AttentionOp);
+        Assert.Equal(fixture.Config.NumHiddenLayers, rewritten.Graph.Node.Count(node => node.OpType == PagedAttentionRewrite.OpType));
+        Assert.Contains(rewritten.Graph.Input, input => input.Name == "position_ids");
+        Assert.DoesNotContain(rewritten.Graph.Input, input => input.Name == "attention_mask" || input.Name.StartsWith("past_key_values", StringComparison.Ordinal));
+        Assert.Contains(rewritten.Graph.Input, input => input.Name == PagedAttentionRewrite.LogitsIndices);
+    }
+
+    [Fact]
+    public void GenAisPackedProjectionFusesItsNormsAndRotaryIntoOneOp()
+    {
+        ModelProto rewritten = PagedAttentionRewrite.Rewrite(OnnxModelFile.Load(genai.Model.OnnxPath), genai.Config, modelDirectory: genai.Folder + "/onnx");
+        Assert.Equal(genai.Config.NumHiddenLayers, rewritten.Graph.Node.Count(node => node.OpType == DecoderFusions.QkNormRopeOp));
+        Assert.DoesNotContain(rewritten.Graph.Node, node => node.OpType == "RotaryEmbedding");
+    }
+
+    [Fact]
+    public void AWindowThatDisagreesWithTheConfigIsRefusedNamingTheNodeAndField()
+    {
+        ModelProto model = OnnxModelFile.Load(onnxCommunity.Model.OnnxPath);
+        NodeProto gqa = model.Graph.Node.First(node => node.OpType == Gemma3GqaGraph.AttentionOp);
+        gqa.Attribute.First(a => a.Name == "local_window_size").I = 5;
+        var error = Assert.Throws<PagedRewriteException>(() => PagedAttentionRewrite.Rewrite(model, onnxCommunity.Config));
+        Assert.Equal(gqa.Name, error.Node);
+        Assert.Contains("local_window_size = 5", error.Message);
+    }
+
+    [Fact]
+    public void SoftcapIsRefused()
+    {
+        ModelProto model = OnnxModelFile.Load(genai.Model.OnnxPath);
+        NodeProto gqa = model.Graph.Node.Last(node => node.OpType == Gemma3GqaGraph.AttentionOp);
+        gqa.Attribute.First(a => a.Name == "softcap").F = 50f;
+        var error = Assert.Throws<PagedRewriteException>(() => PagedAttentionRewrite.Rewrite(model, genai.Config));
+        Assert.Equal(gqa.Name, error.Node);
+        Assert.Contains("softcap", error.Message);
+    }
+}

@@ -101,9 +101,10 @@ public sealed class DecoderModel : IDisposable
         Task<GemmaTokenizer> tokenizerLoad = Task.Run(() => LoadTokenizer(folder, config));
         InferenceSession? session = null;
         ExceptionDispatchInfo? sessionError = null;
+        bool rotaryFromCacheLength = false;
         try
         {
-            session = options.PagedAttention ? OpenPagedSession(onnxPath, config, names, options) : OpenSession(onnxPath, options);
+            session = options.PagedAttention ? OpenPagedSession(onnxPath, config, names, options) : OpenSession(onnxPath, options, out rotaryFromCacheLength);
         }
         catch (Exception e)
         {
@@ -120,11 +121,13 @@ public sealed class DecoderModel : IDisposable
                 return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config), kvCalibration, options.Device);
             }
 
-            var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message));
+            var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message))
+                with { RotaryFromCacheLength = rotaryFromCacheLength };
             if (!signature.SupportsKvCompression)
             {
-                logger.LogWarning("{File} has no {Input} input (e.g. fused GroupQueryAttention): it is served, but KV-cache compression is unavailable for it",
-                    onnxPath, signature.PositionIds is null ? "position_ids" : "attention_mask");
+                logger.LogWarning("{File} {Reason}: it is served, but KV-cache compression is unavailable for it (the paged engine rewrites it and can)",
+                    onnxPath, rotaryFromCacheLength ? "rotates inside GroupQueryAttention at positions counted from its cache"
+                        : $"has no {(signature.PositionIds is null ? "position_ids" : "attention_mask")} input");
             }
 
             return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, signature, kvCalibration, options.Device);
@@ -234,12 +237,14 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>The export as it is, with <see cref="DecoderFusions"/> applied in memory; the weights are read from the folder's data file in place.</summary>
-    private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options)
+    private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options, out bool rotaryFromCacheLength)
     {
         byte[] fused;
         try
         {
             Onnx.Proto.ModelProto model = Onnx.OnnxModelFile.Load(onnxPath);
+            rotaryFromCacheLength = model.Graph.Node.Any(node => node.OpType == Gemma3GqaGraph.AttentionOp
+                && PagedAttentionRewrite.IntAttribute(node, "do_rotary") is 1);
             DecoderFusions.Apply(model, Path.GetDirectoryName(Path.GetFullPath(onnxPath)));
             fused = Google.Protobuf.MessageExtensions.ToByteArray(model);
         }

@@ -58,7 +58,14 @@ public sealed record DecoderSignature(
     /// KV eviction needs explicit positions, since evicted caches no longer count positions;
     /// graphs without <c>position_ids</c> (e.g. fused GroupQueryAttention) derive them from lengths.
     /// </summary>
-    public bool SupportsKvCompression => IsPaged || (PositionIds is not null && AttentionMask is not null);
+    public bool SupportsKvCompression => IsPaged || (!RotaryFromCacheLength && PositionIds is not null && AttentionMask is not null);
+
+    /// <summary>
+    /// The graph rotates q and k at positions it counts from its caches (GroupQueryAttention with
+    /// <c>do_rotary</c>), whatever <c>position_ids</c> it declares: evicting keys would shift every later
+    /// position. Only the paged rewrite, which rotates at the true positions, may compress its cache.
+    /// </summary>
+    public bool RotaryFromCacheLength { get; init; }
 
     /// <summary>The graph reads a paged KV cache (<see cref="PagedAttentionRewrite"/>): no past inputs or present outputs.</summary>
     public bool IsPaged { get; init; }

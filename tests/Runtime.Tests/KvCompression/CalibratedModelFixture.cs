@@ -15,12 +15,18 @@ public sealed class CalibratedModelFixture : IDisposable
     public CalibratedModelFixture()
     {
         Config = Gemma3Presets.Tiny;
-        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 11);
-        Calibration = KvCalibrator.Calibrate(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile), Config, Text(600, 3));
+        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, Seed);
+        Calibration = Calibrate(_folder.Path);
         Calibration.Save(Path.Combine(_folder.Path, KvCalibration.FileName));
         Model = DecoderModel.Load(_folder.Path);
         PagedModel = DecoderModel.Load(_folder.Path, new DecoderLoadOptions { PagedAttention = true });
     }
+
+    public const ulong Seed = 11;
+
+    /// <summary>The calibration of a tiny folder of ours, on 600 tokens of <see cref="Text"/>.</summary>
+    public static KvCalibration Calibrate(string folder) =>
+        KvCalibrator.Calibrate(Path.Combine(folder, Gemma3ModelWriter.OnnxFile), Gemma3Presets.Tiny, Text(600, 3));
 
     public Gemma3Config Config { get; }
     public KvCalibration Calibration { get; }

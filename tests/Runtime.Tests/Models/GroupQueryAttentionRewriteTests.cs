@@ -78,3 +78,27 @@ public sealed class GroupQueryAttentionRewriteTests(TinyModelFixture serving, Ti
         Assert.Contains("softcap", error.Message);
     }
 }
+
+/// <summary>The 4-bit variant of each GroupQueryAttention style: quantized as ours, served paged with the export's own tokens.</summary>
+public sealed class GroupQueryAttentionQuantizedTests
+{
+    [Theory]
+    [InlineData(Gemma3ExportStyle.OnnxCommunity)]
+    [InlineData(Gemma3ExportStyle.GenAi)]
+    public void TheQ4VariantServesPagedWithItsOwnTokens(Gemma3ExportStyle style)
+    {
+        using var folder = new TempFolder();
+        Gemma3ModelWriter.WriteRandom(folder.Path, Gemma3Presets.Tiny, 5, style: style);
+        Serving.Runtime.Quantization.Quantizer.AddVariant(folder.Path, "q4");
+        using DecoderModel unpaged = DecoderModel.Load(folder.Path, new DecoderLoadOptions { Dtype = "q4" });
+        using DecoderModel paged = DecoderModel.Load(folder.Path, new DecoderLoadOptions { Dtype = "q4", PagedAttention = true });
+        ModelProto graph = OnnxModelFile.Load(unpaged.OnnxPath);
+        Assert.Contains(graph.Graph.Node, node => node.OpType == "MatMulNBits");
+        Assert.Contains(graph.Graph.Node, node => node.OpType == Gemma3GqaGraph.AttentionOp);
+
+        int[] prompt = [.. Enumerable.Range(0, 30).Select(i => 7 + i * 29 % 900)];
+        int[] expected = [.. new Generator(unpaged).Generate(prompt, new GenerateOptions(10, StopAtEos: false)).TokenIds];
+        using Engine engine = BatchOfOne.CreateEngine(paged, 48);
+        Assert.Equal(expected, BatchOfOne.Generate(engine, prompt, new GenerateOptions(10, StopAtEos: false)).TokenIds);
+    }
+}

@@ -33,7 +33,35 @@ internal static class ModelsCommand
         var create = new Command("create", "Write a Hugging Face-style ONNX model folder with seeded random weights") { preset, output, seed, dtypes, style };
         create.SetAction(result => Run(result.GetValue(preset)!, result.GetValue(output)!, result.GetValue(seed), ParseDtypes(result.GetValue(dtypes)!),
             Gemma3ExportStyles.Find(result.GetValue(style)!)!.Value));
-        return new Command("models", "Create model folders") { create };
+        return new Command("models", "Create model folders") { create, Export() };
+    }
+
+    /// <summary><c>serving models export --model DIR --style S --out DIR</c>: a trained folder of ours in another style.</summary>
+    private static Command Export()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "A Gemma 3 folder of ours with fp32 weights (onnx/model.onnx)", Required = true };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write (created if missing; must be empty)", Required = true };
+        var style = new Option<string>("--style") { Description = "onnx-community, optimum, genai or serving", Required = true };
+        style.AcceptOnlyFromAmong([.. Gemma3ExportStyles.Names]);
+        var export = new Command("export", "Write a trained Gemma 3 folder's weights in another export style (config and tokenizer copied)") { model, output, style };
+        export.SetAction(result =>
+        {
+            DirectoryInfo source = result.GetValue(model)!, target = result.GetValue(output)!;
+            if (!File.Exists(Path.Combine(source.FullName, Gemma3ModelWriter.OnnxFile)))
+            {
+                throw new UsageException($"'{source.FullName}' has no {Gemma3ModelWriter.OnnxFile}");
+            }
+
+            if (target.Exists && target.EnumerateFileSystemInfos().Any())
+            {
+                throw new UsageException($"'{target.FullName}' exists and is not empty");
+            }
+
+            Gemma3ModelWriter.Reexport(source.FullName, target.FullName, Gemma3ExportStyles.Find(result.GetValue(style)!)!.Value);
+            Console.WriteLine($"wrote {target.FullName}");
+            return CommandLine.Ok;
+        });
+        return export;
     }
 
     /// <summary>What <c>create</c> needs of a preset, whatever the architecture.</summary>

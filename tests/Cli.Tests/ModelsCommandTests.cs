@@ -36,6 +36,35 @@ public class ModelsCommandTests
         }
     }
 
+    [Theory]
+    [InlineData("onnx-community")]
+    [InlineData("genai")]
+    public void EachStyleIsWrittenAndGeneratesWhatOurStyleGenerates(string style)
+    {
+        using var temp = new TempFolder();
+        string ours = temp.Sub("ours"), styled = temp.Sub(style), exported = temp.Sub("exported");
+        Assert.Equal(0, ServingProcess.Run("models", "create", "--preset", "tiny", "--out", ours, "--seed", "4").ExitCode);
+        var created = ServingProcess.Run("models", "create", "--preset", "tiny", "--out", styled, "--seed", "4", "--style", style);
+        Assert.True(created.ExitCode == 0, created.Stderr);
+        var reexported = ServingProcess.Run("models", "export", "--model", ours, "--style", style, "--out", exported);
+        Assert.True(reexported.ExitCode == 0, reexported.Stderr);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(styled, "onnx", "model.onnx_data")), File.ReadAllBytes(Path.Combine(exported, "onnx", "model.onnx_data")));
+
+        string Tokens(string folder) => System.Text.Json.Nodes.JsonNode.Parse(
+            ServingProcess.Run("generate", "--model", folder, "--prompt", "In the beginning", "--max-tokens", "8", "--json").Stdout)!["token_ids"]!.ToJsonString();
+        Assert.Equal(Tokens(ours), Tokens(styled));
+    }
+
+    [Fact]
+    public void ExportRefusesAFolderWithoutOurFp32Graph()
+    {
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.Sub("empty"));
+        var result = ServingProcess.Run("models", "export", "--model", temp.Sub("empty"), "--style", "genai", "--out", temp.Sub("out"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("has no onnx/model.onnx", result.Stderr);
+    }
+
     [Fact]
     public void SameSeedSameBytesOtherSeedOtherWeights()
     {

@@ -207,7 +207,5 @@ public static class Gemma3GgufExport
         });
 
     private static float[] Read(Dictionary<string, TensorProto> initializers, string name, string onnxDirectory) =>
-        initializers.TryGetValue(name, out TensorProto? tensor)
-            ? TensorData.ReadFloats(tensor, onnxDirectory)
-            : throw new InvalidDataException($"the ONNX file has no initializer '{name}' (not one of our fp32 Gemma 3 exports?)");
+        Gemma3Weights.Read(initializers, name, onnxDirectory);
 }

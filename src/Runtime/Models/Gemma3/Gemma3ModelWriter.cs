@@ -35,6 +35,22 @@ public static class Gemma3ModelWriter
         }
     }
 
+    /// <summary>
+    /// Writes the fp32 weights of our folder <paramref name="source"/> (a trained model: models/kjv-gemma3)
+    /// into <paramref name="output"/> in <paramref name="style"/>; every other file of the folder's top level
+    /// (config, generation config, tokenizer, KV calibration) is copied as it is.
+    /// </summary>
+    public static void Reexport(string source, string output, Gemma3ExportStyle style)
+    {
+        Gemma3Config config = Gemma3Config.FromJson(JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject());
+        Directory.CreateDirectory(Path.Combine(output, "onnx"));
+        WriteOnnx(Path.Combine(output, OnnxFile), config, Gemma3Weights.Reader(Path.Combine(source, OnnxFile)), null, style);
+        foreach (string file in Directory.EnumerateFiles(source))
+        {
+            File.Copy(file, Path.Combine(output, Path.GetFileName(file)), overwrite: true);
+        }
+    }
+
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
     public static void WriteRandom(string folder, Gemma3Config config, ulong seed, IProgress<(long Done, long Total)>? progress = null,
         Gemma3ExportStyle style = Gemma3ExportStyle.Serving) =>

@@ -57,6 +57,23 @@ public static class Gemma3Weights
         return specs;
     }
 
+    /// <summary>
+    /// The fp32 weights of one of our ONNX files by name (the initializers are indexed once, each tensor read
+    /// when asked for); a missing one fails naming it.
+    /// </summary>
+    public static Func<WeightSpec, float[]> Reader(string onnxPath)
+    {
+        Onnx.Proto.ModelProto model = Onnx.OnnxModelFile.Load(onnxPath);
+        string directory = Path.GetDirectoryName(Path.GetFullPath(onnxPath))!;
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        return spec => Read(initializers, spec.Name, directory);
+    }
+
+    internal static float[] Read(Dictionary<string, Onnx.Proto.TensorProto> initializers, string name, string directory) =>
+        initializers.TryGetValue(name, out Onnx.Proto.TensorProto? tensor)
+            ? Onnx.TensorData.ReadFloats(tensor, directory)
+            : throw new InvalidDataException($"the ONNX file has no initializer '{name}' (not one of our fp32 Gemma 3 exports?)");
+
     /// <summary>Seeded values for one weight (see <see cref="SeededGaussian"/>): the same seed gives the same bytes.</summary>
     public static float[] Random(WeightSpec spec, ulong seed)
     {

@@ -113,6 +113,20 @@ public abstract class EngineOnExportStyleTests<TFixture>(TFixture fixture, Calib
     }
 
     [Fact]
+    public async Task SlidingLayersAreCappedAtTheWindowThoughTheExportKeepsEveryToken()
+    {
+        // The export returns every past token for every layer; the paged cache keeps a sliding layer's last window only.
+        int[] prompt = CalibratedModelFixture.Text(60, 9);
+        using var styled = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
+        using var serving = new Engine(ours.PagedModel, new EngineOptions { PrefixCaching = false });
+        await EngineReader.ReadAll(styled.TrySubmit([Greedy(prompt, 20)])![0]);
+        await EngineReader.ReadAll(serving.TrySubmit([Greedy(prompt, 20)])![0]);
+        Assert.Equal(serving.Kv.PeakUsedBlocks, styled.Kv.PeakUsedBlocks);
+        int everyToken = Gemma3Presets.Tiny.NumHiddenLayers * ((80 + styled.BlockTokens - 1) / styled.BlockTokens);
+        Assert.True(styled.Kv.PeakUsedBlocks < everyToken, $"{styled.Kv.PeakUsedBlocks} blocks, {everyToken} if every layer kept every token");
+    }
+
+    [Fact]
     public void TheExportAsItIsCannotCompressItsCache()
     {
         // GroupQueryAttention rotates at positions counted from its cache: evicting would shift them.

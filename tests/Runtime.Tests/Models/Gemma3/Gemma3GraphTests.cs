@@ -10,21 +10,19 @@ public sealed class TinyGraphTests(TinyModelFixture fixture) : Gemma3GraphTests<
 public sealed class GemmaShapedGraphTests(GemmaShapedModelFixture fixture) : Gemma3GraphTests<GemmaShapedModelFixture>(fixture);
 
 /// <summary>ONNX Runtime on our Gemma 3 graph against the float64 reference over the same weights.</summary>
-public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixture<TFixture>
-    where TFixture : Gemma3ModelFixture
+/// <summary>Random prompts and the tolerance every graph-against-reference test uses.</summary>
+internal static class ReferenceLogits
 {
     private const double Tolerance = 1e-4;
 
-    private Gemma3Config Config => fixture.Config;
-
-    private int[] Tokens(int count, int seed)
+    public static int[] Tokens(Gemma3Config config, int count, int seed)
     {
         var random = new Random(seed);
-        return [.. Enumerable.Range(0, count).Select(_ => random.Next(10, Config.VocabSize))];
+        return [.. Enumerable.Range(0, count).Select(_ => random.Next(10, config.VocabSize))];
     }
 
     /// <summary>max |a − b| / max |b| over one row of logits.</summary>
-    private static void AssertClose(double[] expected, ReadOnlySpan<float> actual, string what)
+    public static void AssertClose(double[] expected, ReadOnlySpan<float> actual, string what)
     {
         double worst = 0, scale = 0;
         for (int i = 0; i < expected.Length; i++)
@@ -35,6 +33,16 @@ public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixtu
 
         Assert.True(worst / scale < Tolerance, $"{what}: relative error {worst / scale:E2} ≥ {Tolerance:E0}");
     }
+}
+
+public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixture<TFixture>
+    where TFixture : Gemma3ModelFixture
+{
+    private Gemma3Config Config => fixture.Config;
+
+    private int[] Tokens(int count, int seed) => ReferenceLogits.Tokens(Config, count, seed);
+
+    private static void AssertClose(double[] expected, ReadOnlySpan<float> actual, string what) => ReferenceLogits.AssertClose(expected, actual, what);
 
     [Fact]
     public void PrefillMatchesReferenceAtEveryPosition()

@@ -47,26 +47,15 @@ public static class Gemma3Graph
         var g = new GraphBuilder("gemma3_text");
         var io = DeclareInputs(g, config);
         var masks = BuildMasks(g, config, io);
-        var rope = new Dictionary<double, (string Cos, string Sin)>();
-        foreach (double theta in Enumerable.Range(0, config.NumHiddenLayers).Select(config.RopeBase).Distinct())
-        {
-            rope[theta] = BuildRope(g, config, io.PositionIds, theta);
-        }
-
-        string hidden;
-        using (g.PushScope("model/embed_tokens"))
-        {
-            string embedded = g.Op("Gather", [Gemma3Weights.Embedding, io.InputIds], Attr("axis", 0L));
-            hidden = g.Op("Mul", [embedded, g.FloatScalar(MathF.Sqrt(config.HiddenSize))]);
-        }
-
+        var rope = RopeTables(g, config, io.PositionIds);
+        string hidden = Embed(g, config, io.InputIds);
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
-            bool sliding = config.LayerKind(layer) == AttentionKind.Sliding;
+            string mask = config.LayerKind(layer) == AttentionKind.Sliding ? masks.Sliding! : masks.Global;
             var (cos, sin) = rope[config.RopeBase(layer)];
             using (g.PushScope($"model/layers.{layer}"))
             {
-                hidden = DecoderLayer(g, config, layer, hidden, sliding ? masks.Sliding! : masks.Global, cos, sin);
+                hidden = DecoderLayer(g, config, layer, hidden, normed => Gemma3Attention.Build(g, config, layer, normed, mask, cos, sin));
             }
         }
 
@@ -78,6 +67,14 @@ public static class Gemma3Graph
 
         DeclareLogits(g, config, hidden);
         return g.Graph;
+    }
+
+    /// <summary>embed_tokens(ids) · √hidden_size (Gemma's scaled embedding), <c>[B, S, H]</c>.</summary>
+    internal static string Embed(GraphBuilder g, Gemma3Config config, string inputIds)
+    {
+        using var scope = g.PushScope("model/embed_tokens");
+        string embedded = g.Op("Gather", [Gemma3Weights.Embedding, inputIds], Attr("axis", 0L));
+        return g.Op("Mul", [embedded, g.FloatScalar(MathF.Sqrt(config.HiddenSize))]);
     }
 
     private sealed record Inputs(string InputIds, string AttentionMask, string PositionIds, string NumLogitsToKeep);
@@ -123,14 +120,19 @@ public static class Gemma3Graph
     /// </summary>
     private static string CausalMask(GraphBuilder g, string valid, string newLength, string total)
     {
+        var (keySlots, querySlots) = Slots(g, newLength, total);
+        string causal = g.Op("LessOrEqual", [keySlots, querySlots]);
+        string mask = g.Op("And", [causal, g.Op("Unsqueeze", [valid, g.Int64s(1)])]);
+        return g.Op("Unsqueeze", [mask, g.Int64s(1, 2)]);
+    }
+
+    /// <summary>Key slots <c>[1, T]</c> = 0…T−1 and query slots <c>[S, 1]</c> = P…T−1 (P = T − S), int64.</summary>
+    internal static (string Keys, string Queries) Slots(GraphBuilder g, string newLength, string total)
+    {
         string pastLength = g.Op("Sub", [total, newLength]);
         string keySlots = g.Op("Range", [g.Int64Scalar(0), Scalar(g, total), g.Int64Scalar(1)]);
         string querySlots = g.Op("Range", [Scalar(g, pastLength), Scalar(g, total), g.Int64Scalar(1)]);
-        string causal = g.Op("LessOrEqual", [
-            g.Op("Unsqueeze", [keySlots, g.Int64s(0)]),
-            g.Op("Unsqueeze", [querySlots, g.Int64s(1)])]);
-        string mask = g.Op("And", [causal, g.Op("Unsqueeze", [valid, g.Int64s(1)])]);
-        return g.Op("Unsqueeze", [mask, g.Int64s(1, 2)]);
+        return (g.Op("Unsqueeze", [keySlots, g.Int64s(0)]), g.Op("Unsqueeze", [querySlots, g.Int64s(1)]));
     }
 
     private static string SlidingMask(GraphBuilder g, Gemma3Config config, Inputs io, int layer, string newLength)
@@ -152,6 +154,18 @@ public static class Gemma3Graph
 
     private static string Scalar(GraphBuilder g, string oneElement) => g.Op("Squeeze", [oneElement, g.Int64s(0)]);
 
+    /// <summary>The cos and sin tables of each RoPE base the layers use (global rope_theta, local rope_local_base_freq).</summary>
+    internal static Dictionary<double, (string Cos, string Sin)> RopeTables(GraphBuilder g, Gemma3Config config, string positionIds)
+    {
+        var rope = new Dictionary<double, (string Cos, string Sin)>();
+        foreach (double theta in Enumerable.Range(0, config.NumHiddenLayers).Select(config.RopeBase).Distinct())
+        {
+            rope[theta] = BuildRope(g, config, positionIds, theta);
+        }
+
+        return rope;
+    }
+
     /// <summary>cos and sin tables [B,1,S,D] for one RoPE base (rotate-half layout).</summary>
     private static (string Cos, string Sin) BuildRope(GraphBuilder g, Gemma3Config config, string positionIds, double theta)
     {
@@ -170,9 +184,10 @@ public static class Gemma3Graph
                 g.Op("Unsqueeze", [g.Op("Sin", [both]), g.Int64s(1)]));
     }
 
-    private static string DecoderLayer(GraphBuilder g, Gemma3Config config, int layer, string hidden, string mask, string cos, string sin)
+    /// <summary>One decoder layer around <paramref name="attention"/>, which maps the input-normed hidden state to the attention output.</summary>
+    internal static string DecoderLayer(GraphBuilder g, Gemma3Config config, int layer, string hidden, Func<string, string> attention)
     {
-        string normed, attention, mlp;
+        string normed, attended, mlp;
         using (g.PushScope("input_layernorm"))
         {
             normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "input_layernorm.weight"), config.RmsNormEps);
@@ -180,15 +195,15 @@ public static class Gemma3Graph
 
         using (g.PushScope("self_attn"))
         {
-            attention = Gemma3Attention.Build(g, config, layer, normed, mask, cos, sin);
+            attended = attention(normed);
         }
 
         using (g.PushScope("post_attention_layernorm"))
         {
-            attention = RmsNorm(g, attention, Gemma3Weights.Layer(layer, "post_attention_layernorm.weight"), config.RmsNormEps);
+            attended = RmsNorm(g, attended, Gemma3Weights.Layer(layer, "post_attention_layernorm.weight"), config.RmsNormEps);
         }
 
-        hidden = g.Op("Add", [hidden, attention]);
+        hidden = g.Op("Add", [hidden, attended]);
         using (g.PushScope("pre_feedforward_layernorm"))
         {
             normed = RmsNorm(g, hidden, Gemma3Weights.Layer(layer, "pre_feedforward_layernorm.weight"), config.RmsNormEps);

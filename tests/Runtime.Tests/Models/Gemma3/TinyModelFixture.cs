@@ -11,10 +11,10 @@ public abstract class Gemma3ModelFixture : IDisposable
     private readonly TempFolder _folder = new();
     private readonly Lazy<DecoderModel> _paged;
 
-    protected Gemma3ModelFixture(Gemma3Config config)
+    protected Gemma3ModelFixture(Gemma3Config config, Gemma3ExportStyle style = Gemma3ExportStyle.Serving)
     {
         Config = config;
-        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 7);
+        Gemma3ModelWriter.WriteRandom(_folder.Path, Config, seed: 7, style: style);
         Model = DecoderModel.Load(_folder.Path);
         _paged = new Lazy<DecoderModel>(() => DecoderModel.Load(_folder.Path, new DecoderLoadOptions { PagedAttention = true }));
         Reference = new Gemma3Reference(Config, ReadWeights(Path.Combine(_folder.Path, Gemma3ModelWriter.OnnxFile)));
@@ -54,6 +54,9 @@ public abstract class Gemma3ModelFixture : IDisposable
 
 /// <summary>The <c>tiny</c> preset: GQA with 2 KV heads, alternating local/global layers.</summary>
 public sealed class TinyModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny);
+
+/// <summary>The <c>tiny</c> preset with <see cref="TinyModelFixture"/>'s weights, written as Hugging Face Optimum exports it.</summary>
+public sealed class OptimumTinyModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny, Gemma3ExportStyle.Optimum);
 
 /// <summary>
 /// The real Gemma 3 layout at toy width: one KV head, head_dim 256 (more than hidden / heads),

@@ -173,7 +173,8 @@ public static class PagedAttentionRewrite
 
     /// <summary>
     /// <c>num_logits_to_keep</c> sliced the last positions of <c>[B, S, H]</c>; packed sequences
-    /// need one row per sequence instead: <c>Gather(hidden, logits_indices, axis = 1)</c>.
+    /// need one row per sequence instead: <c>Gather(hidden, logits_indices, axis = 1)</c>. Graphs
+    /// without the input get the same Gather before their LM head (<see cref="LogitsRowSelection"/>).
     /// </summary>
     private static void KeepSelectedLogits(GraphProto graph, Consumers consumers, DecoderNames names)
     {

@@ -67,6 +67,18 @@ public sealed class Gemma3OptimumGraphTests(TinyModelFixture serving, OptimumTin
         Assert.Equal(expected, new Generator(optimum.Model).Generate(prompt, options).TokenIds);
     }
 
+    [Fact]
+    public void TheGemmaLayoutWithOneKvHeadGivesOurTokensUnpagedAndPaged()
+    {
+        using var ours = new GemmaShapedModelFixture();
+        using var theirs = new OptimumGemmaShapedModelFixture();
+        int[] prompt = Prompt(30, 4);
+        var options = new GenerateOptions(12, StopAtEos: false);
+        IReadOnlyList<int> expected = new Generator(ours.Model).Generate(prompt, options).TokenIds;
+        Assert.Equal(expected, new Generator(theirs.Model).Generate(prompt, options).TokenIds);
+        Assert.Equal(expected, BatchOfOne.Generate(theirs.PagedModel, prompt, options).TokenIds);
+    }
+
     /// <summary>max |a − b| over a row, against 1e-4 of the row's largest magnitude (at least 1).</summary>
     private static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
     {

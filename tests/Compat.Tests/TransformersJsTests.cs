@@ -121,6 +121,30 @@ public sealed class TransformersJsTests : IDisposable
         string source = preset == "tiny" ? _folder : KjvGemma3Folder;
         string folder = Path.Combine(_root, $"{preset}-{dtype}");
         Quantizer.Run(new QuantizeOptions(source, folder, dtype));
+        AssertSameGreedyContinuation(folder, dtype);
+    }
+
+    /// <summary>
+    /// The tiny folder's weights as Hugging Face Optimum exports them (every layer keeps its whole past,
+    /// no num_logits_to_keep), with its q4 variant beside it as <c>models create --dtypes</c> writes it.
+    /// </summary>
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("q4")]
+    public void TransformersJsRunsTheOptimumStyle(string dtype)
+    {
+        string folder = Path.Combine(_root, $"tiny-optimum-{dtype}");
+        Gemma3ModelWriter.WriteRandom(folder, Gemma3Presets.Tiny, seed: 8, style: Gemma3ExportStyle.Optimum);
+        if (dtype != "fp32")
+        {
+            Quantizer.AddVariant(folder, dtype);
+        }
+
+        AssertSameGreedyContinuation(folder, dtype);
+    }
+
+    private static void AssertSameGreedyContinuation(string folder, string dtype)
+    {
         JsonObject peer = NodePeer.Run("transformers-check.mjs", new JsonObject
         {
             ["model_dir"] = folder,

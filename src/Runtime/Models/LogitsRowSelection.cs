@@ -5,58 +5,70 @@ using static Serving.Runtime.Onnx.GraphBuilder;
 namespace Serving.Runtime.Models;
 
 /// <summary>
-/// For graphs without <c>num_logits_to_keep</c> (GroupQueryAttention and Optimum exports): the LM head
-/// would compute a row of logits per packed token (a 512-token prefill of a 262k vocabulary: 537 MB), so
-/// the final hidden state <c>[1, T, H]</c> is narrowed to the rows in <paramref name="indices"/> first.
+/// Logits for chosen rows only, in graphs without <c>num_logits_to_keep</c> (Optimum's, GroupQueryAttention
+/// exports): <c>Gather(h, indices, axis = 1)</c> on the final hidden state <c>[B, S, H]</c> before the LM
+/// head, so that a packed prefill of T tokens projects one row per sequence onto the vocabulary instead
+/// of T rows (a 512-token prefill of a 262k vocabulary: 537 MB of logits otherwise).
 /// </summary>
 internal static class LogitsRowSelection
 {
+    /// <summary>Ops the walk from the logits output back to the head passes through unchanged.</summary>
     private static readonly HashSet<string> PassThrough = ["Reshape", "Cast", "Identity"];
+
     private static readonly HashSet<string> Heads = ["Gemm", "MatMul", "MatMulNBits"];
 
     /// <summary>
-    /// Walks back from <paramref name="logits"/> through Reshape/Cast/Identity to the head (Gemm, MatMul or
-    /// MatMulNBits), then from its activation back through Reshapes to the 3-D hidden state, and makes every
-    /// reader of that value read <c>Gather(hidden, indices, axis = 1)</c> instead.
+    /// Walks back from <paramref name="logits"/> through Reshape, Cast and Identity to the Gemm, MatMul or
+    /// MatMulNBits head, then from the head's activation input back through Reshape, Cast and Identity
+    /// (a Gemm head reads <c>[B·S, H]</c>) to the hidden state, and makes every reader of that value
+    /// read <c>Gather(h, <paramref name="indices"/>, axis = 1)</c> instead (a Shape of h then gives
+    /// the selected row count, as the logits' final Reshape needs).
     /// </summary>
+    /// <exception cref="PagedRewriteException">The logits do not come from such a head.</exception>
     public static void Insert(GraphProto graph, string logits, string indices)
     {
-        NodeProto head = Producer(graph, logits, logits);
-        while (PassThrough.Contains(head.OpType) && head.Domain.Length == 0)
-        {
-            head = Producer(graph, head.Input[0], head.Name);
-        }
-
+        NodeProto head = WalkBack(graph, logits, "the logits output");
         if (!Heads.Contains(head.OpType))
         {
-            throw new PagedRewriteException(head.Name, $"'{logits}' must come from a Gemm, MatMul or MatMulNBits head (through Reshape/Cast), found a {head.OpType}");
+            throw new PagedRewriteException(head.Name,
+                $"the logits must come from a Gemm, MatMul or MatMulNBits LM head through Reshape, Cast or Identity, not a {head.OpType}");
         }
 
         string hidden = head.Input[0];
-        while (GraphEdits.Producer(graph, hidden) is { OpType: "Reshape", Domain: "" } flatten)
+        while (GraphEdits.Producer(graph, hidden) is { } producer && PassThrough.Contains(producer.OpType))
         {
-            hidden = flatten.Input[0];
+            hidden = producer.Input[0];
         }
 
-        var gather = new NodeProto { Name = "/model/paged_logits_rows/Gather", OpType = "Gather" };
+        NodeProto hiddenProducer = GraphEdits.Producer(graph, hidden)
+            ?? throw new PagedRewriteException(head.Name, $"its activation '{hidden}' must be computed by the graph, not be an input or initializer");
+        var gather = new NodeProto { Name = hiddenProducer.Name + "/logits_rows/Gather", OpType = "Gather" };
         gather.Input.AddRange([hidden, indices]);
-        gather.Output.Add(gather.Name + "_output_0");
+        gather.Output.Add(gather.Name + "/output_0");
         gather.Attribute.Add(Attr("axis", 1L));
-        foreach (NodeProto reader in graph.Node)
+        foreach (NodeProto node in graph.Node)
         {
-            for (int i = 0; i < reader.Input.Count; i++)
+            for (int i = 0; i < node.Input.Count; i++)
             {
-                if (reader.Input[i] == hidden)
+                if (node.Input[i] == hidden)
                 {
-                    reader.Input[i] = gather.Output[0];
+                    node.Input[i] = gather.Output[0];
                 }
             }
         }
 
-        NodeProto? producer = GraphEdits.Producer(graph, hidden);
-        graph.Node.Insert(producer is null ? 0 : graph.Node.IndexOf(producer) + 1, gather);
+        graph.Node.Insert(graph.Node.IndexOf(hiddenProducer) + 1, gather);
     }
 
-    private static NodeProto Producer(GraphProto graph, string value, string reader) =>
-        GraphEdits.Producer(graph, value) ?? throw new PagedRewriteException(reader, $"no node produces '{value}'");
+    /// <summary>The producer of <paramref name="value"/>, past any Reshape, Cast or Identity.</summary>
+    private static NodeProto WalkBack(GraphProto graph, string value, string what)
+    {
+        NodeProto node = GraphEdits.Producer(graph, value) ?? throw new PagedRewriteException(value, $"{what} must be computed by the graph");
+        while (PassThrough.Contains(node.OpType))
+        {
+            node = GraphEdits.Producer(graph, node.Input[0]) ?? throw new PagedRewriteException(node.Name, "its input must be computed by the graph");
+        }
+
+        return node;
+    }
 }

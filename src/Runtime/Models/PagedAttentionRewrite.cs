@@ -23,8 +23,10 @@ namespace Serving.Runtime.Models;
 /// concat <c>Unsqueeze → MatMul(probabilities, ·) → Reshape → Transpose → Reshape</c>, whose
 /// output is the layer's attention output. q, k and v are post-RoPE, <c>[B, heads, S, D]</c>.
 /// Everything between becomes one <c>PagedAttention</c> node; the mask subgraph, the present
-/// outputs and the past inputs go. A layer whose past is read by a GroupQueryAttention is rewritten by
-/// <see cref="GroupQueryAttentionRewrite"/> instead. Any other wiring is refused with the node and the reason.
+/// outputs and the past inputs go. Any other wiring is refused with the node and the reason.
+/// Optimum's traced eager attention is matched by <see cref="OptimumAttentionMatch"/>, a layer whose past
+/// is read by a GroupQueryAttention is rewritten by <see cref="GroupQueryAttentionRewrite"/>; graphs
+/// without <c>num_logits_to_keep</c> get their row selection from <see cref="LogitsRowSelection"/>.
 /// </remarks>
 public static class PagedAttentionRewrite
 {
@@ -72,28 +74,33 @@ public static class PagedAttentionRewrite
             return;
         }
 
+        AttentionMatch match = OptimumAttentionMatch.Find(graph, consumers, config, names, layer) ?? MatchOurs(graph, consumers, names, layer);
+        string prefix = $"/model/layers.{layer}/self_attn/paged/";
+        var nodes = new List<NodeProto>();
+        string query = TokenMajor(nodes, prefix + "q", match.Query);
+        string key = TokenMajor(nodes, prefix + "k", match.Key);
+        string value = TokenMajor(nodes, prefix + "v", match.Value);
+        nodes.Add(AttentionNode(prefix + OpType, [query, key, value], match.Output.Output[0], layer, config.NumAttentionHeads, config.NumKeyValueHeads,
+            (float)(1.0 / Math.Sqrt(config.QueryPreAttnScalar)), config.LayerKind(layer) == AttentionKind.Sliding ? config.SlidingWindow : 0));
+
+        // The new nodes read q, k and v, all made before the layer's last reshape: in its place, the order stays topological.
+        int at = graph.Node.IndexOf(match.Output);
+        graph.Node.RemoveAt(at);
+        for (int i = nodes.Count - 1; i >= 0; i--)
+        {
+            graph.Node.Insert(at, nodes[i]);
+        }
+    }
+
+    private static AttentionMatch MatchOurs(GraphProto graph, Consumers consumers, DecoderNames names, int layer)
+    {
         NodeProto keyConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastKey, layer));
         NodeProto valueConcat = PastConcat(consumers, DecoderNames.ForLayer(names.PastValue, layer));
         NodeProto scores = consumers.Chain(keyConcat, ("Transpose", 0), ("Unsqueeze", 0), ("MatMul", 1));
         NodeProto queryReshape = Producer(graph, scores.Input[0], "Reshape", scores);
         NodeProto context = consumers.Chain(valueConcat, ("Unsqueeze", 0), ("MatMul", 1));
         NodeProto merged = consumers.Chain(context, ("Reshape", 0), ("Transpose", 0), ("Reshape", 0));
-
-        string prefix = $"/model/layers.{layer}/self_attn/paged/";
-        var nodes = new List<NodeProto>();
-        string query = TokenMajor(nodes, prefix + "q", queryReshape.Input[0]);
-        string key = TokenMajor(nodes, prefix + "k", keyConcat.Input[1]);
-        string value = TokenMajor(nodes, prefix + "v", valueConcat.Input[1]);
-        nodes.Add(AttentionNode(prefix + OpType, [query, key, value], merged.Output[0], layer, config.NumAttentionHeads, config.NumKeyValueHeads,
-            (float)(1.0 / Math.Sqrt(config.QueryPreAttnScalar)), config.LayerKind(layer) == AttentionKind.Sliding ? config.SlidingWindow : 0));
-
-        // The new nodes read q, k and v, all made before the layer's last reshape: in its place, the order stays topological.
-        int at = graph.Node.IndexOf(merged);
-        graph.Node.RemoveAt(at);
-        for (int i = nodes.Count - 1; i >= 0; i--)
-        {
-            graph.Node.Insert(at, nodes[i]);
-        }
+        return new AttentionMatch(queryReshape.Input[0], keyConcat.Input[1], valueConcat.Input[1], merged);
     }
 
     /// <summary>
@@ -172,7 +179,8 @@ public static class PagedAttentionRewrite
 
     /// <summary>
     /// <c>num_logits_to_keep</c> sliced the last positions of <c>[B, S, H]</c>; packed sequences
-    /// need one row per sequence instead: <c>Gather(hidden, logits_indices, axis = 1)</c>.
+    /// need one row per sequence instead: <c>Gather(hidden, logits_indices, axis = 1)</c>. Graphs
+    /// without the input get the same Gather before their LM head (<see cref="LogitsRowSelection"/>).
     /// </summary>
     private static void KeepSelectedLogits(GraphProto graph, Consumers consumers, DecoderNames names)
     {
@@ -227,7 +235,7 @@ public static class PagedAttentionRewrite
     }
 
     /// <summary>Who reads each value, built once: the pattern walks forward from the past inputs.</summary>
-    private sealed class Consumers
+    internal sealed class Consumers
     {
         private readonly Dictionary<string, List<NodeProto>> _readers = [];
 

@@ -8,9 +8,13 @@ namespace Serving.Runtime.Quantization;
 
 /// <summary>
 /// The embedding lookup <c>Gather(E, ids)</c> on a <c>[V, H]</c> initializer and, when the LM head
-/// is tied, the <c>Gemm(h, E, transB = 1)</c> that reads the same weight.
+/// is tied, the <c>Gemm(h, E, transB = 1)</c> that reads the same weight, or the traced
+/// <c>MatMul(h, Transpose(E))</c> of Optimum-style graphs (<see cref="HeadTranspose"/> is then that Transpose).
 /// </summary>
-public sealed record EmbeddingTarget(TensorProto Weight, NodeProto Gather, NodeProto? Head, int Vocab, int Hidden);
+public sealed record EmbeddingTarget(TensorProto Weight, NodeProto Gather, NodeProto? Head, int Vocab, int Hidden)
+{
+    public NodeProto? HeadTranspose { get; init; }
+}
 
 /// <summary>
 /// Graph edits of <c>serving quantize</c>: MatMul → <c>MatMulNBits</c>, the embedding Gather →
@@ -53,7 +57,27 @@ public static class QuantizeRewrite
         NodeProto? head = graph.Node.FirstOrDefault(node => node.OpType == "Gemm" && node.Domain.Length == 0
             && node.Input.Count == 2 && node.Input[1] == weight.Name && node.Input[0] != weight.Name
             && IntAttribute(node, "transB", 0) == 1 && IntAttribute(node, "transA", 0) == 0 && FloatAttribute(node, "alpha", 1f) == 1f);
-        return new EmbeddingTarget(weight, gather, head, checked((int)weight.Dims[0]), checked((int)weight.Dims[1]));
+        var (tracedHead, transpose) = head is null ? TransposedHead(graph, weight.Name) : (null, null);
+        return new EmbeddingTarget(weight, gather, head ?? tracedHead, checked((int)weight.Dims[0]), checked((int)weight.Dims[1])) { HeadTranspose = transpose };
+    }
+
+    /// <summary>
+    /// <c>MatMul(h, Transpose(E, perm = [1, 0]))</c> with the Transpose read by that MatMul alone: the tied head
+    /// as PyTorch traces it, which MatMulNBits computes from E's <c>[V, H]</c> rows as the Gemm form does.
+    /// </summary>
+    private static (NodeProto? Head, NodeProto? Transpose) TransposedHead(GraphProto graph, string weight)
+    {
+        NodeProto? transpose = graph.Node.FirstOrDefault(node => node.OpType == "Transpose" && node.Domain.Length == 0 && node.Input[0] == weight
+            && node.Attribute.FirstOrDefault(a => a.Name == "perm") is { } perm && perm.Ints.SequenceEqual([1L, 0]));
+        if (transpose is null)
+        {
+            return (null, null);
+        }
+
+        var readers = graph.Node.Where(node => node.Input.Contains(transpose.Output[0])).ToList();
+        return readers is [{ OpType: "MatMul", Domain.Length: 0 } head] && head.Input.Count == 2 && head.Input[1] == transpose.Output[0]
+            && !graph.Output.Any(output => output.Name == transpose.Output[0])
+            ? (head, transpose) : (null, null);
     }
 
     /// <summary>Initializers of a quantized <c>[N, K]</c> matrix, named after <paramref name="weight"/>.</summary>
@@ -127,6 +151,10 @@ public static class QuantizeRewrite
         {
             GraphEdits.ReplaceNode(graph, head,
                 MatMulNBits(head.Name, head.Input[0], weight, head.Output[0], target.Hidden, target.Vocab, spec, accuracyLevel));
+            if (target.HeadTranspose is { } transpose)
+            {
+                graph.Node.Remove(transpose);
+            }
         }
     }
 

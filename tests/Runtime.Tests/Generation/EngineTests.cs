@@ -4,7 +4,7 @@ using Serving.Runtime.Tests.Models.Gemma3;
 
 namespace Serving.Runtime.Tests.Generation;
 
-public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
+public sealed class EngineTests(TinyModelFixture fixture, OptimumTinyModelFixture optimum) : IClassFixture<TinyModelFixture>, IClassFixture<OptimumTinyModelFixture>
 {
     /// <summary>Prompts of 1 to 40 tokens: longer than the tiny model's 16-token window and its 15-token prefill chunk.</summary>
     private static int[] Prompt(int length, int salt) => Enumerable.Range(0, length).Select(i => 7 + (i * 31 + salt * 17) % 900).ToArray();
@@ -52,16 +52,21 @@ public sealed class EngineTests(TinyModelFixture fixture) : IClassFixture<TinyMo
         Assert.NotEqual(Expected(prompt, 24), served.Tokens);
     }
 
-    [Fact]
-    public async Task ConcurrentSequencesOfDifferentLengthsMatchTheirSoloRuns()
+    /// <summary>Batched and paged against the same folder unbatched and unpaged; "optimum" is the same weights as Optimum exports them.</summary>
+    [Theory]
+    [InlineData("serving")]
+    [InlineData("optimum")]
+    public async Task ConcurrentSequencesOfDifferentLengthsMatchTheirSoloRuns(string style)
     {
-        using var engine = new Engine(fixture.PagedModel, new EngineOptions { PrefixCaching = false });
+        Gemma3ModelFixture folder = style == "optimum" ? optimum : fixture;
+        using var engine = new Engine(folder.PagedModel, new EngineOptions { PrefixCaching = false });
         (int Length, int MaxTokens)[] shapes = [(1, 9), (3, 30), (17, 12), (40, 25), (5, 1), (33, 18)];
         var streams = shapes.Select((shape, i) => engine.TrySubmit([Greedy(Prompt(shape.Length, i), shape.MaxTokens)])![0]).ToArray();
         var results = await Task.WhenAll(streams.Select(EngineReader.ReadAll));
         for (int i = 0; i < shapes.Length; i++)
         {
-            Assert.Equal(Expected(Prompt(shapes[i].Length, i), shapes[i].MaxTokens), results[i].Tokens);
+            var solo = new Generator(folder.Model).Generate(Prompt(shapes[i].Length, i), new GenerateOptions(shapes[i].MaxTokens, StopAtEos: false));
+            Assert.Equal(solo.TokenIds, results[i].Tokens);
         }
 
         Assert.Equal(0, engine.Kv.NumUsedBlocks);

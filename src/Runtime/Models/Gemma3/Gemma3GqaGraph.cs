@@ -64,11 +64,10 @@ public static class Gemma3GqaGraph
         var ops = new LayerOps(FoldedNorms: true, FastGelu: style == Gemma3ExportStyle.GenAi);
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
-            int index = layer;
             using (g.PushScope($"model/layers.{layer}"))
             {
                 hidden = Gemma3Graph.DecoderLayer(g, config, layer, hidden, ops,
-                    normed => Attention(g, config, style, index, normed, seqlensK, totalLength));
+                    normed => Attention(g, config, style, layer, normed, seqlensK, totalLength));
             }
         }
 

@@ -47,22 +47,16 @@ public static class Gemma3Graph
         var g = new GraphBuilder("gemma3_text");
         var io = DeclareInputs(g, config);
         var masks = BuildMasks(g, config, io);
-        var rope = new Dictionary<double, (string Cos, string Sin)>();
-        foreach (double theta in Enumerable.Range(0, config.NumHiddenLayers).Select(config.RopeBase).Distinct())
-        {
-            rope[theta] = BuildRope(g, config, io.PositionIds, theta);
-        }
-
+        var rope = RopeTables(g, config, io.PositionIds);
         string hidden = Embed(g, config, io.InputIds, MathF.Sqrt(config.HiddenSize));
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
-            bool sliding = config.LayerKind(layer) == AttentionKind.Sliding;
+            string mask = config.LayerKind(layer) == AttentionKind.Sliding ? masks.Sliding! : masks.Global;
             var (cos, sin) = rope[config.RopeBase(layer)];
-            int index = layer;
             using (g.PushScope($"model/layers.{layer}"))
             {
                 hidden = DecoderLayer(g, config, layer, hidden, LayerOps.Standard,
-                    normed => Gemma3Attention.Build(g, config, index, normed, sliding ? masks.Sliding! : masks.Global, cos, sin));
+                    normed => Gemma3Attention.Build(g, config, layer, normed, mask, cos, sin));
             }
         }
 
@@ -142,14 +136,19 @@ public static class Gemma3Graph
     /// </summary>
     private static string CausalMask(GraphBuilder g, string valid, string newLength, string total)
     {
+        var (keySlots, querySlots) = Slots(g, newLength, total);
+        string causal = g.Op("LessOrEqual", [keySlots, querySlots]);
+        string mask = g.Op("And", [causal, g.Op("Unsqueeze", [valid, g.Int64s(1)])]);
+        return g.Op("Unsqueeze", [mask, g.Int64s(1, 2)]);
+    }
+
+    /// <summary>Key slots <c>[1, T]</c> = 0…T−1 and query slots <c>[S, 1]</c> = P…T−1 (P = T − S), int64.</summary>
+    internal static (string Keys, string Queries) Slots(GraphBuilder g, string newLength, string total)
+    {
         string pastLength = g.Op("Sub", [total, newLength]);
         string keySlots = g.Op("Range", [g.Int64Scalar(0), Scalar(g, total), g.Int64Scalar(1)]);
         string querySlots = g.Op("Range", [Scalar(g, pastLength), Scalar(g, total), g.Int64Scalar(1)]);
-        string causal = g.Op("LessOrEqual", [
-            g.Op("Unsqueeze", [keySlots, g.Int64s(0)]),
-            g.Op("Unsqueeze", [querySlots, g.Int64s(1)])]);
-        string mask = g.Op("And", [causal, g.Op("Unsqueeze", [valid, g.Int64s(1)])]);
-        return g.Op("Unsqueeze", [mask, g.Int64s(1, 2)]);
+        return (g.Op("Unsqueeze", [keySlots, g.Int64s(0)]), g.Op("Unsqueeze", [querySlots, g.Int64s(1)]));
     }
 
     private static string SlidingMask(GraphBuilder g, Gemma3Config config, Inputs io, int layer, string newLength)
@@ -170,6 +169,18 @@ public static class Gemma3Graph
     }
 
     private static string Scalar(GraphBuilder g, string oneElement) => g.Op("Squeeze", [oneElement, g.Int64s(0)]);
+
+    /// <summary>The cos and sin tables of each RoPE base the layers use (global rope_theta, local rope_local_base_freq).</summary>
+    internal static Dictionary<double, (string Cos, string Sin)> RopeTables(GraphBuilder g, Gemma3Config config, string positionIds)
+    {
+        var rope = new Dictionary<double, (string Cos, string Sin)>();
+        foreach (double theta in Enumerable.Range(0, config.NumHiddenLayers).Select(config.RopeBase).Distinct())
+        {
+            rope[theta] = BuildRope(g, config, positionIds, theta);
+        }
+
+        return rope;
+    }
 
     /// <summary>cos and sin tables [B,1,S,D] for one RoPE base (rotate-half layout).</summary>
     private static (string Cos, string Sin) BuildRope(GraphBuilder g, Gemma3Config config, string positionIds, double theta)

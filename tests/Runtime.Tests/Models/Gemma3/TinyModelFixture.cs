@@ -68,16 +68,25 @@ public sealed class TinyOnnxCommunityFixture() : Gemma3ModelFixture(Gemma3Preset
 /// <summary>The <c>tiny</c> preset written as ONNX Runtime GenAI's builder does (packed q/k/v, GroupQueryAttention, same seed).</summary>
 public sealed class TinyGenAiFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny, Gemma3ExportStyle.GenAi);
 
+/// <summary>The <c>tiny</c> preset with <see cref="TinyModelFixture"/>'s weights, written as Hugging Face Optimum exports it.</summary>
+public sealed class OptimumTinyModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny, Gemma3ExportStyle.Optimum);
+
 /// <summary>
 /// The real Gemma 3 layout at toy width: one KV head, head_dim 256 (more than hidden / heads),
 /// five sliding layers to one global, query_pre_attn_scalar 256.
 /// </summary>
-public sealed class GemmaShapedModelFixture() : Gemma3ModelFixture(Gemma3Presets.Tiny with
+public sealed class GemmaShapedModelFixture() : Gemma3ModelFixture(Shape)
 {
-    NumHiddenLayers = 6,
-    NumKeyValueHeads = 1,
-    HeadDim = 256,
-    SlidingWindowPattern = 6,
-    SlidingWindow = 8,
-    QueryPreAttnScalar = 256,
-});
+    public static Gemma3Config Shape { get; } = Gemma3Presets.Tiny with
+    {
+        NumHiddenLayers = 6,
+        NumKeyValueHeads = 1,
+        HeadDim = 256,
+        SlidingWindowPattern = 6,
+        SlidingWindow = 8,
+        QueryPreAttnScalar = 256,
+    };
+}
+
+/// <summary><see cref="GemmaShapedModelFixture"/>'s weights as Optimum exports them: repeat_kv makes four query heads of one KV head.</summary>
+public sealed class OptimumGemmaShapedModelFixture() : Gemma3ModelFixture(GemmaShapedModelFixture.Shape, Gemma3ExportStyle.Optimum);

@@ -6,11 +6,11 @@ namespace Serving.Compat.Tests;
 
 /// <summary>
 /// The server configured with one folder of each export style we read (onnx-community and ONNX Runtime
-/// GenAI GroupQueryAttention graphs beside ours), each served by the paged engine.
+/// GenAI GroupQueryAttention graphs and Optimum's traced one beside ours), each served by the paged engine.
 /// </summary>
 public sealed class ExportStylesServer : ServingServer
 {
-    public static readonly string[] Styles = ["serving", "onnx-community", "genai"];
+    public static readonly string[] Styles = ["serving", "onnx-community", "genai", "optimum"];
 
     // Written before the base constructor starts the host, which reads Settings.
     private static readonly Lazy<string> Root = new(() =>

@@ -33,9 +33,10 @@ public sealed class SequenceStepper : IDisposable
         _layout = new KvLayout(model.Signature, model.Config.SlidingWindow);
         if (compression is { IsEnabled: true })
         {
-            if (!model.Signature.SupportsKvCompression)
+            if (model.Signature.CompressionBlocker is { } reason)
             {
-                throw new ArgumentException($"{model.OnnxPath}: KV compression needs the attention_mask and position_ids inputs this graph lacks", nameof(compression));
+                throw new ArgumentException($"{model.OnnxPath}: KV compression is unavailable for this graph as exported: it {reason} (the server's paged engine compresses it)",
+                    nameof(compression));
             }
 
             var policies = new KvPolicies(model);

@@ -123,11 +123,10 @@ public sealed class DecoderModel : IDisposable
 
             var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message))
                 with { RotaryFromCacheLength = rotaryFromCacheLength };
-            if (!signature.SupportsKvCompression)
+            if (signature.CompressionBlocker is { } reason)
             {
                 logger.LogWarning("{File} {Reason}: it is served, but KV-cache compression is unavailable for it (the paged engine rewrites it and can)",
-                    onnxPath, rotaryFromCacheLength ? "rotates inside GroupQueryAttention at positions counted from its cache"
-                        : $"has no {(signature.PositionIds is null ? "position_ids" : "attention_mask")} input");
+                    onnxPath, reason);
             }
 
             return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, signature, kvCalibration, options.Device);

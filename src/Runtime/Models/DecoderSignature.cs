@@ -58,7 +58,20 @@ public sealed record DecoderSignature(
     /// KV eviction needs explicit positions, since evicted caches no longer count positions;
     /// graphs without <c>position_ids</c> (e.g. fused GroupQueryAttention) derive them from lengths.
     /// </summary>
-    public bool SupportsKvCompression => IsPaged || (!RotaryFromCacheLength && PositionIds is not null && AttentionMask is not null);
+    public bool SupportsKvCompression => CompressionBlocker is null;
+
+    /// <summary>
+    /// Why evicting keys from this graph's caches would change what it computes, or null when it would not: it has
+    /// no <c>position_ids</c> or <c>attention_mask</c>; its GroupQueryAttention rotates at positions counted from the
+    /// cache; or its sliding layers share the global cache and measure their window in slots (Optimum's exports),
+    /// so an eviction would let them see further back. The paged rewrite has none of these.
+    /// </summary>
+    public string? CompressionBlocker => IsPaged ? null
+        : PositionIds is null ? "has no position_ids input"
+        : AttentionMask is null ? "has no attention_mask input"
+        : RotaryFromCacheLength ? "rotates inside GroupQueryAttention at positions counted from its cache"
+        : Layers.Any(layer => layer.Kind == AttentionKind.Sliding) && !Layers.Any(layer => layer.HasOwnLength)
+            ? "measures its sliding window in cache slots shared with the global layers" : null;
 
     /// <summary>
     /// The graph rotates q and k at positions it counts from its caches (GroupQueryAttention with

@@ -46,14 +46,19 @@ public sealed class OnnxCommunityStyleFixture() : ExportStyleFixture(Gemma3Expor
 
 public sealed class GenAiStyleFixture() : ExportStyleFixture(Gemma3ExportStyle.GenAi);
 
+public sealed class OptimumStyleFixture() : ExportStyleFixture(Gemma3ExportStyle.Optimum);
+
 public sealed class EngineOnOnnxCommunityTests(OnnxCommunityStyleFixture fixture, CalibratedModelFixture ours)
     : EngineOnExportStyleTests<OnnxCommunityStyleFixture>(fixture, ours), IClassFixture<CalibratedModelFixture>;
 
 public sealed class EngineOnGenAiTests(GenAiStyleFixture fixture, CalibratedModelFixture ours)
     : EngineOnExportStyleTests<GenAiStyleFixture>(fixture, ours), IClassFixture<CalibratedModelFixture>;
 
+public sealed class EngineOnOptimumTests(OptimumStyleFixture fixture, CalibratedModelFixture ours)
+    : EngineOnExportStyleTests<OptimumStyleFixture>(fixture, ours), IClassFixture<CalibratedModelFixture>;
+
 /// <summary>
-/// The engine on another style's folder: continuous batching, the prefix cache and TriAttention give the
+/// The engine on another style's folder (onnx-community, GenAI, Optimum): continuous batching, the prefix cache and TriAttention give the
 /// tokens of single-sequence runs, the compressed ones those of our graph's masked runs over the same weights.
 /// </summary>
 public abstract class EngineOnExportStyleTests<TFixture>(TFixture fixture, CalibratedModelFixture ours)
@@ -129,8 +134,11 @@ public abstract class EngineOnExportStyleTests<TFixture>(TFixture fixture, Calib
     [Fact]
     public void TheExportAsItIsCannotCompressItsCache()
     {
-        // GroupQueryAttention rotates at positions counted from its cache: evicting would shift them.
-        Assert.False(fixture.Model.Signature.SupportsKvCompression);
+        // GroupQueryAttention rotates at positions counted from its cache, Optimum's sliding layers count slots: evicting would shift them.
+        Assert.NotNull(fixture.Model.Signature.CompressionBlocker);
+        var error = Assert.Throws<ArgumentException>(() => new Generator(fixture.Model).Generate(CalibratedModelFixture.Text(5, 1),
+            new GenerateOptions(3, KvCompression: new KvCompressionOptions { Policy = "window", Budget = 20 })));
+        Assert.Contains(fixture.Model.Signature.CompressionBlocker!, error.Message);
         Assert.True(fixture.PagedModel.Signature.SupportsKvCompression);
     }
 }

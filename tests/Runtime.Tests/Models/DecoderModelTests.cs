@@ -188,6 +188,27 @@ public class DecoderModelTests
     }
 
     [Fact]
+    public void AOneElementNumLogitsToKeepIsFedAsAVector()
+    {
+        using var folder = TinyFolder();
+        SyntheticDecoder.Write(folder.File("onnx/model.onnx"), Tiny, new(NumLogitsToKeep: true, NumLogitsToKeepVector: true));
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.True(model.Signature.NumLogitsToKeepIsVector);
+
+        GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 3, StopAtEos: false));
+        Assert.Equal([42, 43, 44], result.TokenIds);
+    }
+
+    [Fact]
+    public void OurGraphsNumLogitsToKeepIsFedAsAScalar()
+    {
+        using var folder = TinyFolder();
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.False(model.Signature.NumLogitsToKeepIsVector);
+        Assert.Empty(model.Session.InputMetadata["num_logits_to_keep"].Dimensions);
+    }
+
+    [Fact]
     public void Float16CachesAndLogitsAreSupported()
     {
         using var folder = TinyFolder();

@@ -28,7 +28,17 @@ public static class Gemma3ModelWriter
         Directory.CreateDirectory(Path.Combine(folder, "onnx"));
         WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress, style);
         WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
-        WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
+        GenerationDefaults generation = Generation(config);
+        WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(generation));
+        if (style == Gemma3ExportStyle.Serving)
+        {
+            var layout = new GenAiDecoderLayout(OnnxFile, HasPositionIds: true, HasNumLogitsToKeep: true, PastPresentShareBuffer: false)
+            {
+                SlidingPresentLength = config.SlidingWindow - 1,
+            };
+            WriteJson(Path.Combine(folder, GenAiConfig.FileName), GenAiConfig.Build(config, generation, layout));
+        }
+
         if (writeTokenizer)
         {
             Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
@@ -58,15 +68,19 @@ public static class Gemma3ModelWriter
         GeneratedModelFile.Write(path, graph, generated, Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
     }
 
-    private static JsonObject GenerationConfig(Gemma3Config config) => new()
+    /// <summary>google/gemma-3's generation_config.json: both end ids, sampling at top-k 64, top-p 0.95.</summary>
+    public static GenerationDefaults Generation(Gemma3Config config) =>
+        new(config.BosTokenId, [config.EosTokenId, Text.GemmaVocabulary.EndOfTurnId], config.PadTokenId) { DoSample = true, TopK = 64, TopP = 0.95 };
+
+    private static JsonObject GenerationConfig(GenerationDefaults generation) => new()
     {
-        ["bos_token_id"] = config.BosTokenId,
-        ["eos_token_id"] = new JsonArray(config.EosTokenId, Text.GemmaVocabulary.EndOfTurnId),
-        ["pad_token_id"] = config.PadTokenId,
+        ["bos_token_id"] = generation.BosTokenId,
+        ["eos_token_id"] = new JsonArray([.. generation.EosTokenIds.Select(id => JsonValue.Create(id))]),
+        ["pad_token_id"] = generation.PadTokenId,
         ["cache_implementation"] = "hybrid",
-        ["do_sample"] = true,
-        ["top_k"] = 64,
-        ["top_p"] = 0.95,
+        ["do_sample"] = generation.DoSample,
+        ["top_k"] = generation.TopK,
+        ["top_p"] = generation.TopP,
         ["transformers_version"] = "4.57.1",
     };
 

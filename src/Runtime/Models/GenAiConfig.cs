@@ -97,15 +97,23 @@ public static class GenAiConfig
     /// window_size is read for nothing else while slide_inputs and slide_key_value_cache are false:
     /// the graph masks its window itself. Other execution providers ignore the block (uniform caches).
     /// </summary>
-    private static JsonObject SlidingWindow(Gemma3Config config, int slots) => new()
+    private static JsonObject SlidingWindow(Gemma3Config config, int slots)
     {
-        ["window_size"] = slots - 1,
-        ["slide_key_value_cache"] = false,
-        ["slide_inputs"] = false,
-        ["layers"] = new JsonArray([.. Enumerable.Range(0, config.NumHiddenLayers)
-            .Where(layer => config.LayerKind(layer) == AttentionKind.Sliding).Select(layer => JsonValue.Create(layer))]),
-        ["cache_slack"] = 1,
-    };
+        if (slots < 2)
+        {
+            throw new ArgumentOutOfRangeException(nameof(slots), slots, "GenAI ignores a sliding_window block whose window_size (slots − 1) is not positive");
+        }
+
+        return new JsonObject
+        {
+            ["window_size"] = slots - 1,
+            ["slide_key_value_cache"] = false,
+            ["slide_inputs"] = false,
+            ["layers"] = new JsonArray([.. Enumerable.Range(0, config.NumHiddenLayers)
+                .Where(layer => config.LayerKind(layer) == AttentionKind.Sliding).Select(layer => JsonValue.Create(layer))]),
+            ["cache_slack"] = 1,
+        };
+    }
 
     /// <summary>GenAI's builder's search section: Hugging Face's neutral values, sampling from generation_config.json.</summary>
     private static JsonObject Search(Gemma3Config config, GenerationDefaults generation, GenAiDecoderLayout layout) => new()

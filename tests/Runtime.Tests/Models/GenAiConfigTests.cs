@@ -48,6 +48,11 @@ public sealed class GenAiConfigTests
     }
 
     [Fact]
+    public void ASlidingPresentOfOneSlotIsRefused() =>
+        // window_size would be 0, and GenAI drops a block whose window_size is not positive.
+        Assert.Throws<ArgumentOutOfRangeException>(() => Build(Serving with { SlidingPresentLength = 1 }));
+
+    [Fact]
     public void SearchDefaultsComeFromGenerationConfig()
     {
         JsonNode search = Build(Serving)["search"]!;

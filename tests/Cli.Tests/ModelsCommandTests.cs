@@ -10,7 +10,7 @@ public class ModelsCommandTests
 
         Assert.Equal(0, result.ExitCode);
         Assert.Equal("parameters: 214208", result.Stdout.Trim());
-        foreach (string file in (string[])["config.json", "generation_config.json", "tokenizer.model", "tokenizer.json",
+        foreach (string file in (string[])["config.json", "generation_config.json", "genai_config.json", "tokenizer.model", "tokenizer.json",
             "tokenizer_config.json", "special_tokens_map.json", "onnx/model.onnx", "onnx/model.onnx_data"])
         {
             Assert.True(File.Exists(Path.Combine(temp.Sub("tiny"), file)), $"{file} missing");

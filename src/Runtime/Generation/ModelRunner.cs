@@ -18,6 +18,8 @@ public sealed class ModelRunner : IDisposable
     private readonly OrtValue[] _outputs;
     private readonly KvLayer[] _firstOfEachKind;
     private readonly int _firstPast;
+    private static readonly long[] ScalarShape = [];
+    private static readonly long[] VectorShape = [1];
     private readonly long[] _logitsToKeep = new long[1];
     private readonly RunOptions _runOptions = new();
 
@@ -97,7 +99,7 @@ public sealed class ModelRunner : IDisposable
             if (signature.NumLogitsToKeep is not null)
             {
                 _logitsToKeep[0] = batch.LastLogitsOnly ? 1 : 0;
-                _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(_logitsToKeep, []);
+                _inputs[owned++] = OrtValue.CreateTensorValueFromMemory(_logitsToKeep, signature.NumLogitsToKeepIsVector ? VectorShape : ScalarShape);
             }
 
             for (int layer = 0; layer < signature.Layers.Count; layer++)

@@ -16,7 +16,7 @@ public sealed record DecoderLoadOptions
 {
     /// <summary>
     /// The .onnx file relative to the folder; wins over <see cref="Dtype"/>. Null finds it:
-    /// <see cref="Dtype"/>, genai_config.json, config.json's <c>transformers.js_config.dtype</c>,
+    /// <see cref="Dtype"/>, config.json's <c>transformers.js_config.dtype</c>, genai_config.json,
     /// then onnx/model.onnx or model.onnx.
     /// </summary>
     public string? OnnxFile { get; init; }
@@ -91,7 +91,7 @@ public sealed class DecoderModel : IDisposable
         string configPath = Path.Combine(folder, "config.json");
         JsonObject configJson = ReadOptionalJson(configPath) ?? throw new ModelLoadException(configPath, "config.json not found");
         Gemma3Config config = ReadConfig(configPath, configJson);
-        var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, "genai_config.json"));
+        var (names, genaiFile) = ReadGenAiConfig(Path.Combine(folder, GenAiConfig.FileName), config);
         string onnxPath = OnnxFileChoice.Resolve(folder, options, genaiFile, configPath, configJson);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
@@ -202,12 +202,27 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    private static (DecoderNames Names, string? OnnxFile) ReadGenAiConfig(string path)
+    private static (DecoderNames Names, string? OnnxFile) ReadGenAiConfig(string path, Gemma3Config config)
     {
         JsonObject? genai = ReadOptionalJson(path);
+        string? disagreement;
         try
         {
-            return (GenAiConfig.Names(genai), GenAiConfig.FileName(genai));
+            disagreement = GenAiConfig.Disagreement(genai, config);
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException)
+        {
+            throw new ModelLoadException(path, $"a shape field is not an integer: {e.Message}", e);
+        }
+
+        if (disagreement is not null)
+        {
+            throw new ModelLoadException(path, $"disagrees with config.json: {disagreement}");
+        }
+
+        try
+        {
+            return (GenAiConfig.Names(genai), GenAiConfig.DecoderFile(genai));
         }
         catch (InvalidOperationException e)
         {

@@ -80,6 +80,13 @@ public sealed record DecoderSignature(
     /// </summary>
     public bool RotaryFromCacheLength { get; init; }
 
+    /// <summary>
+    /// <c>num_logits_to_keep</c> is declared <c>[1]</c> (ONNX Runtime GenAI feeds that shape); false
+    /// for a 0-d input (our folders before 2026-12, transformers.js exports) or one of undeclared
+    /// rank (ours since), which both take the scalar.
+    /// </summary>
+    public bool NumLogitsToKeepIsVector { get; init; }
+
     /// <summary>The graph reads a paged KV cache (<see cref="PagedAttentionRewrite"/>): no past inputs or present outputs.</summary>
     public bool IsPaged { get; init; }
 
@@ -151,8 +158,18 @@ public sealed record DecoderSignature(
             HasOwnLength = layer.Kind == AttentionKind.Sliding && PastDim(layer).Length > 0 && PastDim(layer) != globalDim,
         }).ToList();
 
-        return new DecoderSignature(inputIds, Optional(names.AttentionMask), Optional(names.PositionIds), Optional(names.NumLogitsToKeep),
-            logits, outputs[logits].ElementDataType, kv.ElementDataType, config.NumKeyValueHeads, config.HeadDim, withOwnLength);
+        string? keep = Optional(names.NumLogitsToKeep);
+        int keepRank = keep is null ? 0 : inputs[keep].Dimensions.Length;
+        if (keepRank > 1 || (keepRank == 1 && inputs[keep!].Dimensions[0] is not (1 or -1)))
+        {
+            throw fail($"input '{keep}' has shape [{string.Join(", ", inputs[keep!].Dimensions)}]; expected a scalar or [1]");
+        }
+
+        return new DecoderSignature(inputIds, Optional(names.AttentionMask), Optional(names.PositionIds), keep,
+            logits, outputs[logits].ElementDataType, kv.ElementDataType, config.NumKeyValueHeads, config.HeadDim, withOwnLength)
+        {
+            NumLogitsToKeepIsVector = keepRank == 1,
+        };
     }
 
     private static void CheckKvShape(List<KvLayer> layers, IReadOnlyDictionary<string, NodeMetadata> inputs, Gemma3Config config, Func<string, Exception> fail)

@@ -5,8 +5,8 @@ namespace Serving.Runtime.Models;
 /// <summary>
 /// Which .onnx file of a folder <see cref="DecoderModel.Load"/> opens, first rule that applies:
 /// an explicit <see cref="DecoderLoadOptions.OnnxFile"/>; an explicit
-/// <see cref="DecoderLoadOptions.Dtype"/>; genai_config.json's <c>model.decoder.filename</c>;
-/// config.json's <c>transformers.js_config.dtype</c>; onnx/model.onnx, then model.onnx.
+/// <see cref="DecoderLoadOptions.Dtype"/>; config.json's <c>transformers.js_config.dtype</c>;
+/// genai_config.json's <c>model.decoder.filename</c>; onnx/model.onnx, then model.onnx.
 /// A dtype's file missing is an error naming it, never a silent fallback to another variant.
 /// </summary>
 internal static class OnnxFileChoice
@@ -28,14 +28,16 @@ internal static class OnnxFileChoice
             return Variant(folder, dtype, "asked for");
         }
 
-        if (genaiFile is not null)
-        {
-            return Existing(folder, genaiFile);
-        }
-
+        // A dtype in config.json is a choice made for this folder; genai_config.json's file is the
+        // export's default (our writer always names onnx/model.onnx), so the dtype wins.
         if (ConfigDtype(configPath, config) is { } configured)
         {
             return Variant(folder, configured, "config.json's transformers.js_config.dtype");
+        }
+
+        if (genaiFile is not null)
+        {
+            return Existing(folder, genaiFile);
         }
 
         string[] candidates = [Path.Combine(folder, "onnx", "model.onnx"), Path.Combine(folder, "model.onnx")];

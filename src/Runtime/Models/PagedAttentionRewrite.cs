@@ -191,12 +191,34 @@ public static class PagedAttentionRewrite
             return;
         }
 
-        NodeProto slice = consumers.Chain(consumers.Single(count, "num_logits_to_keep"), ("Unsqueeze", 0), ("Slice", 1));
+        NodeProto slice = LogitsSlice(consumers, consumers.Single(count, "num_logits_to_keep"));
         var gather = new NodeProto { Name = slice.Name + "/paged_Gather", OpType = "Gather" };
         gather.Input.AddRange([slice.Input[0], LogitsIndices]);
         gather.Output.Add(slice.Output[0]);
         gather.Attribute.Add(Attr("axis", 1L));
         GraphEdits.ReplaceNode(graph, slice, gather);
+    }
+
+    /// <summary>
+    /// The Slice whose starts are <c>−num_logits_to_keep</c>: <c>Neg → Slice</c> for a [1] input,
+    /// with an <c>Unsqueeze</c> (0-d input, our folders before 2026-12) or a <c>Reshape</c> to [1]
+    /// (undeclared rank, ours since) between them.
+    /// </summary>
+    private static NodeProto LogitsSlice(Consumers consumers, NodeProto negate)
+    {
+        if (negate.OpType != "Neg")
+        {
+            throw new PagedRewriteException(negate.Name, $"num_logits_to_keep must be read by a Neg, found a {negate.OpType}");
+        }
+
+        bool direct = consumers.Of(negate.Output[0]).Any(node => node.OpType == "Slice" && node.Input.Count > 1 && node.Input[1] == negate.Output[0]);
+        if (direct)
+        {
+            return consumers.Chain(negate, ("Slice", 1));
+        }
+
+        string toVector = consumers.Of(negate.Output[0]).Any(node => node.OpType == "Unsqueeze") ? "Unsqueeze" : "Reshape";
+        return consumers.Chain(negate, (toVector, 0), ("Slice", 1));
     }
 
     /// <summary>Past inputs, the mask and num_logits_to_keep out; the pool, tables, lengths and row selection in; no present outputs.</summary>

@@ -105,6 +105,20 @@ public sealed class GraphBuilder
         return name;
     }
 
+    /// <summary>
+    /// Declares a graph input of unknown rank (no shape in its type): ONNX Runtime then takes
+    /// a tensor of any rank, where a declared shape refuses every other rank.
+    /// </summary>
+    public string InputOfAnyRank(string name, DataType type)
+    {
+        Graph.Input.Add(new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type } },
+        });
+        return name;
+    }
+
     /// <summary>Declares <paramref name="value"/> a graph output under <paramref name="name"/>.</summary>
     public void Output(string value, string name, DataType type, params object[] dims)
     {

@@ -74,9 +74,10 @@ public sealed class TappedDecoder : IDisposable
                 return OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, ids.Length).Select(p => (long)p).ToArray(), [1, length]);
         }
 
-        if (meta.Dimensions.Length == 0 && meta.ElementDataType == TensorElementType.Int64)
+        if (name == "num_logits_to_keep")
         {
-            return OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);  // num_logits_to_keep
+            // 0-d in older folders and transformers.js exports, [1] in GenAI-style ones; undeclared rank (ours) takes either.
+            return OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, meta.Dimensions.Length == 1 ? [1] : []);
         }
 
         if (meta.Dimensions.Length == 4)

@@ -100,6 +100,8 @@ public class DecoderModelTests
     public void ShapesThatDisagreeWithConfigAreRefused(string field, int value, string expected)
     {
         using var folder = TinyFolder();
+        // The graph's own checks: genai_config.json, which states the shapes too, would refuse first.
+        File.Delete(folder.File("genai_config.json"));
         EditConfig(folder, json =>
         {
             json[field] = value;
@@ -170,6 +172,48 @@ public class DecoderModelTests
     }
 
     [Fact]
+    public void AFolderWeWriteNamesItsGraphInGenAiConfigAndLoads()
+    {
+        using var folder = TinyFolder();
+        JsonObject genai = JsonNode.Parse(File.ReadAllText(folder.File("genai_config.json")))!.AsObject();
+        Assert.Equal("onnx/model.onnx", genai["model"]!["decoder"]!["filename"]!.GetValue<string>());
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.EndsWith(Path.Combine("onnx", "model.onnx"), model.OnnxPath);
+    }
+
+    [Theory]
+    [InlineData("decoder", "num_hidden_layers", "num_hidden_layers")]
+    [InlineData("decoder", "num_key_value_heads", "num_key_value_heads")]
+    [InlineData("decoder", "num_attention_heads", "num_attention_heads")]
+    [InlineData("decoder", "head_size", "head_dim")]
+    [InlineData("decoder", "hidden_size", "hidden_size")]
+    [InlineData(null, "vocab_size", "vocab_size")]
+    public void AGenAiConfigThatDisagreesWithConfigJsonIsRefusedNamingTheField(string? section, string field, string configKey)
+    {
+        using var folder = TinyFolder();
+        string path = folder.File("genai_config.json");
+        JsonObject genai = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        JsonObject owner = section is null ? genai["model"]!.AsObject() : genai["model"]![section]!.AsObject();
+        owner[field] = owner[field]!.GetValue<int>() + 1;
+        File.WriteAllText(path, genai.ToJsonString());
+
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.Equal(path, error.FilePath);
+        Assert.Contains($"{field} = ", error.Message);
+        Assert.Contains($"config.json says {configKey} = ", error.Message);
+    }
+
+    [Fact]
+    public void AGenAiShapeFieldThatIsNotAnIntegerIsRefused()
+    {
+        using var folder = TinyFolder();
+        File.WriteAllText(folder.File("genai_config.json"), """{"model": {"decoder": {"head_size": "sixteen"}}}""");
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path));
+        Assert.EndsWith("genai_config.json", error.FilePath);
+        Assert.Contains("not an integer", error.Message);
+    }
+
+    [Fact]
     public void GraphWithoutMaskOrPositionsLoadsWithANoteAndRuns()
     {
         using var folder = TinyFolder();
@@ -185,6 +229,27 @@ public class DecoderModelTests
 
         GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 3, StopAtEos: false));
         Assert.Equal([42, 43, 44], result.TokenIds);
+    }
+
+    [Fact]
+    public void AOneElementNumLogitsToKeepIsFedAsAVector()
+    {
+        using var folder = TinyFolder();
+        SyntheticDecoder.Write(folder.File("onnx/model.onnx"), Tiny, new(NumLogitsToKeep: true, NumLogitsToKeepVector: true));
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.True(model.Signature.NumLogitsToKeepIsVector);
+
+        GenerationResult result = new Generator(model).Generate([2, 40, 41], new GenerateOptions(MaxTokens: 3, StopAtEos: false));
+        Assert.Equal([42, 43, 44], result.TokenIds);
+    }
+
+    [Fact]
+    public void OurGraphsNumLogitsToKeepIsFedAsAScalar()
+    {
+        using var folder = TinyFolder();
+        using var model = DecoderModel.Load(folder.Path);
+        Assert.False(model.Signature.NumLogitsToKeepIsVector);
+        Assert.Empty(model.Session.InputMetadata["num_logits_to_keep"].Dimensions);
     }
 
     [Fact]

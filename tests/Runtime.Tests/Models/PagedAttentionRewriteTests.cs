@@ -1,3 +1,4 @@
+using System.Reflection;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Generation;
@@ -77,6 +78,20 @@ public sealed class PagedAttentionRewriteTests(TinyModelFixture tiny, GemmaShape
         var error = Assert.Throws<PagedRewriteException>(() => PagedAttentionRewrite.Rewrite(model, tiny.Config));
         Assert.Equal(concat.Name, error.Node);
         Assert.Contains("Concat(past, new, axis = 2)", error.Message);
+    }
+
+    /// <summary>models/kjv-gemma3 was written before num_logits_to_keep lost its rank: a 0-d input read through Neg → Unsqueeze → Slice.</summary>
+    [Fact]
+    public void AFolderWithTheScalarNumLogitsToKeepIsRewrittenToo()
+    {
+        string folder = Path.Combine(typeof(PagedAttentionRewriteTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .Single(a => a.Key == "RepositoryRoot").Value!, "models", "kjv-gemma3");
+        ModelProto model = OnnxModelFile.Load(Path.Combine(folder, "onnx", "model.onnx"));
+        Assert.Contains(model.Graph.Node, node => node.OpType == "Unsqueeze" && node.Input[0].Contains("logits_to_keep", StringComparison.Ordinal));
+
+        ModelProto rewritten = PagedAttentionRewrite.Rewrite(model, Serving.Runtime.Models.Gemma3.Gemma3Config.FromJson(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject()));
+        Assert.Contains(rewritten.Graph.Node, node => node.OpType == "Gather" && node.Input.Contains(PagedAttentionRewrite.LogitsIndices));
+        Assert.DoesNotContain(rewritten.Graph.Input, input => input.Name == "num_logits_to_keep");
     }
 
     private static float[] SoloLastLogits(ModelRunner runner, int[] prompt, int layers)

@@ -13,7 +13,8 @@ namespace Serving.Runtime.Tests.Models;
 /// </summary>
 internal static class SyntheticDecoder
 {
-    public sealed record Shape(bool AttentionMask = true, bool PositionIds = true, bool NumLogitsToKeep = false,
+    /// <param name="NumLogitsToKeepVector">Declares num_logits_to_keep <c>[1]</c> (as ONNX Runtime GenAI feeds it), sliced without an Unsqueeze.</param>
+    public sealed record Shape(bool AttentionMask = true, bool PositionIds = true, bool NumLogitsToKeep = false, bool NumLogitsToKeepVector = false,
         string PastKey = "past_key_values.{0}.key", string PastValue = "past_key_values.{0}.value",
         string PresentKey = "present.{0}.key", string PresentValue = "present.{0}.value", bool Float16 = false);
 
@@ -33,12 +34,12 @@ internal static class SyntheticDecoder
 
         if (shape.NumLogitsToKeep)
         {
-            g.Input("num_logits_to_keep", DataType.Int64);
+            g.Input("num_logits_to_keep", DataType.Int64, shape.NumLogitsToKeepVector ? [1] : []);
         }
 
         DataType floats = shape.Float16 ? DataType.Float16 : DataType.Float;
         string kept = shape.NumLogitsToKeep
-            ? g.Op("Slice", [ids, g.Op("Unsqueeze", [g.Op("Neg", ["num_logits_to_keep"]), g.Int64s(0)]), g.Int64s(long.MaxValue), g.Int64s(1)])
+            ? g.Op("Slice", [ids, StartOfKept(g, shape), g.Int64s(long.MaxValue), g.Int64s(1)])
             : ids;
         string next = g.Op("Unsqueeze", [g.Op("Add", [kept, g.Int64Scalar(1)]), g.Int64s(2)]);
         string distance = g.Op("Abs", [g.Op("Sub", [g.Op("Range", [g.Int64Scalar(0), g.Int64Scalar(config.VocabSize), g.Int64Scalar(1)]), next])]);
@@ -61,6 +62,12 @@ internal static class SyntheticDecoder
         var model = new ModelProto { IrVersion = 8, Graph = g.Graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
         OnnxModelFile.Save(model, path);
+    }
+
+    private static string StartOfKept(GraphBuilder g, Shape shape)
+    {
+        string negated = g.Op("Neg", ["num_logits_to_keep"]);
+        return shape.NumLogitsToKeepVector ? negated : g.Op("Unsqueeze", [negated, g.Int64s(0)]);
     }
 
     private static string Name(string pattern, int layer) => string.Format(System.Globalization.CultureInfo.InvariantCulture, pattern, layer);

@@ -103,7 +103,7 @@ public static class Gemma3Graph
             g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length"),
             g.Input("attention_mask", DataType.Int64, "batch_size", "total_sequence_length"),
             g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length"),
-            g.Input("num_logits_to_keep", DataType.Int64));
+            g.InputOfAnyRank("num_logits_to_keep", DataType.Int64));
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             string past = PastDim(config, layer);
@@ -280,11 +280,13 @@ public static class Gemma3Graph
     /// <summary>
     /// The last <c>num_logits_to_keep</c> positions (0 keeps all, as in Hugging Face): a
     /// 512-token prefill of a 262k vocabulary otherwise makes 537 MB of logits to use one row.
+    /// The input has no declared rank and is reshaped to [1]: transformers.js 4.3 feeds a
+    /// scalar, ONNX Runtime GenAI 0.20 a [1] tensor, and a declared rank would refuse one of them.
     /// </summary>
     private static string LastPositions(GraphBuilder g, string hidden, string count)
     {
         using var scope = g.PushScope("model/logits_to_keep");
-        string start = g.Op("Unsqueeze", [g.Op("Neg", [count]), g.Int64s(0)]);
+        string start = g.Op("Reshape", [g.Op("Neg", [count]), g.Int64s(1)]);
         return g.Op("Slice", [hidden, start, g.Int64s(EndOfAxis), g.Int64s(1)]);
     }
 

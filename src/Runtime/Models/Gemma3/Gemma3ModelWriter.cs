@@ -28,7 +28,10 @@ public static class Gemma3ModelWriter
         Directory.CreateDirectory(Path.Combine(folder, "onnx"));
         WriteOnnx(Path.Combine(folder, OnnxFile), config, weights, progress, style);
         WriteJson(Path.Combine(folder, "config.json"), config.ToJson());
-        WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(config));
+        GenerationDefaults generation = Generation(config);
+        WriteJson(Path.Combine(folder, "generation_config.json"), GenerationConfig(generation));
+        WriteGenAiConfig(folder, config, generation, style);
+
         if (writeTokenizer)
         {
             Text.GemmaTokenizerWriter.Write(folder, config.VocabSize);
@@ -49,6 +52,34 @@ public static class Gemma3ModelWriter
         {
             File.Copy(file, Path.Combine(output, Path.GetFileName(file)), overwrite: true);
         }
+
+        WriteGenAiConfig(output, config, GenerationDefaults.Read(output, config), style);
+    }
+
+    /// <summary>
+    /// genai_config.json for the styles ONNX Runtime GenAI runs: ours (no shared buffer; sliding presents of
+    /// window − 1 slots) and GenAI's own (GroupQueryAttention over one past/present buffer, positions from the
+    /// cache, no num_logits_to_keep). The other styles have none (a copied one is removed).
+    /// </summary>
+    private static void WriteGenAiConfig(string folder, Gemma3Config config, GenerationDefaults generation, Gemma3ExportStyle style)
+    {
+        GenAiDecoderLayout? layout = style switch
+        {
+            Gemma3ExportStyle.Serving => new GenAiDecoderLayout(OnnxFile, HasPositionIds: true, HasNumLogitsToKeep: true, PastPresentShareBuffer: false)
+            {
+                SlidingPresentLength = config.SlidingWindow - 1,
+            },
+            Gemma3ExportStyle.GenAi => new GenAiDecoderLayout(OnnxFile, HasPositionIds: false, HasNumLogitsToKeep: false, PastPresentShareBuffer: true),
+            _ => null,
+        };
+        string path = Path.Combine(folder, GenAiConfig.FileName);
+        if (layout is null)
+        {
+            File.Delete(path);
+            return;
+        }
+
+        WriteJson(path, GenAiConfig.Build(config, generation, layout));
     }
 
     /// <summary>Seeded random weights: the same seed gives the same bytes.</summary>
@@ -74,15 +105,19 @@ public static class Gemma3ModelWriter
         GeneratedModelFile.Write(path, graph, generated, Gemma3Graph.IrVersion, Gemma3Graph.Opset, written => progress?.Report((written, total)));
     }
 
-    private static JsonObject GenerationConfig(Gemma3Config config) => new()
+    /// <summary>google/gemma-3's generation_config.json: both end ids, sampling at top-k 64, top-p 0.95.</summary>
+    public static GenerationDefaults Generation(Gemma3Config config) =>
+        new(config.BosTokenId, [config.EosTokenId, Text.GemmaVocabulary.EndOfTurnId], config.PadTokenId) { DoSample = true, TopK = 64, TopP = 0.95 };
+
+    private static JsonObject GenerationConfig(GenerationDefaults generation) => new()
     {
-        ["bos_token_id"] = config.BosTokenId,
-        ["eos_token_id"] = new JsonArray(config.EosTokenId, Text.GemmaVocabulary.EndOfTurnId),
-        ["pad_token_id"] = config.PadTokenId,
+        ["bos_token_id"] = generation.BosTokenId,
+        ["eos_token_id"] = new JsonArray([.. generation.EosTokenIds.Select(id => JsonValue.Create(id))]),
+        ["pad_token_id"] = generation.PadTokenId,
         ["cache_implementation"] = "hybrid",
-        ["do_sample"] = true,
-        ["top_k"] = 64,
-        ["top_p"] = 0.95,
+        ["do_sample"] = generation.DoSample,
+        ["top_k"] = generation.TopK,
+        ["top_p"] = generation.TopP,
         ["transformers_version"] = "4.57.1",
     };
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Generation.Sampling;
+using Serving.Runtime.Models;
 using Serving.Runtime.Models.Gemma3;
 
 namespace Serving.Runtime.Tests.Models.Gemma3;
@@ -217,6 +218,46 @@ public abstract class Gemma3GraphTests<TFixture>(TFixture fixture) : IClassFixtu
         {
             value.Dispose();
         }
+    }
+
+    /// <summary>transformers.js feeds num_logits_to_keep as a scalar, ONNX Runtime GenAI as [1]: both keep the last row.</summary>
+    [Fact]
+    public void NumLogitsToKeepTakesAScalarOrAOneElementVector()
+    {
+        long[] ids = [.. Tokens(5, seed: 17).Select(t => (long)t)];
+        float[] LastRows(long[] keepShape)
+        {
+            var feeds = new Dictionary<string, OrtValue>
+            {
+                ["input_ids"] = OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]),
+                ["attention_mask"] = OrtValue.CreateTensorValueFromMemory(ids.Select(_ => 1L).ToArray(), [1, ids.Length]),
+                ["position_ids"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, ids.Length).Select(p => (long)p).ToArray(), [1, ids.Length]),
+                ["num_logits_to_keep"] = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, keepShape),
+            };
+            for (int layer = 0; layer < Config.NumHiddenLayers; layer++)
+            {
+                foreach (string name in (string[])[DecoderNames.PastKeyOf(layer), DecoderNames.PastValueOf(layer)])
+                {
+                    feeds[name] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, Config.NumKeyValueHeads, 0, Config.HeadDim]);
+                }
+            }
+
+            try
+            {
+                using var outputs = fixture.Model.Session.Run(new RunOptions(), feeds.Keys.ToList(), feeds.Values.ToList(), ["logits"]);
+                Assert.Equal([1L, 1, Config.VocabSize], outputs[0].GetTensorTypeAndShape().Shape);
+                return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+            }
+            finally
+            {
+                foreach (OrtValue value in feeds.Values)
+                {
+                    value.Dispose();
+                }
+            }
+        }
+
+        Assert.Equal(LastRows([]), LastRows([1]));
     }
 
     [Fact]

@@ -9,8 +9,8 @@ namespace Serving.Compat.Tests;
 
 /// <summary>
 /// The exports people download, written by our builder: transformers.js 4.3.1 (onnxruntime-node) runs the
-/// onnx-community style as it runs onnx-community's folders, and its greedy continuation equals the one our
-/// paged engine gives on the same folder, token for token.
+/// onnx-community and Optimum styles as it runs those folders, and its greedy continuation equals the one our
+/// paged engine gives on the same folder, token for token (the tiny Optimum folder: TransformersJsTests).
 /// </summary>
 public sealed class TransformersJsExportStyleTests : IDisposable
 {
@@ -24,6 +24,8 @@ public sealed class TransformersJsExportStyleTests : IDisposable
     [InlineData("tiny", "onnx-community", "q4")]
     [InlineData("kjv-gemma3", "onnx-community", "fp32")]
     [InlineData("kjv-gemma3", "onnx-community", "q4")]
+    [InlineData("kjv-gemma3", "optimum", "fp32")]
+    [InlineData("kjv-gemma3", "optimum", "q4")]
     public void TransformersJsGivesOurPagedEnginesTokens(string preset, string styleName, string dtype)
     {
         Gemma3ExportStyle style = Gemma3ExportStyles.Find(styleName)!.Value;

@@ -48,6 +48,7 @@ public static class PagedAttentionRewrite
         names ??= new DecoderNames();
         ModelProto rewritten = model.Clone();
         GraphProto graph = rewritten.Graph;
+        RequireFloatCaches(graph, names);
         var consumers = new Consumers(graph);
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
@@ -101,6 +102,21 @@ public static class PagedAttentionRewrite
         NodeProto context = consumers.Chain(valueConcat, ("Unsqueeze", 0), ("MatMul", 1));
         NodeProto merged = consumers.Chain(context, ("Reshape", 0), ("Transpose", 0), ("Reshape", 0));
         return new AttentionMatch(queryReshape.Input[0], keyConcat.Input[1], valueConcat.Input[1], merged);
+    }
+
+    /// <summary>
+    /// The pool holds fp32 keys and values; exports whose caches are float16 (onnx-community's fp16 and q4f16
+    /// files) would hand it half-precision rows. Refused by name rather than by ONNX Runtime's type error.
+    /// </summary>
+    private static void RequireFloatCaches(GraphProto graph, DecoderNames names)
+    {
+        string past = DecoderNames.ForLayer(names.PastKey, 0);
+        if (graph.Input.FirstOrDefault(input => input.Name == past) is { } info && info.Type?.TensorType is { } tensor
+            && tensor.ElemType != (int)DataType.Float)
+        {
+            throw new PagedRewriteException(past, $"its caches are {(DataType)tensor.ElemType}; the paged KV cache takes float32 caches "
+                + "(serve the export's fp32, q8 or q4 file: Dtype = fp32 | q8 | q4)");
+        }
     }
 
     /// <summary>

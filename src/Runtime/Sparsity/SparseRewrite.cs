@@ -74,6 +74,6 @@ public static partial class SparseRewrite
         }
     }
 
-    [GeneratedRegex(@"(self_attn|mlp)[./_](q|k|v|o|gate|up|down)_proj", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"(attn|mlp)[./_](q|k|v|qkv|o|gate|up|down)_proj", RegexOptions.CultureInvariant)]
     private static partial Regex LinearLayer();
 }

@@ -93,12 +93,30 @@ public sealed class GroupQueryAttentionQuantizedTests
         using DecoderModel unpaged = DecoderModel.Load(folder.Path, new DecoderLoadOptions { Dtype = "q4" });
         using DecoderModel paged = DecoderModel.Load(folder.Path, new DecoderLoadOptions { Dtype = "q4", PagedAttention = true });
         ModelProto graph = OnnxModelFile.Load(unpaged.OnnxPath);
-        Assert.Contains(graph.Graph.Node, node => node.OpType == "MatMulNBits");
         Assert.Contains(graph.Graph.Node, node => node.OpType == Gemma3GqaGraph.AttentionOp);
+        // Every projection is 4-bit, GenAI's packed q/k/v included (its "attn/qkv_proj" names once escaped the quantizer).
+        Assert.Equal(7 * Gemma3Presets.Tiny.NumHiddenLayers + 1, graph.Graph.Node.Count(node => node.OpType == "MatMulNBits")
+            + (style == Gemma3ExportStyle.GenAi ? 2 * Gemma3Presets.Tiny.NumHiddenLayers : 0));
+        Assert.DoesNotContain(graph.Graph.Node, node => node.OpType == "MatMul" && graph.Graph.Initializer.Any(t => t.Name == node.Input[1]));
 
         int[] prompt = [.. Enumerable.Range(0, 30).Select(i => 7 + i * 29 % 900)];
         int[] expected = [.. new Generator(unpaged).Generate(prompt, new GenerateOptions(10, StopAtEos: false)).TokenIds];
         using Engine engine = BatchOfOne.CreateEngine(paged, 48);
         Assert.Equal(expected, BatchOfOne.Generate(engine, prompt, new GenerateOptions(10, StopAtEos: false)).TokenIds);
+    }
+}
+
+/// <summary>Exports whose caches are float16 (onnx-community's fp16 and q4f16 files) are refused by name.</summary>
+public sealed class HalfPrecisionCacheRefusalTests(TinyOnnxCommunityFixture fixture) : IClassFixture<TinyOnnxCommunityFixture>
+{
+    [Fact]
+    public void AFloat16CacheIsRefusedNamingTheInputAndTheFix()
+    {
+        ModelProto model = OnnxModelFile.Load(fixture.Model.OnnxPath);
+        model.Graph.Input.First(input => input.Name == DecoderNames.PastKeyOf(0)).Type.TensorType.ElemType = (int)TensorProto.Types.DataType.Float16;
+        var error = Assert.Throws<PagedRewriteException>(() => PagedAttentionRewrite.Rewrite(model, fixture.Config));
+        Assert.Equal(DecoderNames.PastKeyOf(0), error.Node);
+        Assert.Contains("Float16", error.Message);
+        Assert.Contains("fp32, q8 or q4", error.Message);
     }
 }

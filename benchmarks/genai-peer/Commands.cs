@@ -3,6 +3,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Serving.Runtime.Generation;
 using Serving.Runtime.Models;
+using Serving.Peers;
+using static Serving.Peers.PeerFigures;
 
 namespace Serving.GenAiPeer;
 
@@ -65,32 +67,9 @@ internal static class Commands
         return 0;
     }
 
-    /// <summary>The first round (cold) and the median of the later ones (warm), under llama-peer's names.</summary>
-    private static Dictionary<string, object> RoundFigures(double loadMs, long rssAfterLoad, int promptTokens, List<GreedyRun> runs)
-    {
-        List<double> prefillMs = [.. runs.Select(run => run.PrefillMs)];
-        List<double> decodeTokensPerSecond = [.. runs.Select(run => run.DecodeTokensPerSecond)];
-        int[] generated = runs[^1].TokenIds;
-        List<double> warmPrefill = prefillMs.Count > 1 ? prefillMs[1..] : prefillMs;
-        List<double> warmDecode = decodeTokensPerSecond.Count > 1 ? decodeTokensPerSecond[1..] : decodeTokensPerSecond;
-        return new Dictionary<string, object>
-        {
-            ["rounds"] = runs.Count,
-            ["load_ms"] = Math.Round(loadMs, 1),
-            ["rss_bytes_after_load"] = rssAfterLoad,
-            ["rss_bytes_peak"] = PeakRss(),
-            ["prompt_tokens"] = promptTokens,
-            ["decode_tokens"] = generated.Length,
-            ["token_ids"] = generated,
-            ["prefill_ms_first"] = Math.Round(prefillMs[0], 2),
-            ["prefill_ms"] = Math.Round(Median(warmPrefill), 2),
-            ["prefill_tokens_per_second"] = Math.Round(promptTokens / Median(warmPrefill) * 1000, 2),
-            ["decode_tokens_per_second_first"] = Math.Round(decodeTokensPerSecond[0], 2),
-            ["decode_tokens_per_second"] = Math.Round(Median(warmDecode), 2),
-            ["prefill_ms_rounds"] = prefillMs.Select(v => Math.Round(v, 2)).ToArray(),
-            ["decode_tokens_per_second_rounds"] = decodeTokensPerSecond.Select(v => Math.Round(v, 2)).ToArray(),
-        };
-    }
+    private static Dictionary<string, object> RoundFigures(double loadMs, long rssAfterLoad, int promptTokens, List<GreedyRun> runs) =>
+        PeerFigures.RoundFigures(loadMs, rssAfterLoad, promptTokens, runs[^1].TokenIds,
+            [.. runs.Select(run => run.PrefillMs)], [.. runs.Select(run => run.DecodeTokensPerSecond)]);
 
     /// <summary><c>--onnx-file</c>, else <c>--dtype</c>'s transformers.js file name (q4 → onnx/model_q4.onnx), else null (genai_config.json's file).</summary>
     private static string? OnnxFile(Options o) =>
@@ -119,34 +98,5 @@ internal static class Commands
     {
         int vocab = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!["vocab_size"]!.GetValue<int>();
         return [2, .. Enumerable.Range(0, count - 1).Select(i => 7 + (int)(31L * i % (vocab - 7)))];
-    }
-
-    private static long PeakRss()
-    {
-        foreach (string line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-            {
-                return long.Parse(line[6..].Trim().Split(' ')[0]) * 1024;
-            }
-        }
-
-        return -1;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
-
-    private static void WriteJson(Dictionary<string, object> values, Dictionary<string, object>? more = null)
-    {
-        foreach ((string key, object value) in more ?? [])
-        {
-            values[key] = value;
-        }
-
-        Console.WriteLine(JsonSerializer.Serialize(values));
     }
 }

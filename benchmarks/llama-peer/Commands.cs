@@ -4,6 +4,8 @@ using LLama;
 using LLama.Native;
 using Serving.Runtime.Gguf;
 using Serving.Runtime.Models.Gemma3;
+using Serving.Peers;
+using static Serving.Peers.PeerFigures;
 
 namespace Serving.LlamaPeer;
 
@@ -129,34 +131,6 @@ internal static class Commands
             ["model"] = o.Required("model"),
         }, RoundFigures(loadMs, rssAfterLoad, prompt.Length, generated, prefillMs, decodeTokensPerSecond));
         return 0;
-    }
-
-    /// <summary>
-    /// The first round (cold: the first request after load) and the median of the later rounds (warm, as a
-    /// serving process runs; llama-bench's warm-up then repetitions), or of the one round there is.
-    /// </summary>
-    private static Dictionary<string, object> RoundFigures(double loadMs, long rssAfterLoad, int promptTokens, IReadOnlyList<int> generated,
-        List<double> prefillMs, List<double> decodeTokensPerSecond)
-    {
-        List<double> warmPrefill = prefillMs.Count > 1 ? prefillMs[1..] : prefillMs;
-        List<double> warmDecode = decodeTokensPerSecond.Count > 1 ? decodeTokensPerSecond[1..] : decodeTokensPerSecond;
-        return new Dictionary<string, object>
-        {
-            ["rounds"] = prefillMs.Count,
-            ["load_ms"] = Math.Round(loadMs, 1),
-            ["rss_bytes_after_load"] = rssAfterLoad,
-            ["rss_bytes_peak"] = PeakRss(),
-            ["prompt_tokens"] = promptTokens,
-            ["decode_tokens"] = generated.Count,
-            ["token_ids"] = generated,
-            ["prefill_ms_first"] = Math.Round(prefillMs[0], 2),
-            ["prefill_ms"] = Math.Round(Median(warmPrefill), 2),
-            ["prefill_tokens_per_second"] = Math.Round(promptTokens / Median(warmPrefill) * 1000, 2),
-            ["decode_tokens_per_second_first"] = Math.Round(decodeTokensPerSecond[0], 2),
-            ["decode_tokens_per_second"] = Math.Round(Median(warmDecode), 2),
-            ["prefill_ms_rounds"] = prefillMs.Select(v => Math.Round(v, 2)).ToArray(),
-            ["decode_tokens_per_second_rounds"] = decodeTokensPerSecond.Select(v => Math.Round(v, 2)).ToArray(),
-        };
     }
 
     /// <summary>
@@ -288,32 +262,4 @@ internal static class Commands
     private const string Passage = "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
         + "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.";
 
-    private static long PeakRss()
-    {
-        foreach (string line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-            {
-                return long.Parse(line[6..].Trim().Split(' ')[0]) * 1024;
-            }
-        }
-
-        return -1;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
-
-    private static void WriteJson(Dictionary<string, object> values, Dictionary<string, object>? more = null)
-    {
-        foreach ((string key, object value) in more ?? [])
-        {
-            values[key] = value;
-        }
-
-        Console.WriteLine(JsonSerializer.Serialize(values));
-    }
 }

@@ -80,16 +80,31 @@ public sealed class PagedAttentionRewriteTests(TinyModelFixture tiny, GemmaShape
         Assert.Contains("Concat(past, new, axis = 2)", error.Message);
     }
 
-    /// <summary>models/kjv-gemma3 was written before num_logits_to_keep lost its rank: a 0-d input read through Neg → Unsqueeze → Slice.</summary>
+    /// <summary>
+    /// Folders written before num_logits_to_keep lost its rank (models/kjv-gemma3 until 2026-12-03) declare it 0-d
+    /// and read it through Neg → Unsqueeze → Slice: they still load, generate the same tokens, and rewrite.
+    /// </summary>
     [Fact]
-    public void AFolderWithTheScalarNumLogitsToKeepIsRewrittenToo()
+    public void AFolderWithTheScalarNumLogitsToKeepStillLoadsAndIsRewritten()
     {
-        string folder = Path.Combine(typeof(PagedAttentionRewriteTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-            .Single(a => a.Key == "RepositoryRoot").Value!, "models", "kjv-gemma3");
-        ModelProto model = OnnxModelFile.Load(Path.Combine(folder, "onnx", "model.onnx"));
-        Assert.Contains(model.Graph.Node, node => node.OpType == "Unsqueeze" && node.Input[0].Contains("logits_to_keep", StringComparison.Ordinal));
+        using var folder = new TempFolder();
+        Serving.Runtime.Models.Gemma3.Gemma3ModelWriter.WriteRandom(folder.Path, tiny.Config, seed: 7);
+        string onnxPath = Path.Combine(folder.Path, "onnx", "model.onnx");
+        ModelProto model = OnnxModelFile.Load(onnxPath);
+        model.Graph.Input.Single(input => input.Name == "num_logits_to_keep").Type.TensorType.Shape = new TensorShapeProto();
+        string negated = model.Graph.Node.Single(node => node.OpType == "Neg" && node.Input[0] == "num_logits_to_keep").Output[0];
+        NodeProto reshape = model.Graph.Node.Single(node => node.OpType == "Reshape" && node.Input[0] == negated);
+        var axes = new TensorProto { Name = reshape.Name + "/axes", DataType = (int)TensorProto.Types.DataType.Int64 };
+        axes.Dims.Add(1);
+        axes.Int64Data.Add(0);
+        model.Graph.Initializer.Add(axes);
+        (reshape.OpType, reshape.Input[1]) = ("Unsqueeze", axes.Name);
+        OnnxModelFile.Save(model, onnxPath, long.MaxValue);
 
-        ModelProto rewritten = PagedAttentionRewrite.Rewrite(model, Serving.Runtime.Models.Gemma3.Gemma3Config.FromJson(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject()));
+        using DecoderModel old = DecoderModel.Load(folder.Path);
+        Assert.False(old.Signature.NumLogitsToKeepIsVector);
+        Assert.Equal(Expected(tiny.Model, Prompt(20, 9), 8), Expected(old, Prompt(20, 9), 8));
+        ModelProto rewritten = PagedAttentionRewrite.Rewrite(model, tiny.Config);
         Assert.Contains(rewritten.Graph.Node, node => node.OpType == "Gather" && node.Input.Contains(PagedAttentionRewrite.LogitsIndices));
         Assert.DoesNotContain(rewritten.Graph.Input, input => input.Name == "num_logits_to_keep");
     }

@@ -161,6 +161,40 @@ public static class GenAiConfig
     }
 
     /// <summary>
+    /// The first tensor genai_config.json names that <paramref name="graph"/> lacks, as "model.decoder.inputs.past_key_names
+    /// 'past.%d.k' names 'past.0.k', which the graph does not have (its inputs: …)"; null when every named one is there.
+    /// GenAI feeds and reads tensors by these names, so a missing one fails there and misleads here.
+    /// </summary>
+    internal static string? MissingTensor(JsonObject? genai, Onnx.Proto.GraphProto graph)
+    {
+        JsonObject? decoder = Decoder(genai);
+        if (decoder is null)
+        {
+            return null;
+        }
+
+        foreach (var (section, declared) in new[] { ("inputs", graph.Input.Select(v => v.Name)), ("outputs", graph.Output.Select(v => v.Name)) })
+        {
+            var names = declared.ToHashSet(StringComparer.Ordinal);
+            foreach (var (key, value) in decoder[section] as JsonObject ?? [])
+            {
+                if (value is not JsonValue text || !text.TryGetValue(out string? pattern))
+                {
+                    continue;
+                }
+
+                string name = pattern.Replace("%d", "0", StringComparison.Ordinal);
+                if (!names.Contains(name))
+                {
+                    return $"model.decoder.{section}.{key} '{pattern}' names '{name}', which the graph does not have (its {section}: {string.Join(", ", declared.Take(8))}…)";
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// The first shape field that disagrees with config.json, as "model.decoder.num_hidden_layers = 3
     /// but config.json says num_hidden_layers = 4"; null when every field present agrees. GenAI sizes
     /// its KV cache from these fields, so a disagreement would fail or misread there.

@@ -64,7 +64,9 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
         {
             logger.LogCritical("Cannot serve the configured models: {Reason}", e.Message);
             Environment.ExitCode = 1;
-            lifetime.StopApplication();
+            // Not before the host has started: a stop while Kestrel still binds cancels its start, and the
+            // TaskCanceledException out of app.Run() aborted the process (exit 134 instead of 1, 1 start in 6 here).
+            lifetime.ApplicationStarted.Register(lifetime.StopApplication);
         }
     }
 

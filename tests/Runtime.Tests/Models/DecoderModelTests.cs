@@ -203,6 +203,23 @@ public class DecoderModelTests
         Assert.Contains($"config.json says {configKey} = ", error.Message);
     }
 
+    [Theory]
+    [InlineData("inputs", "past_key_names", "past.%d.k", "past.0.k")]
+    [InlineData("inputs", "position_ids", "positions", "positions")]
+    [InlineData("outputs", "logits", "scores", "scores")]
+    public void AGenAiConfigNamingATensorTheGraphLacksIsRefusedNamingTheField(string section, string field, string pattern, string tensor)
+    {
+        using var folder = TinyFolder();
+        string path = folder.File("genai_config.json");
+        JsonObject genai = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        genai["model"]!["decoder"]![section]![field] = pattern;
+        File.WriteAllText(path, genai.ToJsonString());
+
+        var error = Assert.Throws<ModelLoadException>(() => DecoderModel.Load(folder.Path, new DecoderLoadOptions { PagedAttention = true }));
+        Assert.Equal(path, error.FilePath);
+        Assert.Contains($"model.decoder.{section}.{field} '{pattern}' names '{tensor}', which the graph does not have", error.Message);
+    }
+
     [Fact]
     public void AGenAiShapeFieldThatIsNotAnIntegerIsRefused()
     {
@@ -218,6 +235,7 @@ public class DecoderModelTests
     {
         using var folder = TinyFolder();
         SyntheticDecoder.Write(folder.File("onnx/model.onnx"), Tiny, new(AttentionMask: false, PositionIds: false, NumLogitsToKeep: true));
+        File.Delete(folder.File("genai_config.json")); // ours names attention_mask and position_ids, which this graph lacks
         var logger = new ListLogger();
         using var model = DecoderModel.Load(folder.Path, logger: logger);
 

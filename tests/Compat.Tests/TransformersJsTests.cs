@@ -125,16 +125,31 @@ public sealed class TransformersJsTests : IDisposable
     }
 
     /// <summary>
-    /// The tiny folder's weights as Hugging Face Optimum exports them (every layer keeps its whole past,
-    /// no num_logits_to_keep), with its q4 variant beside it as <c>models create --dtypes</c> writes it.
+    /// The exports people download, written by our builder from the same weights: transformers.js runs
+    /// onnx-community's GroupQueryAttention layout and Optimum's traced one as it runs those folders.
     /// </summary>
     [Theory]
-    [InlineData("fp32")]
-    [InlineData("q4")]
-    public void TransformersJsRunsTheOptimumStyle(string dtype)
+    [InlineData("tiny", "onnx-community", "fp32")]
+    [InlineData("tiny", "onnx-community", "q4")]
+    [InlineData("tiny", "optimum", "fp32")]
+    [InlineData("tiny", "optimum", "q4")]
+    [InlineData("kjv-gemma3", "onnx-community", "fp32")]
+    [InlineData("kjv-gemma3", "onnx-community", "q4")]
+    [InlineData("kjv-gemma3", "optimum", "fp32")]
+    [InlineData("kjv-gemma3", "optimum", "q4")]
+    public void TransformersJsRunsOtherExportStyles(string preset, string styleName, string dtype)
     {
-        string folder = Path.Combine(_root, $"tiny-optimum-{dtype}");
-        Gemma3ModelWriter.WriteRandom(folder, Gemma3Presets.Tiny, seed: 8, style: Gemma3ExportStyle.Optimum);
+        Gemma3ExportStyle style = Gemma3ExportStyles.Find(styleName)!.Value;
+        string folder = Path.Combine(_root, $"{preset}-{styleName}-{dtype}");
+        if (preset == "tiny")
+        {
+            Gemma3ModelWriter.WriteRandom(folder, Gemma3Presets.Tiny, seed: 8, style: style);
+        }
+        else
+        {
+            Gemma3ModelWriter.Reexport(KjvGemma3Folder, folder, style);
+        }
+
         if (dtype != "fp32")
         {
             Quantizer.AddVariant(folder, dtype);
@@ -152,10 +167,18 @@ public sealed class TransformersJsTests : IDisposable
             ["generate"] = new JsonObject { ["prompt"] = Prompt, ["max_new_tokens"] = NewTokens },
         }, TimeSpan.FromMinutes(3));
 
-        using var model = DecoderModel.Load(folder, new DecoderLoadOptions { Dtype = dtype });
-        int[] promptIds = model.Tokenizer.Encode(Prompt);
-        var ours = new Generator(model).Generate(promptIds, new GenerateOptions(NewTokens, StopAtEos: false));
-        Assert.Equal(Ids(peer["generate"]!["token_ids"]!), ours.TokenIds);
+        // Ours twice: the graph as exported (the CLI's single-sequence path) and rewritten for the server's paged engine.
+        int[] expected = Ids(peer["generate"]!["token_ids"]!);
+        using (var model = DecoderModel.Load(folder, new DecoderLoadOptions { Dtype = dtype }))
+        {
+            int[] promptIds = model.Tokenizer.Encode(Prompt);
+            Assert.Equal(expected, new Generator(model).Generate(promptIds, new GenerateOptions(NewTokens, StopAtEos: false)).TokenIds);
+        }
+
+        using var paged = DecoderModel.Load(folder, new DecoderLoadOptions { Dtype = dtype, PagedAttention = true });
+        int[] prompt = paged.Tokenizer.Encode(Prompt);
+        using Engine engine = BatchOfOne.CreateEngine(paged, prompt.Length + NewTokens);
+        Assert.Equal(expected, BatchOfOne.Generate(engine, prompt, new GenerateOptions(NewTokens, StopAtEos: false)).TokenIds);
     }
 
     /// <summary>The trained model committed under models/kjv-gemma3 (a model that has learned text, so its continuations are not cycles).</summary>

@@ -92,9 +92,9 @@ public sealed class DecoderModel : IDisposable
         JsonObject configJson = ReadOptionalJson(configPath) ?? throw new ModelLoadException(configPath, "config.json not found");
         Gemma3Config config = ReadConfig(configPath, configJson);
         string genaiPath = Path.Combine(folder, GenAiConfig.FileName);
-        var (names, genaiFile) = ReadGenAiConfig(genaiPath, config);
+        JsonObject? genai = ReadOptionalJson(genaiPath);
+        var (names, genaiFile) = ReadGenAiConfig(genaiPath, genai, config);
         string onnxPath = OnnxFileChoice.Resolve(folder, options, genaiFile, configPath, configJson);
-        CheckGenAiTensorNames(genaiPath, onnxPath);
         GenerationDefaults generation = GenerationDefaults.Read(folder, config);
         KvCalibration? kvCalibration = options.ReadKvCalibration ? LoadKvCalibration(folder, config) : null;
 
@@ -106,7 +106,12 @@ public sealed class DecoderModel : IDisposable
         bool rotaryFromCacheLength = false;
         try
         {
-            session = options.PagedAttention ? OpenPagedSession(onnxPath, config, names, options) : OpenSession(onnxPath, options, out rotaryFromCacheLength);
+            // Read once: genai_config.json's names are checked against it, then it is fused or rewritten in memory.
+            Onnx.Proto.ModelProto graph = LoadGraph(onnxPath);
+            CheckGenAiTensorNames(genaiPath, genai, onnxPath, graph);
+            rotaryFromCacheLength = graph.Graph.Node.Any(node => node.OpType == Gemma3GqaGraph.AttentionOp
+                && PagedAttentionRewrite.IntAttribute(node, "do_rotary") is 1);
+            session = options.PagedAttention ? OpenPagedSession(onnxPath, graph, config, names, options) : OpenSession(onnxPath, graph, options);
         }
         catch (Exception e)
         {
@@ -204,9 +209,8 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    private static (DecoderNames Names, string? OnnxFile) ReadGenAiConfig(string path, Gemma3Config config)
+    private static (DecoderNames Names, string? OnnxFile) ReadGenAiConfig(string path, JsonObject? genai, Gemma3Config config)
     {
-        JsonObject? genai = ReadOptionalJson(path);
         string? disagreement;
         try
         {
@@ -232,27 +236,25 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    /// <summary>Every tensor genai_config.json names must be in the graph (the graph's structure only: ~30 ms for the 270M q4 file).</summary>
-    private static void CheckGenAiTensorNames(string genaiPath, string onnxPath)
+    /// <summary>Every tensor genai_config.json names must be in the graph.</summary>
+    private static void CheckGenAiTensorNames(string genaiPath, JsonObject? genai, string onnxPath, Onnx.Proto.ModelProto graph)
     {
-        if (ReadOptionalJson(genaiPath) is not { } genai)
+        if (GenAiConfig.MissingTensor(genai, graph.Graph) is { } missing)
         {
-            return;
+            throw new ModelLoadException(genaiPath, $"disagrees with {Path.GetFileName(onnxPath)}: {missing}");
         }
+    }
 
-        Onnx.Proto.ModelProto model;
+    /// <summary>The graph's structure (external weights stay on disk, read by ONNX Runtime in place).</summary>
+    private static Onnx.Proto.ModelProto LoadGraph(string onnxPath)
+    {
         try
         {
-            model = Onnx.OnnxModelFile.Load(onnxPath);
+            return Onnx.OnnxModelFile.Load(onnxPath);
         }
         catch (InvalidDataException e)
         {
             throw new ModelLoadException(onnxPath, $"ONNX Runtime cannot load the model: {e.Message}", e);
-        }
-
-        if (GenAiConfig.MissingTensor(genai, model.Graph) is { } missing)
-        {
-            throw new ModelLoadException(genaiPath, $"disagrees with {Path.GetFileName(onnxPath)}: {missing}");
         }
     }
 
@@ -277,14 +279,11 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>The export as it is, with <see cref="DecoderFusions"/> applied in memory; the weights are read from the folder's data file in place.</summary>
-    private static InferenceSession OpenSession(string onnxPath, DecoderLoadOptions options, out bool rotaryFromCacheLength)
+    private static InferenceSession OpenSession(string onnxPath, Onnx.Proto.ModelProto model, DecoderLoadOptions options)
     {
         byte[] fused;
         try
         {
-            Onnx.Proto.ModelProto model = Onnx.OnnxModelFile.Load(onnxPath);
-            rotaryFromCacheLength = model.Graph.Node.Any(node => node.OpType == Gemma3GqaGraph.AttentionOp
-                && PagedAttentionRewrite.IntAttribute(node, "do_rotary") is 1);
             DecoderFusions.Apply(model, Path.GetDirectoryName(Path.GetFullPath(onnxPath)));
             fused = Google.Protobuf.MessageExtensions.ToByteArray(model);
         }
@@ -317,12 +316,12 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>The graph rewritten for the paged KV cache, in memory; the weights are read from the folder's data file in place.</summary>
-    private static InferenceSession OpenPagedSession(string onnxPath, Gemma3Config config, DecoderNames names, DecoderLoadOptions options)
+    private static InferenceSession OpenPagedSession(string onnxPath, Onnx.Proto.ModelProto model, Gemma3Config config, DecoderNames names, DecoderLoadOptions options)
     {
         byte[] rewritten;
         try
         {
-            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(Onnx.OnnxModelFile.Load(onnxPath), config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath)),
+            rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(model, config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath)),
                 cpuFusedOps: !options.Device.IsCuda));
         }
         catch (Exception e) when (e is PagedRewriteException or InvalidDataException)

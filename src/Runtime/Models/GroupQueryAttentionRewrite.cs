@@ -124,12 +124,7 @@ internal static class GroupQueryAttentionRewrite
 
         Check(gqa, Input(gqa, Key).Length == 0 && Input(gqa, Value).Length == 0, "key and value must both be given or both be packed into query");
         long q = (long)config.NumAttentionHeads * config.HeadDim, kv = (long)config.NumKeyValueHeads * config.HeadDim;
-        var sizes = new NodeProto { Name = prefix + "qkv/sizes", OpType = "Constant" };
-        sizes.Output.Add(prefix + "qkv/sizes/output_0");
-        var tensor = new TensorProto { DataType = (int)TensorProto.Types.DataType.Int64 };
-        tensor.Dims.Add(3);
-        tensor.Int64Data.AddRange([q, kv, kv]);
-        sizes.Attribute.Add(new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = tensor });
+        NodeProto sizes = PagedAttentionRewrite.Int64Constant(prefix + "qkv/sizes", q, kv, kv);
         var split = new NodeProto { Name = prefix + "qkv/Split", OpType = "Split" };
         split.Input.AddRange([gqa.Input[Query], sizes.Output[0]]);
         split.Output.AddRange([prefix + "qkv/Split/output_0", prefix + "qkv/Split/output_1", prefix + "qkv/Split/output_2"]);

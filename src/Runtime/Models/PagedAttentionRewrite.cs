@@ -147,14 +147,21 @@ public static class PagedAttentionRewrite
         transpose.Input.Add(input);
         transpose.Output.Add(name + "/Transpose/output_0");
         transpose.Attribute.Add(Attr("perm", 0L, 2, 1, 3));
-        var shape = new NodeProto { Name = name + "/Shape", OpType = "Constant" };
-        shape.Output.Add(name + "/Shape/output_0");
-        shape.Attribute.Add(new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = Int64Tensor(0, 0, -1) });
+        NodeProto shape = Int64Constant(name + "/Shape", 0, 0, -1);
         var reshape = new NodeProto { Name = name + "/Reshape", OpType = "Reshape" };
         reshape.Input.AddRange([transpose.Output[0], shape.Output[0]]);
         reshape.Output.Add(name + "/Reshape/output_0");
         nodes.AddRange([transpose, shape, reshape]);
         return reshape.Output[0];
+    }
+
+    /// <summary>A Constant node holding a 1-D int64 tensor (shapes, split sizes), output <c>{name}/output_0</c>.</summary>
+    internal static NodeProto Int64Constant(string name, params long[] values)
+    {
+        var constant = new NodeProto { Name = name, OpType = "Constant" };
+        constant.Output.Add(name + "/output_0");
+        constant.Attribute.Add(new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = Int64Tensor(values) });
+        return constant;
     }
 
     private static TensorProto Int64Tensor(params long[] values)

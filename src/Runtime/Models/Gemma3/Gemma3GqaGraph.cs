@@ -90,16 +90,15 @@ public static class Gemma3GqaGraph
         var byName = specs.ToDictionary(spec => spec.Name, StringComparer.Ordinal);
         foreach (WeightSpec spec in specs)
         {
-            bool packed = style == Gemma3ExportStyle.GenAi && spec.Name.Contains(".self_attn.", StringComparison.Ordinal) && spec.Name.EndsWith("_proj.weight", StringComparison.Ordinal)
-                && !spec.Name.EndsWith("o_proj.weight", StringComparison.Ordinal);
-            if (packed && spec.Name.EndsWith("q_proj.weight", StringComparison.Ordinal))
+            string? projection = style == Gemma3ExportStyle.GenAi ? QueryKeyValueProjection(spec.Name) : null;
+            if (projection == "q")
             {
                 int layer = LayerOf(spec.Name);
                 WeightSpec[] parts = [.. new[] { "q", "k", "v" }.Select(p => byName[Gemma3Weights.Layer(layer, $"self_attn.{p}_proj.weight")])];
                 long columns = parts.Sum(p => (long)p.Shape[1]);
                 yield return new GeneratedWeight(PackedQkv(layer), [config.HiddenSize, columns], () => ConcatColumns(parts, weights, config.HiddenSize));
             }
-            else if (!packed)
+            else if (projection is null)
             {
                 long[] dims = [.. spec.Shape.Select(d => (long)d)];
                 yield return spec.Init == WeightInit.Norm
@@ -116,6 +115,10 @@ public static class Gemma3GqaGraph
             yield return new GeneratedWeight(SinCache(global), dims, () => RotaryTable(config, theta, Math.Sin));
         }
     }
+
+    /// <summary>"q", "k" or "v" for a layer's attention projection weight (packed together by GenAI), else null.</summary>
+    private static string? QueryKeyValueProjection(string name) =>
+        new[] { "q", "k", "v" }.FirstOrDefault(p => name.EndsWith($".self_attn.{p}_proj.weight", StringComparison.Ordinal));
 
     private static int LayerOf(string name) => int.Parse(name.Split('.')[2], System.Globalization.CultureInfo.InvariantCulture);
 

@@ -63,6 +63,8 @@ std::string Driver::load(const char* library, int ordinal) {
       {"cuMemFree_v2", resolve(library_, "cuMemFree_v2", api_.cuMemFree)},
       {"cuMemcpyHtoD_v2", resolve(library_, "cuMemcpyHtoD_v2", api_.cuMemcpyHtoD)},
       {"cuMemcpyHtoDAsync_v2", resolve(library_, "cuMemcpyHtoDAsync_v2", api_.cuMemcpyHtoDAsync)},
+      {"cuMemcpy", resolve(library_, "cuMemcpy", api_.cuMemcpy)},
+      {"cuCtxSynchronize", resolve(library_, "cuCtxSynchronize", api_.cuCtxSynchronize)},
       {"cuLaunchKernel", resolve(library_, "cuLaunchKernel", api_.cuLaunchKernel)},
   };
   for (const auto& [name, found] : symbols) {

@@ -33,6 +33,9 @@ struct DriverApi {
   CUresult (*cuMemFree)(CUdeviceptr pointer);                   // _v2
   CUresult (*cuMemcpyHtoD)(CUdeviceptr destination, const void* source, size_t bytes);  // _v2
   CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr destination, const void* source, size_t bytes, CUstream stream);  // _v2
+  // Any direction under unified addressing (host pointers are addresses too).
+  CUresult (*cuMemcpy)(CUdeviceptr destination, CUdeviceptr source, size_t bytes);
+  CUresult (*cuCtxSynchronize)();
   CUresult (*cuLaunchKernel)(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
                              unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
                              CUstream stream, void** params, void** extra);
@@ -55,13 +58,16 @@ class Driver {
 
   // Makes the primary context current on the calling thread (ORT runs nodes on its pool).
   void bind() const;
+  // The same without throwing: the driver's result (destructors use it).
+  CUresult make_current() const noexcept { return api_.cuCtxSetCurrent(context_); }
   // Throws std::runtime_error("<what>: CUDA_ERROR_...") unless result is CUDA_SUCCESS.
   void check(CUresult result, const char* what) const;
+  // CUDA_ERROR_... for `result`.
+  std::string error_name(CUresult result) const;
 
  private:
   Driver() = default;
   std::string load(const char* library, int ordinal);
-  std::string error_name(CUresult result) const;
 
   void* library_ = nullptr;
   DriverApi api_{};

@@ -10,8 +10,10 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "attention_op.h"
 #include "cuda_ops.h"
 #include "decoder_ops.h"
+#include "device_pool.h"
 #include "matmul_weights.h"
 #include "op_support.h"
 #include "sparse24_cuda.h"
@@ -196,4 +199,51 @@ extern "C" __attribute__((visibility("default"))) const char* ServingCudaProbe(i
   thread_local std::string why_not;
   why_not = sparse24::cuda::probe_driver("libcuda.so.1", ordinal);
   return why_not.c_str();
+}
+
+// The engine's KV pool in device memory (device_pool.h), for src/Runtime's CudaKvPool. Each
+// function returns null on success or the reason it failed (valid until the calling thread's
+// next call); Create hands back the pool and its device address.
+namespace {
+thread_local std::string pool_error;
+
+template <class F>
+const char* pool_call(F&& call) {
+  try {
+    call();
+    return nullptr;
+  } catch (const std::exception& e) {
+    pool_error = e.what();
+    return pool_error.c_str();
+  }
+}
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const char* ServingDevicePoolCreate(int ordinal, uint64_t bytes, void** pool,
+                                                                                      uint64_t* pointer) {
+  std::unique_ptr<sparse24::cuda::DevicePool> created =
+      sparse24::cuda::DevicePool::create("libcuda.so.1", ordinal, static_cast<size_t>(bytes), pool_error);
+  if (!created) return pool_error.c_str();
+  *pointer = created->pointer();
+  *pool = created.release();
+  return nullptr;
+}
+
+extern "C" __attribute__((visibility("default"))) const char* ServingDevicePoolCopy(void* pool, uint64_t source, uint64_t target,
+                                                                                    uint64_t bytes) {
+  return pool_call([&] { static_cast<sparse24::cuda::DevicePool*>(pool)->copy(source, target, bytes); });
+}
+
+extern "C" __attribute__((visibility("default"))) const char* ServingDevicePoolRead(void* pool, uint64_t offset, void* host,
+                                                                                    uint64_t bytes) {
+  return pool_call([&] { static_cast<sparse24::cuda::DevicePool*>(pool)->read(offset, host, bytes); });
+}
+
+extern "C" __attribute__((visibility("default"))) const char* ServingDevicePoolWrite(void* pool, uint64_t offset, const void* host,
+                                                                                     uint64_t bytes) {
+  return pool_call([&] { static_cast<sparse24::cuda::DevicePool*>(pool)->write(offset, host, bytes); });
+}
+
+extern "C" __attribute__((visibility("default"))) void ServingDevicePoolFree(void* pool) {
+  delete static_cast<sparse24::cuda::DevicePool*>(pool);
 }

@@ -10,7 +10,9 @@
 #   5. PagedAttention on the CUDA provider (pool in device memory) against the CPU op, and both
 #      timed at gemma3-1b's attention shape (benchmarks/gpu/AttentionCheck);
 #   6. dense MatMul vs SparseMatMul24 on the CUDA provider, gemma3-1b's linear shapes, M = 1 and
-#      512, fp16 and fp32 (benchmarks/sparse/OpBench --device=cuda).
+#      512, fp16 and fp32 (benchmarks/sparse/OpBench --device=cuda);
+#   7. the whole engine (`serving generate`, KV pool in device memory) on CUDA against the CPU,
+#      gemma3-270m shapes, fp32 and q4: greedy tokens in common, decode, prefill and load.
 # Prints one "check NAME: ..." summary line per check (the tables of 5 and 6 above their lines) and
 # exits non-zero if any check failed. About 5 minutes on a 16-core H100/H200 host once the packages
 # are restored; each step has its own time limit so the whole stays under 8 minutes.
@@ -65,7 +67,7 @@ fi
 # 2. Build with the GPU package, apart from the CPU build's bin/ and obj/.
 t=$SECONDS
 build_ok=1
-for project in tests/Runtime.Tests benchmarks/gpu/AttentionCheck benchmarks/sparse/OpBench; do
+for project in tests/Runtime.Tests benchmarks/gpu/AttentionCheck benchmarks/sparse/OpBench src/Cli; do
   if ! timeout 300 dotnet build "$project" -c Release "$ort" --artifacts-path "$out" --nologo -v q >"$out/build.log" 2>&1; then
     build_ok=0
     tail -20 "$out/build.log"
@@ -91,7 +93,7 @@ fi
 # 4. The op tests on the CUDA provider.
 t=$SECONDS
 if SERVING_TEST_DEVICE="$device" timeout 180 dotnet test "$out/bin/Runtime.Tests/release/Serving.Runtime.Tests.dll" \
-     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests" >"$out/tests.log" 2>&1; then
+     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests|FullyQualifiedName~KvPoolTests|FullyQualifiedName~EngineOnDevicePoolTests" >"$out/tests.log" 2>&1; then
   say "op-tests on $device: $(grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+, Total: +[0-9]+' "$out/tests.log" | tail -1 | tr -s ' ') ($((SECONDS - t)) s)"
 else
   grep -E 'Failed |Error Message|Passed!|Failed!' -A3 "$out/tests.log" | head -40
@@ -116,6 +118,43 @@ for precision in --fp16 ""; do
     fail "$name: FAILED"
   fi
 done
+
+# 7. The whole engine (`serving generate`: paged KV pool in device memory, every projection on the
+#    provider) on CUDA against the CPU, gemma3-270m shapes with random weights, fp32 and q4.
+t=$SECONDS
+cli="$out/bin/Cli/release/serving.dll"
+model="$out/gemma3-270m"
+prompt="In the beginning God created the heaven and the earth. And the earth was without form, and void."
+if [ -f "$model/onnx/model_q4.onnx" ] || timeout 180 dotnet "$cli" models create --preset gemma3-270m --dtypes fp32,q4 --out "$model" --seed 1 >"$out/engine.log" 2>&1; then
+  for dtype in fp32 q4; do
+    for where in cpu "$device"; do
+      timeout 120 dotnet "$cli" generate --model "$model" --dtype "$dtype" --prompt "$prompt" --max-tokens 128 --device "$where" --json \
+        >"$out/generate-$dtype-${where%%:*}.json" 2>>"$out/engine.log" || echo '{}' >"$out/generate-$dtype-${where%%:*}.json"
+    done
+    line=$(python3 - "$out/generate-$dtype-cpu.json" "$out/generate-$dtype-${device%%:*}.json" <<'PY'
+import json, sys
+runs = []
+for path in sys.argv[1:]:
+    try:
+        runs.append(json.load(open(path)))
+    except ValueError:
+        runs.append({})
+if not all("token_ids" in r for r in runs):
+    print("FAILED: a run gave no output (see engine.log)")
+    sys.exit()
+cpu, dev = runs
+same = next((i for i, (a, b) in enumerate(zip(cpu["token_ids"], dev["token_ids"])) if a != b), min(len(cpu["token_ids"]), len(dev["token_ids"])))
+t = lambda r, k: r["timings"][k]
+print(f"{same} of {len(cpu['token_ids'])} greedy tokens as the CPU's; decode {t(dev, 'decode_tokens_per_second'):.0f} tok/s (cpu {t(cpu, 'decode_tokens_per_second'):.0f}), "
+      f"prefill {t(dev, 'prefill_ms'):.0f} ms (cpu {t(cpu, 'prefill_ms'):.0f}), load {t(dev, 'load_ms'):.0f} ms")
+PY
+)
+    case "$line" in FAILED*) tail -20 "$out/engine.log"; fail "engine $dtype on $device: $line" ;; *) say "engine $dtype on $device: $line ($((SECONDS - t)) s)" ;; esac
+  done
+else
+  tail -20 "$out/engine.log"
+  fail "engine: FAILED creating the gemma3-270m folder"
+fi
 
 say "total: $((SECONDS - start)) s, $([ "$failed" = 0 ] && echo 'all passed' || echo 'SOME FAILED')"
 exit "$failed"

@@ -56,12 +56,22 @@ public sealed record ExecutionDevice
     /// <summary>One line for the log: the device, and for a fallback its reason.</summary>
     public string Describe() => FallbackReason is null ? $"models run on {Name}" : $"models run on the CPU: CUDA is not available ({FallbackReason})";
 
-    /// <summary>Adds the execution provider to a session's options (CUDA for cuda:N; the CPU needs none).</summary>
+    /// <summary>
+    /// Adds the execution provider to a session's options (CUDA for cuda:N; the CPU needs none). TF32
+    /// is off, as PyTorch (and so vLLM) leaves it for matmuls: an fp32 model computes in fp32, and its
+    /// greedy output on the GPU is the CPU's up to fp32 rounding. Faster GPU runs use fp16 or 4-bit files.
+    /// </summary>
     public void Apply(SessionOptions options)
     {
         if (IsCuda)
         {
-            options.AppendExecutionProvider_CUDA(Ordinal);
+            using var cuda = new OrtCUDAProviderOptions();
+            cuda.UpdateOptions(new Dictionary<string, string>
+            {
+                ["device_id"] = Ordinal.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["use_tf32"] = "0",
+            });
+            options.AppendExecutionProvider_CUDA(cuda);
         }
     }
 }

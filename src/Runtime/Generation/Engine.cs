@@ -34,6 +34,12 @@ public sealed class Engine : IDisposable
 
     /// <param name="model">A model loaded with <see cref="DecoderLoadOptions.PagedAttention"/>.</param>
     public Engine(DecoderModel model, EngineOptions options, ILogger? logger = null, EngineTelemetry? telemetry = null)
+        : this(model, options, logger, telemetry, allocatePool: null)
+    {
+    }
+
+    /// <param name="allocatePool">The KV pool's memory for the given bytes; <see cref="KvPool.Allocate"/> on the model's device when null (tests pass their own).</param>
+    internal Engine(DecoderModel model, EngineOptions options, ILogger? logger, EngineTelemetry? telemetry, Func<long, KvPool>? allocatePool)
     {
         _model = model;
         _options = options;
@@ -45,8 +51,18 @@ public sealed class Engine : IDisposable
             throw new ArgumentException($"{model.Folder}: KV compression ({invalid.Field}): {invalid.Message}", nameof(options));
         }
 
-        Kv = new KvCacheManager(new KvLayout(model.Signature, model.Config.SlidingWindow), options.KvCacheBytes, options.BlockTokens);
-        _runner = new PagedRunner(model, Kv);
+        Kv = new KvCacheManager(new KvLayout(model.Signature, model.Config.SlidingWindow), options.KvCacheBytes, options.BlockTokens,
+            allocatePool ?? (bytes => KvPool.Allocate(model.Device, bytes)));
+        try
+        {
+            _runner = new PagedRunner(model, Kv);
+        }
+        catch (ArgumentException)
+        {
+            Kv.Dispose();
+            throw;
+        }
+
         _compaction = new BlockCompaction(Kv);
         _scheduler = new Scheduler(Kv, options, options.PrefixCaching, RoomFor);
         _outputs = new OutputProcessor(_scheduler, new HashSet<int>(model.Generation.EosTokenIds), Telemetry, model.Config.VocabSize);
@@ -321,6 +337,7 @@ public sealed class Engine : IDisposable
         _wake.Release();
         _thread.Join();
         _runner.Dispose();
+        _compaction.Dispose();
         Kv.Dispose();
     }
 }

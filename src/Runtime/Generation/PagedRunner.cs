@@ -40,10 +40,16 @@ internal sealed class PagedRunner : IDisposable
             throw new ArgumentException($"{model.OnnxPath}: the engine needs the model loaded with {nameof(DecoderLoadOptions.PagedAttention)}", nameof(model));
         }
 
+        if (kv.Pool.Device.Name != model.Device.Name)
+        {
+            throw new ArgumentException($"{model.OnnxPath}: the model runs on {model.Device.Name} and its KV pool is memory of {kv.Pool.Device.Name}; allocate it with {nameof(KvPool)}.{nameof(KvPool.Allocate)}(model.Device, ...)", nameof(kv));
+        }
+
         (_model, _kv) = (model, kv);
         _outputNames = [model.Signature.Logits];
         KvLayout layout = kv.Layout;
-        _pool = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
+        // On CUDA a device address: the provider's PagedAttention reads and writes it in place (serving.kv_pool=device).
+        _pool = OrtValue.CreateTensorValueWithData(kv.Pool.MemoryInfo, layout.ElementType,
             [kv.NumBlocks, 2, layout.Heads, kv.BlockTokens, layout.HeadDim], kv.Pool.Pointer, kv.AllocatedBytes);
     }
 

@@ -341,6 +341,8 @@ public sealed class DecoderModel : IDisposable
             IntraOpNumThreads = options.IntraOpThreads,
         };
         sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
+        // On CUDA the engine's pool is device memory (KvPool.Allocate), which the provider's PagedAttention kernel reads in place.
+        sessionOptions.AddSessionConfigEntry("serving.kv_pool", options.Device.IsCuda ? "device" : "host");
         sessionOptions.RegisterCustomOpLibrary(library);
         ProfileWhenAsked(sessionOptions);
         try

@@ -76,6 +76,11 @@ public static class SparseKernels
             ? System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((delegate* unmanaged<int, nint>)export)(ordinal)) ?? ""
             : $"{LibraryFile} is not in {Path.GetDirectoryName(LibraryPath)}";
 
+    /// <summary>An exported function of the library.</summary>
+    /// <exception cref="InvalidOperationException">The library or the export is not there.</exception>
+    internal static nint RequireExport(string name) =>
+        Export(name) ?? throw new InvalidOperationException($"{LibraryFile} in {Path.GetDirectoryName(LibraryPath)} is missing or has no {name}: build src/Runtime on Linux with cmake installed");
+
     /// <summary>An exported function of the library, or null when the library or the export is not there.</summary>
     private static nint? Export(string name)
     {

@@ -79,15 +79,9 @@ internal static class SingleOpModel
     public static InferenceSession Open(string path)
     {
         using var options = new SessionOptions { IntraOpNumThreads = 2 };
-        if (Device.IsCuda)
-        {
-            // Full fp32 in ONNX Runtime's own CUDA MatMul (TF32 keeps 10 mantissa bits), so it stays a
-            // reference for our kernels at the tests' 1e-5.
-            using var cuda = new OrtCUDAProviderOptions();
-            cuda.UpdateOptions(new Dictionary<string, string> { ["device_id"] = Device.Ordinal.ToString(System.Globalization.CultureInfo.InvariantCulture), ["use_tf32"] = "0" });
-            options.AppendExecutionProvider_CUDA(cuda);
-        }
-
+        // On CUDA, full fp32 in ONNX Runtime's own MatMul (Apply turns TF32 off), so it stays a reference
+        // for our kernels at the tests' 1e-5.
+        Device.Apply(options);
         SparseKernels.RegisterIfUsed(options, path);
         return new InferenceSession(path, options);
     }

@@ -16,7 +16,8 @@ public sealed class KvCacheManager : IDisposable
 
     /// <param name="budgetBytes">Bytes for the pool; it takes the whole blocks that fit.</param>
     /// <param name="blockTokens">Slots per block: 16 as vLLM, so a block of Gemma 3 270M (1 KV head × 256, fp32) is 32 KB.</param>
-    public KvCacheManager(KvLayout layout, long budgetBytes, int blockTokens = 16)
+    /// <param name="allocate">Allocates the pool of the given bytes where the model's sessions read it (<see cref="KvPool.Allocate"/>); host memory when null.</param>
+    public KvCacheManager(KvLayout layout, long budgetBytes, int blockTokens = 16, Func<long, KvPool>? allocate = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockTokens, 1);
         if (layout.NumTrimmedLayers > 0 && layout.SlidingSlots < 1)
@@ -38,7 +39,12 @@ public sealed class KvCacheManager : IDisposable
         // Arrays: the per-step loops run over them without an enumerator.
         _globalLayers = [.. layout.GlobalLayers];
         _slidingLayers = [.. layout.TrimmedLayers];
-        Pool = new NativeBuffer(NumBlocks * BlockBytes);
+        Pool = allocate is null ? new HostKvPool(NumBlocks * BlockBytes) : allocate(NumBlocks * BlockBytes);
+        if (Pool.Bytes < NumBlocks * BlockBytes)
+        {
+            Pool.Dispose();
+            throw new ArgumentException($"the allocated KV pool holds {Pool.Bytes} bytes, not the {NumBlocks * BlockBytes} asked for", nameof(allocate));
+        }
         _blocks = new KvBlockAllocator(NumBlocks);
     }
 
@@ -51,8 +57,8 @@ public sealed class KvCacheManager : IDisposable
 
     public int NumBlocks { get; }
 
-    /// <summary>The pool, <c>[NumBlocks, 2, heads, BlockTokens, head_dim]</c>; allocated once, never resized.</summary>
-    public NativeBuffer Pool { get; }
+    /// <summary>The pool, <c>[NumBlocks, 2, heads, BlockTokens, head_dim]</c>, host or device memory; allocated once, never resized.</summary>
+    public KvPool Pool { get; }
 
     public IntPtr PoolPointer => Pool.Pointer;
 
@@ -73,8 +79,18 @@ public sealed class KvCacheManager : IDisposable
     /// <summary>Referenced fraction of the pool, 0 to 1 (vLLM's kv_cache_usage_perc).</summary>
     public double Usage => (double)NumUsedBlocks / NumBlocks;
 
-    /// <summary>The bytes of physical block <paramref name="block"/>; valid until the manager is disposed.</summary>
-    public Span<byte> Block(int block) => Pool.Slice(block * BlockBytes, BlockBytes);
+    /// <summary>Copies physical block <paramref name="block"/> out of the pool into <paramref name="target"/> (<see cref="BlockBytes"/> bytes).</summary>
+    public void ReadBlock(int block, Span<byte> target) => Pool.Read(BlockOffset(block), target[..checked((int)BlockBytes)]);
+
+    /// <summary>Copies <paramref name="source"/> (<see cref="BlockBytes"/> bytes) into physical block <paramref name="block"/>.</summary>
+    public void WriteBlock(int block, ReadOnlySpan<byte> source) => Pool.Write(BlockOffset(block), source[..checked((int)BlockBytes)]);
+
+    private long BlockOffset(int block)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(block);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(block, NumBlocks);
+        return block * BlockBytes;
+    }
 
     /// <summary>An empty sequence; <paramref name="expectedTokens"/> sizes its tables so growing to it never resizes them.</summary>
     public SequenceBlocks NewSequence(int expectedTokens = 0) => new(this, Layout.Layers, BlocksFor(Math.Max(expectedTokens, 0)));
@@ -152,8 +168,9 @@ public sealed class KvCacheManager : IDisposable
     /// into a fresh block, which replaces it in this table (needs one free block: check
     /// <see cref="NumFreeBlocks"/> first, or this throws); so is a block holding a registered
     /// prefix, which stays cached. A block only this sequence references is written in place.
+    /// <paramref name="keepContents"/> false skips the copy, for a caller about to overwrite the whole block.
     /// </summary>
-    public int EnsureWritable(SequenceBlocks seq, int layer, int logicalBlock)
+    public int EnsureWritable(SequenceBlocks seq, int layer, int logicalBlock, bool keepContents = true)
     {
         CheckOwner(seq);
         int[] table = seq.RawTable(layer);
@@ -174,7 +191,11 @@ public sealed class KvCacheManager : IDisposable
         }
 
         int copy = _blocks.Allocate();
-        Block(block).CopyTo(Block(copy));
+        if (keepContents)
+        {
+            Pool.Copy(BlockOffset(block), BlockOffset(copy), BlockBytes);
+        }
+
         _blocks.Release(block);
         table[logicalBlock] = copy;
         return copy;

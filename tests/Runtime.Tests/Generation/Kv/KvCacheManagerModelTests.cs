@@ -174,8 +174,8 @@ public sealed class KvCacheManagerModelTests
 
     private static void WriteStamp(KvCacheManager kv, int block, UInt128 hash, int layer)
     {
-        BinaryPrimitives.WriteUInt128LittleEndian(kv.Block(block), hash);
-        BinaryPrimitives.WriteInt32LittleEndian(kv.Block(block)[16..], layer);
+        BinaryPrimitives.WriteUInt128LittleEndian(kv.HostBlock(block), hash);
+        BinaryPrimitives.WriteInt32LittleEndian(kv.HostBlock(block)[16..], layer);
     }
 
     /// <summary>Per layer: the table's length, then its entries; the global and sliding lengths last.</summary>
@@ -237,8 +237,8 @@ public sealed class KvCacheManagerModelTests
 
     private static void CheckStamp(KvCacheManager kv, int block, Live seq, int layer, int b)
     {
-        UInt128 hash = BinaryPrimitives.ReadUInt128LittleEndian(kv.Block(block));
-        int stampedLayer = BinaryPrimitives.ReadInt32LittleEndian(kv.Block(block)[16..]);
+        UInt128 hash = BinaryPrimitives.ReadUInt128LittleEndian(kv.HostBlock(block));
+        int stampedLayer = BinaryPrimitives.ReadInt32LittleEndian(kv.HostBlock(block)[16..]);
         Assert.Equal(layer, stampedLayer);
         if (!seq.Seq.IsCompacted)
         {

@@ -29,7 +29,7 @@ public sealed class KvCacheManagerOpTests
         {
             for (int slot = from; slot < to; slot++)
             {
-                Span<float> block = MemoryMarshal.Cast<byte, float>(kv.Block(seq.BlockAt(layer, slot / BlockTokens)));
+                Span<float> block = MemoryMarshal.Cast<byte, float>(kv.HostBlock(seq.BlockAt(layer, slot / BlockTokens)));
                 for (int part = 0; part < 2; part++)
                 {
                     for (int h = 0; h < KvHeads; h++)

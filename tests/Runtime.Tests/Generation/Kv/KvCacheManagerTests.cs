@@ -14,6 +14,13 @@ public sealed class KvCacheManagerTests
     private static KvCacheManager Manager(string layers, int numBlocks, int window = 9) =>
         new(KvLayouts.Of(layers, window), numBlocks * (long)BlockBytes, BlockTokens);
 
+    private static byte[] Read(KvCacheManager kv, int block)
+    {
+        var bytes = new byte[kv.BlockBytes];
+        kv.ReadBlock(block, bytes);
+        return bytes;
+    }
+
     private static int[] Tokens(int seed, int count)
     {
         var rng = new Random(seed);
@@ -201,15 +208,20 @@ public sealed class KvCacheManagerTests
         Assert.Equal(1, kv.TableCols([]));
     }
 
-    [Fact]
-    public void EnsureWritableCopiesASharedBlockAndLeavesTheOtherUntouched()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EnsureWritableCopiesASharedBlockAndLeavesTheOtherUntouched(bool staged)
     {
-        using var kv = Manager("GS", numBlocks: 10);
+        StagedKvPool? pool = null;
+        using var kv = new KvCacheManager(KvLayouts.Of("GS"), 10L * BlockBytes, BlockTokens, staged ? bytes => pool = new StagedKvPool(bytes) : null);
         UInt128[] hashes = Hashes(2, 8);
         SequenceBlocks owner = Grown(kv, 8);
         for (int block = 0; block < 4; block++)
         {
-            new Random(block).NextBytes(kv.Block(block));
+            var bytes = new byte[BlockBytes];
+            new Random(block).NextBytes(bytes);
+            kv.WriteBlock(block, bytes);
         }
 
         kv.CommitFullBlocks(owner, hashes, 2);
@@ -217,18 +229,34 @@ public sealed class KvCacheManagerTests
         Assert.Equal(8, kv.MatchPrefix(sharer, hashes, 8));
         int shared = owner.BlockAt(0, 1);
         Assert.Equal(shared, sharer.BlockAt(0, 1));
-        byte[] original = kv.Block(shared).ToArray();
+        byte[] original = Read(kv, shared);
 
         int copy = kv.EnsureWritable(sharer, 0, 1);
         Assert.NotEqual(shared, copy);
         Assert.Equal(copy, sharer.BlockAt(0, 1));
-        Assert.Equal(original, kv.Block(copy).ToArray());
-        kv.Block(copy).Fill(0xAB);
-        Assert.Equal(original, kv.Block(shared).ToArray());
+        Assert.Equal(original, Read(kv, copy));
+        kv.WriteBlock(copy, Enumerable.Repeat((byte)0xAB, BlockBytes).ToArray());
+        Assert.Equal(original, Read(kv, shared));
         Assert.Equal((1, 1), (kv.RefCount(shared), kv.RefCount(copy)));
         Assert.True(kv.IsCached(shared));
         Assert.False(kv.IsCached(copy));
         Assert.Equal(copy, kv.EnsureWritable(sharer, 0, 1));
+        Assert.Equal(staged ? 1 : 0, pool?.Copies ?? 0);
+    }
+
+    [Fact]
+    public void EnsureWritableForAnOverwriteTakesAFreshBlockWithoutCopying()
+    {
+        StagedKvPool? pool = null;
+        using var kv = new KvCacheManager(KvLayouts.Of("GS"), 10L * BlockBytes, BlockTokens, bytes => pool = new StagedKvPool(bytes));
+        UInt128[] hashes = Hashes(2, 8);
+        SequenceBlocks owner = Grown(kv, 8);
+        kv.CommitFullBlocks(owner, hashes, 2);
+        SequenceBlocks sharer = kv.NewSequence();
+        kv.MatchPrefix(sharer, hashes, 8);
+        int copy = kv.EnsureWritable(sharer, 0, 1, keepContents: false);
+        Assert.NotEqual(owner.BlockAt(0, 1), copy);
+        Assert.Equal((0, 1), (pool!.Copies, kv.RefCount(copy)));
     }
 
     [Fact]

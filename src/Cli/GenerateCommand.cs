@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Serving.Runtime.Devices;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Kv;
 using Serving.Runtime.Generation.Sampling;
 using Serving.Runtime.KvCompression;
 using Serving.Runtime.Models;
@@ -35,8 +36,18 @@ internal static class GenerateCommand
         var jsonSchema = new Option<FileInfo?>("--json-schema") { Description = "Constrain the output to JSON matching this JSON Schema file (as response_format json_schema does)" };
         var dtype = DtypeOption.Create();
         var device = DeviceOption.Create();
-        var command = new Command("generate", "Generate a continuation of a prompt") { model, dtype, device, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, jsonSchema };
-        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(device)!, result.GetValue(prompt)!, result.GetValue(chat),
+        var kvCacheDtype = new Option<string>("--kv-cache-dtype")
+        {
+            Description = "Element type of the KV cache: fp32, or fp16 (each key and value rounded to nearest even as stored; attention math stays fp32)",
+            DefaultValueFactory = _ => "fp32",
+        };
+        kvCacheDtype.AcceptOnlyFromAmong([.. KvCacheDtypes.Names]);
+        var command = new Command("generate", "Generate a continuation of a prompt")
+        {
+            model, dtype, device, prompt, maxTokens, temperature, seed, json, chat, kvPolicy, kvBudget, kvCacheDtype, jsonSchema,
+        };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(dtype), result.GetValue(device)!, KvCacheDtypes.Parse(result.GetValue(kvCacheDtype)!),
+            result.GetValue(prompt)!, result.GetValue(chat),
             new GenerateOptions(result.GetValue(maxTokens), result.GetValue(temperature), result.GetValue(seed),
                 KvCompression: new KvCompressionOptions { Policy = result.GetValue(kvPolicy)!, Budget = result.GetValue(kvBudget) },
                 ResponseSchema: ReadSchema(result.GetValue(jsonSchema))), result.GetValue(json)));
@@ -69,7 +80,7 @@ internal static class GenerateCommand
         }
     }
 
-    private static int Run(DirectoryInfo folder, string? dtype, string device, string prompt, bool chat, GenerateOptions options, bool json)
+    private static int Run(DirectoryInfo folder, string? dtype, string device, KvCacheDtype kvCacheDtype, string prompt, bool chat, GenerateOptions options, bool json)
     {
         if (options.MaxTokens < 1)
         {
@@ -97,7 +108,7 @@ internal static class GenerateCommand
         // The serving engine's attention over the paged KV cache: the CLI runs what the server runs.
         ExecutionDevice executionDevice = DeviceOption.Select(device);
         using DecoderModel decoder = DecoderModel.Load(folder.FullName,
-            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = executionDevice }, logger);
+            new DecoderLoadOptions { Dtype = dtype, PagedAttention = true, Device = executionDevice, KvCacheDtype = kvCacheDtype }, logger);
         GemmaTokenizer tokenizer = decoder.Tokenizer;
         double loadMs = clock.Elapsed.TotalMilliseconds;
 

@@ -38,10 +38,13 @@ public sealed record DecoderLoadOptions
 
     /// <summary>
     /// Where the session runs (<see cref="ExecutionDevice.Select"/>). On CUDA, ONNX Runtime's CUDA provider
-    /// takes every node it has a kernel for, our SparseMatMul24 included; PagedAttention stays on the CPU
-    /// provider because the KV pool is host memory (src/KernelsNative/src/cuda_ops.cpp).
+    /// takes every node it has a kernel for, our SparseMatMul24 and PagedAttention included: a paged
+    /// session then reads the engine's KV pool in device memory (<see cref="Generation.Kv.KvPool.Allocate"/>).
     /// </summary>
     public ExecutionDevice Device { get; init; } = ExecutionDevice.Cpu;
+
+    /// <summary>The element type of the paged KV pool (<see cref="PagedAttention"/> only; the exported graph keeps its own caches).</summary>
+    public Generation.Kv.KvCacheDtype KvCacheDtype { get; init; }
 }
 
 /// <summary>
@@ -125,7 +128,7 @@ public sealed class DecoderModel : IDisposable
             ReturnLoadGarbage();
             if (options.PagedAttention)
             {
-                return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config), kvCalibration, options.Device);
+                return new DecoderModel(folder, onnxPath, config, generation, tokenizer, session!, DecoderSignature.Paged(config, options.KvCacheDtype), kvCalibration, options.Device);
             }
 
             var signature = DecoderSignature.Discover(session!, config, names, message => new ModelLoadException(onnxPath, message))
@@ -322,7 +325,7 @@ public sealed class DecoderModel : IDisposable
         try
         {
             rewritten = Google.Protobuf.MessageExtensions.ToByteArray(PagedAttentionRewrite.Rewrite(model, config, names, Path.GetDirectoryName(Path.GetFullPath(onnxPath)),
-                cpuFusedOps: !options.Device.IsCuda));
+                cpuFusedOps: !options.Device.IsCuda, kvCacheDtype: options.KvCacheDtype));
         }
         catch (Exception e) when (e is PagedRewriteException or InvalidDataException)
         {

@@ -91,13 +91,13 @@ public sealed record DecoderSignature(
     public bool IsPaged { get; init; }
 
     /// <summary>The signature of a graph rewritten by <see cref="PagedAttentionRewrite"/>: fp32, every layer from the config.</summary>
-    public static DecoderSignature Paged(Gemma3Config config)
+    public static DecoderSignature Paged(Gemma3Config config, Generation.Kv.KvCacheDtype kvCacheDtype = Generation.Kv.KvCacheDtype.Fp32)
     {
         var standard = new DecoderNames();
         var layers = Enumerable.Range(0, config.NumHiddenLayers).Select(i => new KvLayer(i, config.LayerKind(i),
             DecoderNames.PastKeyOf(i), DecoderNames.PastValueOf(i), DecoderNames.PresentKeyOf(i), DecoderNames.PresentValueOf(i),
             HasOwnLength: config.LayerKind(i) == AttentionKind.Sliding)).ToList();
-        return new DecoderSignature(standard.InputIds, null, standard.PositionIds, null, standard.Logits, TensorElementType.Float, TensorElementType.Float,
+        return new DecoderSignature(standard.InputIds, null, standard.PositionIds, null, standard.Logits, TensorElementType.Float, Generation.Kv.KvCacheDtypes.ElementType(kvCacheDtype),
             config.NumKeyValueHeads, config.HeadDim, layers) { IsPaged = true };
     }
 

@@ -42,8 +42,9 @@ public static class PagedAttentionRewrite
     /// <param name="modelDirectory">The folder of the model's external data, for the fusions that read weights (<see cref="DecoderFusions"/>); null skips them.</param>
     /// <param name="cpuFusedOps">Let <see cref="DecoderFusions"/> write our CPU-only fused ops (QkNormRope, GeluGate); off for a
     /// CUDA session, where ONNX Runtime's own ops keep those chains on the GPU.</param>
+    /// <param name="kvCacheDtype">The element type of the <c>kv_pool</c> input (the op stores fp16 keys and values rounded, and reads them widened).</param>
     public static ModelProto Rewrite(ModelProto model, Gemma3Config config, DecoderNames? names = null, string? modelDirectory = null,
-        bool cpuFusedOps = true)
+        bool cpuFusedOps = true, Generation.Kv.KvCacheDtype kvCacheDtype = Generation.Kv.KvCacheDtype.Fp32)
     {
         names ??= new DecoderNames();
         ModelProto rewritten = model.Clone();
@@ -56,7 +57,7 @@ public static class PagedAttentionRewrite
         }
 
         KeepSelectedLogits(graph, consumers, names);
-        ReplaceInterface(graph, config, names);
+        ReplaceInterface(graph, config, names, kvCacheDtype);
         GraphEdits.RemoveDeadNodes(graph);
         GraphEdits.RemoveUnusedInitializers(graph);
         DecoderFusions.Apply(rewritten, modelDirectory, ourOps: cpuFusedOps);
@@ -245,7 +246,7 @@ public static class PagedAttentionRewrite
     }
 
     /// <summary>Past inputs, the mask and num_logits_to_keep out; the pool, tables, lengths and row selection in; no present outputs.</summary>
-    private static void ReplaceInterface(GraphProto graph, Gemma3Config config, DecoderNames names)
+    private static void ReplaceInterface(GraphProto graph, Gemma3Config config, DecoderNames names, Generation.Kv.KvCacheDtype kvCacheDtype)
     {
         var gone = new HashSet<string> { names.AttentionMask, names.NumLogitsToKeep };
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
@@ -272,7 +273,7 @@ public static class PagedAttentionRewrite
             graph.Input.Add(ValueInfo(names.PositionIds, DataType.Int64, "batch_size", "sequence_length"));
         }
 
-        graph.Input.Add(ValueInfo(KvPool, DataType.Float, "num_blocks", 2, config.NumKeyValueHeads, "block_size", config.HeadDim));
+        graph.Input.Add(ValueInfo(KvPool, kvCacheDtype == Generation.Kv.KvCacheDtype.Fp16 ? DataType.Float16 : DataType.Float, "num_blocks", 2, config.NumKeyValueHeads, "block_size", config.HeadDim));
         graph.Input.Add(ValueInfo(BlockTables, DataType.Int32, config.NumHiddenLayers, "num_sequences", "max_blocks"));
         graph.Input.Add(ValueInfo(PastLengths, DataType.Int32, config.NumHiddenLayers, "num_sequences"));
         graph.Input.Add(ValueInfo(QueryStarts, DataType.Int32, "num_sequences_plus_1"));

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Serving.Runtime.Devices;
 using Serving.Runtime.Generation;
+using Serving.Runtime.Generation.Kv;
 using Serving.Runtime.Models;
 using Serving.Runtime.Models.Gemma3;
 using Serving.Runtime.Telemetry;
@@ -51,7 +52,11 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
             foreach (ModelEntry entry in catalog.OfType(Gemma3Config.ModelType))
             {
                 var model = DecoderModel.Load(entry.Folder,
-                    new DecoderLoadOptions { IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, Dtype = entry.Dtype, PagedAttention = true, Device = device },
+                    new DecoderLoadOptions
+                    {
+                        IntraOpThreads = settings.IntraOpThreads, OnnxFile = entry.OnnxFile, Dtype = entry.Dtype, PagedAttention = true, Device = device,
+                        KvCacheDtype = KvCacheDtypes.Parse(settings.KvCacheDtype),
+                    },
                     logger);
                 _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context}) on {Device}",

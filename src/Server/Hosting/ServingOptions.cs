@@ -64,6 +64,14 @@ public sealed class ServingOptions
     /// </summary>
     public string Device { get; init; } = "auto";
 
+    /// <summary>
+    /// The element type of each decoder's KV pool: <c>fp32</c> or <c>fp16</c> (vLLM's kv_cache_dtype,
+    /// llama.cpp's cache type). fp16 rounds each stored key and value to nearest even and holds twice the
+    /// tokens in <see cref="KvCacheBytes"/>; attention math stays fp32.
+    /// </summary>
+    [AllowedValues("fp32", "fp16")]
+    public string KvCacheDtype { get; init; } = "fp32";
+
     /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
     [Range(0, 1024)]
     public int IntraOpThreads { get; init; }

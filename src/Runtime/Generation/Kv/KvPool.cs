@@ -110,7 +110,7 @@ public sealed unsafe class CudaKvPool : KvPool
     private readonly OrtMemoryInfo _memoryInfo;
     private nint _pool;
 
-    /// <exception cref="InvalidOperationException">The device cannot hold the pool; the message says why.</exception>
+    /// <exception cref="DeviceUnavailableException">The device cannot hold the pool; the message says why.</exception>
     public CudaKvPool(ExecutionDevice device, long bytes) : base(bytes)
     {
         if (!device.IsCuda)
@@ -124,7 +124,11 @@ public sealed unsafe class CudaKvPool : KvPool
         ulong pointer;
         nint error = ((delegate* unmanaged<int, ulong, nint*, ulong*, nint>)SparseKernels.RequireExport("ServingDevicePoolCreate"))(
             device.Ordinal, (ulong)bytes, &pool, &pointer);
-        ThrowIfFailed(error, $"cannot allocate the KV pool ({bytes} bytes) on {device.Name}");
+        if (error != 0)
+        {
+            throw new DeviceUnavailableException($"cannot allocate the KV pool ({bytes} bytes) on {device.Name}: {Marshal.PtrToStringUTF8(error)}");
+        }
+
         (_pool, Pointer) = (pool, (IntPtr)(long)pointer);
         _memoryInfo = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, device.Ordinal, OrtMemType.Default);
     }

@@ -56,7 +56,7 @@ public sealed class KvPoolTests
         string whyNot = SparseKernels.CudaWhyNot(0);
         if (whyNot.Length > 0)
         {
-            var e = Assert.Throws<InvalidOperationException>(() => new CudaKvPool(Cuda0, 4096));
+            var e = Assert.Throws<DeviceUnavailableException>(() => new CudaKvPool(Cuda0, 4096));
             Assert.Contains("cannot allocate the KV pool (4096 bytes) on cuda:0", e.Message);
             Assert.Contains(whyNot, e.Message);
             return;

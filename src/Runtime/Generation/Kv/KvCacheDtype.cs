@@ -1,0 +1,34 @@
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace Serving.Runtime.Generation.Kv;
+
+/// <summary>
+/// The element type of the paged KV pool (<c>Serving:KvCacheDtype</c>, <c>--kv-cache-dtype</c>): what
+/// vLLM calls kv_cache_dtype and llama.cpp <c>--cache-type-k/-v</c>. Activations and attention math stay
+/// fp32 either way; fp16 rounds each key and value to nearest even as it is stored, so the pool holds twice
+/// the tokens for the same bytes (llama.cpp's default cache type is f16).
+/// </summary>
+public enum KvCacheDtype
+{
+    Fp32,
+    Fp16,
+}
+
+public static class KvCacheDtypes
+{
+    /// <summary>The names <c>--kv-cache-dtype</c> and the configuration accept.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["fp32", "fp16"];
+
+    public static string Name(this KvCacheDtype dtype) => dtype == KvCacheDtype.Fp16 ? "fp16" : "fp32";
+
+    public static TensorElementType ElementType(this KvCacheDtype dtype) => dtype == KvCacheDtype.Fp16 ? TensorElementType.Float16 : TensorElementType.Float;
+
+    /// <summary>The dtype named <paramref name="name"/> (fp32, fp16; case-insensitive).</summary>
+    /// <exception cref="ArgumentException">Another name; the message lists the accepted ones.</exception>
+    public static KvCacheDtype Parse(string name) => name.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => KvCacheDtype.Fp32,
+        "fp16" or "float16" => KvCacheDtype.Fp16,
+        _ => throw new ArgumentException($"unknown KV cache dtype '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
+    };
+}

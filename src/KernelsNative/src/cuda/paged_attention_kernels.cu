@@ -7,7 +7,9 @@
 // accumulator; keys are visited one at a time in slot order (a warp-wide dot product, then
 // the online softmax's running max and sum), so no score vector is ever stored. The new
 // tokens' own keys and values are read from k and v (they reach the pool only in
-// paged_write_kv_f32, after every warp has read its past).
+// paged_write_kv_*, after every warp has read its past). Each kernel comes for an fp32 pool
+// (_f32) and an fp16 pool (_f16: halves widened with cvt.f32.f16 on read, the call's own rows
+// rounded with cvt.rn.f16.f32 like the stored ones); q, k, v and out are fp32 in both.
 #include "attention_launch.h"
 #include "device_prelude.h"
 
@@ -32,23 +34,43 @@ __device__ __forceinline__ int sequence_of(const int* query_starts, int num_seqs
   return lo;
 }
 
-// Key (part 0) or value (part 1) of KV head h at logical slot j of sequence s: the pool for
-// the past, the call's own k / v rows for the new tokens.
-__device__ __forceinline__ const float* slot_vector(const float* kv, const float* pool, const int* table, int past,
-                                                    int first_row, int j, int h, int part, int kv_heads, int head_size,
-                                                    int block_size) {
-  if (j >= past) return kv + static_cast<int64_t>(first_row + j - past) * kv_heads * head_size + h * head_size;
+// A value of the call's own k / v rows as the pool holds it: as is, or rounded through fp16.
+__device__ __forceinline__ float as_stored(float x, const float*) { return x; }
+__device__ __forceinline__ float as_stored(float x, const uint16_t*) { return device::half_to_float(device::float_to_half(x)); }
+
+// The lane's dimensions of the key (part 0) or value (part 1) of KV head h at logical slot j of
+// sequence s, as fp32: the pool for the past (widened from fp16 when T is uint16_t), the
+// call's own k / v rows for the new tokens (rounded as the pool will hold them); 0 past
+// head_size.
+template <class T>
+__device__ __forceinline__ void load_slot(float (&x)[kDimsPerLane], const float* kv, const T* pool, const int* table,
+                                          int past, int first_row, int j, int h, int part, int kv_heads, int head_size,
+                                          int block_size) {
+  const int lane = threadIdx.x % kLanes;
+  if (j >= past) {
+    const float* row = kv + static_cast<int64_t>(first_row + j - past) * kv_heads * head_size + h * head_size;
+#pragma unroll
+    for (int i = 0; i < kDimsPerLane; ++i) {
+      const int d = lane + kLanes * i;
+      x[i] = d < head_size ? as_stored(device::load(row + d), pool) : 0.0f;
+    }
+    return;
+  }
   const int64_t block = table[j / block_size];
-  return pool + ((((block * 2 + part) * kv_heads + h) * block_size) + j % block_size) * head_size;
+  const T* row = pool + ((((block * 2 + part) * kv_heads + h) * block_size) + j % block_size) * head_size;
+#pragma unroll
+  for (int i = 0; i < kDimsPerLane; ++i) {
+    const int d = lane + kLanes * i;
+    x[i] = d < head_size ? device::load(row + d) : 0.0f;
+  }
 }
 
-}  // namespace paged_device
-
-extern "C" __global__ void paged_attention_f32(const float* q, const float* k, const float* v, const float* pool,
-                                               const int* tables, const int* past_lens, const int* query_starts,
-                                               float* out, int num_seqs, int num_heads, int kv_heads, int head_size,
-                                               int block_size, int table_cols, int window, float scale) {
-  using namespace paged_device;
+// One warp per (new token, query head) over a pool of element type T.
+template <class T>
+__device__ __forceinline__ void attend(const float* q, const float* k, const float* v, const T* pool, const int* tables,
+                                       const int* past_lens, const int* query_starts, float* out, int num_seqs,
+                                       int num_heads, int kv_heads, int head_size, int block_size, int table_cols,
+                                       int window, float scale) {
   const int lane = threadIdx.x % kLanes, token = blockIdx.x, head = blockIdx.y;
   const int seq = sequence_of(query_starts, num_seqs, token);
   const int first_row = query_starts[seq], past = past_lens[seq];
@@ -58,7 +80,7 @@ extern "C" __global__ void paged_attention_f32(const float* q, const float* k, c
   const int* table = tables + static_cast<int64_t>(seq) * table_cols;
 
   const float* qrow = q + static_cast<int64_t>(token) * num_heads * head_size + head * head_size;
-  float qd[kDimsPerLane], acc[kDimsPerLane];
+  float qd[kDimsPerLane], acc[kDimsPerLane], x[kDimsPerLane];
 #pragma unroll
   for (int i = 0; i < kDimsPerLane; ++i) {
     const int d = lane + kLanes * i;
@@ -67,24 +89,18 @@ extern "C" __global__ void paged_attention_f32(const float* q, const float* k, c
   }
   float running_max = -3.0e38f, running_sum = 0.0f;
   for (int j = begin; j <= last; ++j) {
-    const float* key = slot_vector(k, pool, table, past, first_row, j, h, 0, kv_heads, head_size, block_size);
+    load_slot(x, k, pool, table, past, first_row, j, h, 0, kv_heads, head_size, block_size);
     float partial = 0.0f;
 #pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) {
-      const int d = lane + kLanes * i;
-      if (d < head_size) partial += qd[i] * device::load(key + d);
-    }
+    for (int i = 0; i < kDimsPerLane; ++i) partial += qd[i] * x[i];
     const float score = device::warp_sum(partial);
     const float next_max = score > running_max ? score : running_max;
     const float keep = device::exp2((running_max - next_max) * kLog2e), p = device::exp2((score - next_max) * kLog2e);
     running_max = next_max;
     running_sum = running_sum * keep + p;
-    const float* value = slot_vector(v, pool, table, past, first_row, j, h, 1, kv_heads, head_size, block_size);
+    load_slot(x, v, pool, table, past, first_row, j, h, 1, kv_heads, head_size, block_size);
 #pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) {
-      const int d = lane + kLanes * i;
-      if (d < head_size) acc[i] = acc[i] * keep + p * device::load(value + d);
-    }
+    for (int i = 0; i < kDimsPerLane; ++i) acc[i] = acc[i] * keep + p * x[i];
   }
   float* orow = out + static_cast<int64_t>(token) * num_heads * head_size + head * head_size;
   const float inverse = 1.0f / running_sum;  // the token's own slot is always visible: sum >= 1
@@ -95,19 +111,53 @@ extern "C" __global__ void paged_attention_f32(const float* q, const float* k, c
   }
 }
 
-extern "C" __global__ void paged_write_kv_f32(const float* k, const float* v, float* pool, const int* tables,
-                                              const int* past_lens, const int* query_starts, int num_seqs,
-                                              int kv_heads, int head_size, int block_size, int table_cols) {
-  using namespace paged_device;
+// One warp per (new token, KV head): its k and v rows into their pool slot (fp16: rounded to
+// nearest even by device::store).
+template <class T>
+__device__ __forceinline__ void write_kv(const float* k, const float* v, T* pool, const int* tables,
+                                         const int* past_lens, const int* query_starts, int num_seqs, int kv_heads,
+                                         int head_size, int block_size, int table_cols) {
   const int lane = threadIdx.x % kLanes, token = blockIdx.x, h = blockIdx.y;
   const int seq = sequence_of(query_starts, num_seqs, token);
   const int slot = past_lens[seq] + token - query_starts[seq];
   const int64_t block = tables[static_cast<int64_t>(seq) * table_cols + slot / block_size];
   const int64_t row = static_cast<int64_t>(token) * kv_heads * head_size + h * head_size;
-  float* key = pool + (((block * 2 * kv_heads + h) * block_size) + slot % block_size) * head_size;
-  float* value = key + static_cast<int64_t>(kv_heads) * block_size * head_size;
+  T* key = pool + (((block * 2 * kv_heads + h) * block_size) + slot % block_size) * head_size;
+  T* value = key + static_cast<int64_t>(kv_heads) * block_size * head_size;
   for (int d = lane; d < head_size; d += kLanes) {
-    key[d] = k[row + d];
-    value[d] = v[row + d];
+    device::store(key + d, k[row + d]);
+    device::store(value + d, v[row + d]);
   }
+}
+
+}  // namespace paged_device
+
+extern "C" __global__ void paged_attention_f32(const float* q, const float* k, const float* v, const float* pool,
+                                               const int* tables, const int* past_lens, const int* query_starts,
+                                               float* out, int num_seqs, int num_heads, int kv_heads, int head_size,
+                                               int block_size, int table_cols, int window, float scale) {
+  paged_device::attend(q, k, v, pool, tables, past_lens, query_starts, out, num_seqs, num_heads, kv_heads, head_size,
+                       block_size, table_cols, window, scale);
+}
+
+extern "C" __global__ void paged_attention_f16(const float* q, const float* k, const float* v, const uint16_t* pool,
+                                               const int* tables, const int* past_lens, const int* query_starts,
+                                               float* out, int num_seqs, int num_heads, int kv_heads, int head_size,
+                                               int block_size, int table_cols, int window, float scale) {
+  paged_device::attend(q, k, v, pool, tables, past_lens, query_starts, out, num_seqs, num_heads, kv_heads, head_size,
+                       block_size, table_cols, window, scale);
+}
+
+extern "C" __global__ void paged_write_kv_f32(const float* k, const float* v, float* pool, const int* tables,
+                                              const int* past_lens, const int* query_starts, int num_seqs,
+                                              int kv_heads, int head_size, int block_size, int table_cols) {
+  paged_device::write_kv(k, v, pool, tables, past_lens, query_starts, num_seqs, kv_heads, head_size, block_size,
+                         table_cols);
+}
+
+extern "C" __global__ void paged_write_kv_f16(const float* k, const float* v, uint16_t* pool, const int* tables,
+                                              const int* past_lens, const int* query_starts, int num_seqs,
+                                              int kv_heads, int head_size, int block_size, int table_cols) {
+  paged_device::write_kv(k, v, pool, tables, past_lens, query_starts, num_seqs, kv_heads, head_size, block_size,
+                         table_cols);
 }

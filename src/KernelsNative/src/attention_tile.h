@@ -188,7 +188,9 @@ void tile(const Shape& s, const BatchOf<T>& b, const Task& task, float* scratch)
   float* scores = acc + rows * d;                    // [rows, kKeysPerChunk]
   float* maxima = scores + rows * kKeysPerChunk;     // [rows]
   float* sums = maxima + rows;                       // [rows]
-  T* staging = nullptr;                              // fp16: [kKeysPerChunk, 2, d] halves
+  // fp16: [kKeysPerChunk, 2, d] halves after the floats (placement new starts their lifetime,
+  // so the float scratch is never read through a uint16_t pointer).
+  T* staging = nullptr;
   if constexpr (!std::is_same_v<T, float>) staging = new (sums + rows) T[2 * kKeysPerChunk * d];
   std::fill(acc, acc + rows * d, 0.0f);
   std::fill(maxima, maxima + rows, kNone);

@@ -34,35 +34,71 @@ __device__ __forceinline__ int sequence_of(const int* query_starts, int num_seqs
   return lo;
 }
 
-// A value of the call's own k / v rows as the pool holds it: as is, or rounded through fp16.
-__device__ __forceinline__ float as_stored(float x, const float*) { return x; }
-__device__ __forceinline__ float as_stored(float x, const uint16_t*) { return device::half_to_float(device::float_to_half(x)); }
+// Element d of a key or value row as fp32, as a pool of element type T holds it: a pool row
+// is read (an fp16 one widened); the call's own fp32 rows are rounded through fp16 first when
+// the pool is fp16, so they match what paged_write_kv_f16 will store.
+__device__ __forceinline__ float element(const float* row, const float*) { return device::load(row); }
+__device__ __forceinline__ float element(const uint16_t* row, const uint16_t*) { return device::load(row); }
+__device__ __forceinline__ float element(const float* row, const uint16_t*) {
+  return device::half_to_float(device::float_to_half(device::load(row)));
+}
 
-// The lane's dimensions of the key (part 0) or value (part 1) of KV head h at logical slot j of
-// sequence s, as fp32: the pool for the past (widened from fp16 when T is uint16_t), the
-// call's own k / v rows for the new tokens (rounded as the pool will hold them); 0 past
-// head_size.
-template <class T>
-__device__ __forceinline__ void load_slot(float (&x)[kDimsPerLane], const float* kv, const T* pool, const int* table,
-                                          int past, int first_row, int j, int h, int part, int kv_heads, int head_size,
-                                          int block_size) {
+// The lane's share of q · row over its dimensions (qd already scaled).
+template <class R, class T>
+__device__ __forceinline__ float lane_dot(const float (&qd)[kDimsPerLane], const R* row, const T* pool, int head_size) {
   const int lane = threadIdx.x % kLanes;
-  if (j >= past) {
-    const float* row = kv + static_cast<int64_t>(first_row + j - past) * kv_heads * head_size + h * head_size;
-#pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) {
-      const int d = lane + kLanes * i;
-      x[i] = d < head_size ? as_stored(device::load(row + d), pool) : 0.0f;
-    }
-    return;
-  }
-  const int64_t block = table[j / block_size];
-  const T* row = pool + ((((block * 2 + part) * kv_heads + h) * block_size) + j % block_size) * head_size;
+  float partial = 0.0f;
 #pragma unroll
   for (int i = 0; i < kDimsPerLane; ++i) {
     const int d = lane + kLanes * i;
-    x[i] = d < head_size ? device::load(row + d) : 0.0f;
+    if (d < head_size) partial += qd[i] * element(row + d, pool);
   }
+  return partial;
+}
+
+// acc = acc · keep + p · row over the lane's dimensions.
+template <class R, class T>
+__device__ __forceinline__ void lane_accumulate(float (&acc)[kDimsPerLane], float keep, float p, const R* row,
+                                                const T* pool, int head_size) {
+  const int lane = threadIdx.x % kLanes;
+#pragma unroll
+  for (int i = 0; i < kDimsPerLane; ++i) {
+    const int d = lane + kLanes * i;
+    if (d < head_size) acc[i] = acc[i] * keep + p * element(row + d, pool);
+  }
+}
+
+// Where the key (part 0) or value (part 1) of KV head h at logical slot j lives: the call's
+// own k / v row for the new tokens, else the pool.
+__device__ __forceinline__ const float* fresh_row(const float* kv, int first_row, int j, int past, int h, int kv_heads,
+                                                  int head_size) {
+  return kv + static_cast<int64_t>(first_row + j - past) * kv_heads * head_size + h * head_size;
+}
+
+template <class T>
+__device__ __forceinline__ const T* pool_row(const T* pool, const int* table, int j, int h, int part, int kv_heads,
+                                             int head_size, int block_size) {
+  const int64_t block = table[j / block_size];
+  return pool + ((((block * 2 + part) * kv_heads + h) * block_size) + j % block_size) * head_size;
+}
+
+// f(row) on the slot's row. An fp32 pool selects one float pointer (the loop after it is the
+// same for both sources); an fp16 pool's rows differ in type, so it branches, once per slot
+// and uniformly across the warp.
+template <class F>
+__device__ __forceinline__ auto with_slot(F f, const float* kv, const float* pool, const int* table, int past,
+                                          int first_row, int j, int h, int part, int kv_heads, int head_size,
+                                          int block_size) {
+  return f(j >= past ? fresh_row(kv, first_row, j, past, h, kv_heads, head_size)
+                     : pool_row(pool, table, j, h, part, kv_heads, head_size, block_size));
+}
+
+template <class F>
+__device__ __forceinline__ auto with_slot(F f, const float* kv, const uint16_t* pool, const int* table, int past,
+                                          int first_row, int j, int h, int part, int kv_heads, int head_size,
+                                          int block_size) {
+  if (j >= past) return f(fresh_row(kv, first_row, j, past, h, kv_heads, head_size));
+  return f(pool_row(pool, table, j, h, part, kv_heads, head_size, block_size));
 }
 
 // One warp per (new token, query head) over a pool of element type T.
@@ -80,7 +116,7 @@ __device__ __forceinline__ void attend(const float* q, const float* k, const flo
   const int* table = tables + static_cast<int64_t>(seq) * table_cols;
 
   const float* qrow = q + static_cast<int64_t>(token) * num_heads * head_size + head * head_size;
-  float qd[kDimsPerLane], acc[kDimsPerLane], x[kDimsPerLane];
+  float qd[kDimsPerLane], acc[kDimsPerLane];
 #pragma unroll
   for (int i = 0; i < kDimsPerLane; ++i) {
     const int d = lane + kLanes * i;
@@ -89,18 +125,15 @@ __device__ __forceinline__ void attend(const float* q, const float* k, const flo
   }
   float running_max = -3.0e38f, running_sum = 0.0f;
   for (int j = begin; j <= last; ++j) {
-    load_slot(x, k, pool, table, past, first_row, j, h, 0, kv_heads, head_size, block_size);
-    float partial = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) partial += qd[i] * x[i];
+    const float partial = with_slot([&](const auto* row) { return lane_dot(qd, row, pool, head_size); }, k, pool, table,
+                                    past, first_row, j, h, 0, kv_heads, head_size, block_size);
     const float score = device::warp_sum(partial);
     const float next_max = score > running_max ? score : running_max;
     const float keep = device::exp2((running_max - next_max) * kLog2e), p = device::exp2((score - next_max) * kLog2e);
     running_max = next_max;
     running_sum = running_sum * keep + p;
-    load_slot(x, v, pool, table, past, first_row, j, h, 1, kv_heads, head_size, block_size);
-#pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) acc[i] = acc[i] * keep + p * x[i];
+    with_slot([&](const auto* row) { lane_accumulate(acc, keep, p, row, pool, head_size); }, v, pool, table, past,
+              first_row, j, h, 1, kv_heads, head_size, block_size);
   }
   float* orow = out + static_cast<int64_t>(token) * num_heads * head_size + head * head_size;
   const float inverse = 1.0f / running_sum;  // the token's own slot is always visible: sum >= 1

@@ -72,7 +72,6 @@ struct BatchOf {
   float* partials = nullptr;
 };
 using Batch = BatchOf<float>;
-using Batch16 = BatchOf<uint16_t>;
 
 // One unit of work: new tokens [row_begin, row_end) of one sequence, one KV head and its
 // group of query heads.

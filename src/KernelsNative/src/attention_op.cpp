@@ -38,7 +38,8 @@ class AttentionKernel {
   static OrtMemType memory_type(size_t) { return OrtMemTypeDefault; }
 
   explicit AttentionKernel(const OrtKernelInfo* info)
-      : kernels_(paged::kernels_for(choose_kernels().isa).of(static_cast<T*>(nullptr))), inputs_(Ort::ConstKernelInfo(info)) {}
+      : kernels_(paged::kernels_for(choose_kernels().isa).of(static_cast<T*>(nullptr))),
+        inputs_(Ort::ConstKernelInfo(info)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
     return guarded([&] { Compute(raw); });

@@ -75,6 +75,24 @@ public sealed class PagedAttentionFp16PoolTests
         Assert.Equal(halves, pool16.Select(h => h.value));  // and nothing else was written
     }
 
+    [Fact]
+    public void AMisshapenFloat16PoolIsAnErrorNamingTheAcceptedTypes()
+    {
+        using var folder = new TempFolder();
+        string path = folder.File("paged.onnx");
+        OnnxModelFile.Save(PagedAttentionModel.Build(window: 0, layer: 0, Heads, KvHeads, DataType.Float16), path, externalThresholdBytes: long.MaxValue);
+        using InferenceSession session = SingleOpModel.Open(path);
+        using OrtValue q = OrtValue.CreateTensorValueFromMemory(new float[Heads * HeadSize], [1, Heads * HeadSize]);
+        using OrtValue k = OrtValue.CreateTensorValueFromMemory(new float[KvHeads * HeadSize], [1, KvHeads * HeadSize]);
+        using OrtValue pool = OrtValue.CreateTensorValueFromMemory(new Float16[NumBlocks * 2 * KvHeads * BlockSize * HeadSize], [NumBlocks, 2, KvHeads, BlockSize * HeadSize]);
+        using OrtValue tables = OrtValue.CreateTensorValueFromMemory(new[] { 0 }, [1, 1, 1]);
+        using OrtValue past = OrtValue.CreateTensorValueFromMemory(new[] { 0 }, [1, 1]);
+        using OrtValue starts = OrtValue.CreateTensorValueFromMemory(new[] { 0, 1 }, [2]);
+        using var options = new RunOptions();
+        var error = Assert.Throws<OnnxRuntimeException>(() => session.Run(options, Inputs, [q, k, k, pool, tables, past, starts], ["output"]));
+        Assert.Contains("PagedAttention node 'attention': kv_pool (float or float16) has shape [6, 2, 2, 32]", error.Message);
+    }
+
     private static float[] Rounded(float[] values) => [.. values.Select(x => Widen(Bits(x)))];
 
     private static double MaxDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();

@@ -4,8 +4,12 @@
 // (domain ai.serving).
 //
 // Layout:
-//   pool   [num_blocks, 2, kv_heads, block_size, head_size] float: block b holds the keys
-//          (index 0) then the values (index 1) of block_size slots of one layer.
+//   pool   [num_blocks, 2, kv_heads, block_size, head_size] float or fp16 (uint16_t bits):
+//          block b holds the keys (index 0) then the values (index 1) of block_size slots of
+//          one layer. An fp16 pool holds every key and value rounded to nearest even; the
+//          kernels widen them to fp32 as they read, and round the call's own keys and values
+//          the same way before attending to them, so a token sees the same key whether it
+//          came in this call or an earlier one.
 //   tables [num_seqs, table_cols] int32 (one layer's slice of the op's [layers, seqs, cols]
 //          input): sequence s's logical slot j lives in block tables[s, j / block_size] at
 //          offset j % block_size. On a sliding-window layer, blocks wholly before the window
@@ -47,14 +51,16 @@ struct Shape {
   float scale = 1.0f;
 
   int64_t groups() const { return num_heads / kv_heads; }
-  int64_t block_floats() const { return 2 * kv_heads * block_size * head_size; }
+  int64_t block_elements() const { return 2 * kv_heads * block_size * head_size; }
 };
 
-struct Batch {
+// T: the pool's element type, float or uint16_t (fp16 bits); q, k, v and out are always fp32.
+template <class T>
+struct BatchOf {
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
-  float* pool = nullptr;
+  T* pool = nullptr;
   const int32_t* tables = nullptr;
   const int32_t* past_lens = nullptr;
   const int32_t* query_starts = nullptr;  // num_seqs + 1 entries, query_starts[0] = 0
@@ -65,6 +71,7 @@ struct Batch {
   // accumulator (head_size floats), the running maximum and the sum of exponentials.
   float* partials = nullptr;
 };
+using Batch = BatchOf<float>;
 
 // One unit of work: new tokens [row_begin, row_end) of one sequence, one KV head and its
 // group of query heads.
@@ -93,7 +100,8 @@ constexpr int64_t kKeysPerChunk = 64;
 // Empty when shape and batch are consistent (every block the call reaches within the pool,
 // lengths within the tables, query_starts ascending to num_tokens); otherwise what is wrong,
 // naming the sequence.
-std::string validate(const Shape& shape, const Batch& batch);
+template <class T>
+std::string validate(const Shape& shape, const BatchOf<T>& batch);
 
 // Keys per part, at least, when a call has fewer tasks than threads and its tasks' keys are
 // split (a decode step of one sequence has one task per KV head, however long its context).
@@ -102,34 +110,57 @@ constexpr int64_t kKeysPerSplit = 4 * kKeysPerChunk;
 // The tasks of a call, in the order sequence, KV head, rows. With fewer tasks than `threads`,
 // tasks that see enough keys are split into parts over their keys (each a multiple of
 // kKeysPerChunk, the parts of one task adjacent); returns the partial slots the parts need.
-int64_t plan(const Shape& shape, const Batch& batch, std::vector<Task>& tasks, int64_t threads = 1);
+template <class T>
+int64_t plan(const Shape& shape, const BatchOf<T>& batch, std::vector<Task>& tasks, int64_t threads = 1);
 
 // Floats of batch.partials a plan with `slots` partial slots needs.
 int64_t partial_floats(const Shape& shape, int64_t slots);
 
 // Combines each split task's parts (after every task has run) into its rows of out.
-void merge_partials(const Shape& shape, const Batch& batch, const std::vector<Task>& tasks);
+template <class T>
+void merge_partials(const Shape& shape, const BatchOf<T>& batch, const std::vector<Task>& tasks);
 
 // How many keys the rows [row_begin, row_end) of a sequence see (the past in their reach,
 // then the call's new tokens up to row_end).
-int64_t visible_keys(const Shape& shape, const Batch& batch, const Task& task);
+template <class T>
+int64_t visible_keys(const Shape& shape, const BatchOf<T>& batch, const Task& task);
 
-// Floats of per-thread scratch one task needs.
+// Floats of per-thread scratch one task needs (an fp16 pool's task also stages a chunk of
+// the call's own keys and values as halves).
+template <class T>
 int64_t scratch_floats(const Shape& shape);
 
-// Attention of one task, writing its rows of out. scratch: scratch_floats(shape) floats.
-using TileFn = void (*)(const Shape& shape, const Batch& batch, const Task& task, float* scratch);
+// Attention of one task, writing its rows of out. scratch: scratch_floats<T>(shape) floats.
+template <class T>
+using TileFnOf = void (*)(const Shape& shape, const BatchOf<T>& batch, const Task& task, float* scratch);
 
-// Stores the new tokens' keys and values in their slots (after every task has run).
-void write_new(const Shape& shape, const Batch& batch);
+// Stores the new tokens' keys and values in their slots (after every task has run); an fp16
+// pool gets them rounded to nearest even.
+template <class T>
+using WriteFnOf = void (*)(const Shape& shape, const BatchOf<T>& batch);
 
-// The kernel for an ISA (the same cpuid choice as the 2:4 kernels).
-TileFn tile_kernel(sparse24::Isa isa);
+template <class T>
+struct KernelsOf {
+  TileFnOf<T> tile;
+  WriteFnOf<T> write_new;
+};
+
+// One ISA's kernels for both pool element types.
+struct Kernels {
+  KernelsOf<float> fp32;
+  KernelsOf<uint16_t> fp16;
+
+  const KernelsOf<float>& of(const float*) const { return fp32; }
+  const KernelsOf<uint16_t>& of(const uint16_t*) const { return fp16; }
+};
+
+// The kernels for an ISA (the same cpuid choice as the 2:4 kernels).
+Kernels kernels_for(sparse24::Isa isa);
 
 namespace detail {
-TileFn portable_tile();
-TileFn avx2_tile();
-TileFn avx512_tile();
+Kernels portable_kernels();
+Kernels avx2_kernels();
+Kernels avx512_kernels();
 }  // namespace detail
 
 }  // namespace paged

@@ -30,8 +30,10 @@ class DeviceAttention {
 
   // batch.q, k, v, pool and out are device pointers; tables, past_lens and query_starts are
   // host memory, already checked by paged::validate. Copies those three (a few hundred bytes
-  // per layer) to the device and launches attention, then the KV write, on `stream`.
-  void run(const Shape& shape, const Batch& batch, void* stream);
+  // per layer) to the device and launches attention, then the KV write, on `stream`: the
+  // _f32 kernels for a float pool, the _f16 ones for a float16 pool (T = uint16_t).
+  template <class T>
+  void run(const Shape& shape, const BatchOf<T>& batch, void* stream);
 
  private:
   explicit DeviceAttention(std::shared_ptr<sparse24::cuda::Driver> driver);

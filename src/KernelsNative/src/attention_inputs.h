@@ -1,7 +1,8 @@
 // The PagedAttention op's attributes (read at kernel creation) and its seven inputs (read and
-// checked per call into a paged::Shape and paged::Batch), shared by the CPU kernel
-// (attention_op.cpp) and the CUDA provider's kernel (cuda_ops.cpp). The checks read only
-// shapes and the int32 inputs, which both kernels keep in host memory.
+// checked per call into a paged::Shape and paged::BatchOf<T>), shared by the CPU kernels
+// (attention_op.cpp) and the CUDA provider's kernels (cuda_ops.cpp). The checks read only
+// shapes, element types and the int32 inputs, which both kernels keep in host memory. The
+// pool's element type T (float, or float16 as uint16_t bits) picks the registered op variant.
 #pragma once
 
 #include <onnxruntime_cxx_api.h>
@@ -29,15 +30,21 @@ class AttentionInputs {
 
   // Reads the call's inputs, allocates the output (query's shape) and checks the batch
   // (paged::validate). Pointers are wherever ONNX Runtime placed each input.
-  void read(Ort::KernelContext& context, paged::Shape& shape, paged::Batch& batch) const {
+  template <class T>
+  void read(Ort::KernelContext& context, paged::Shape& shape, paged::BatchOf<T>& batch) const {
     Ort::ConstValue query = context.GetInput(0), key = context.GetInput(1), value = context.GetInput(2);
     Ort::ConstValue pool = context.GetInput(3), tables = context.GetInput(4), past = context.GetInput(5),
                     starts = context.GetInput(6);
 
-    std::vector<int64_t> pool_shape = pool.GetTensorTypeAndShapeInfo().GetShape();
+    Ort::TensorTypeAndShapeInfo pool_info = pool.GetTensorTypeAndShapeInfo();
+    if (pool_info.GetElementType() != Element<T>::kType) {
+      fail("kv_pool has element type " + std::to_string(pool_info.GetElementType()) +
+           " where this kernel takes " + Element<T>::kName + " (the op accepts float or float16)");
+    }
+    std::vector<int64_t> pool_shape = pool_info.GetShape();
     if (pool_shape.size() != 5 || pool_shape[1] != 2 || pool_shape[2] != shape_.kv_heads) {
-      fail("kv_pool has shape " + dims(pool_shape) + ", expected [num_blocks, 2, " + std::to_string(shape_.kv_heads) +
-           ", block_size, head_size]");
+      fail("kv_pool (float or float16) has shape " + dims(pool_shape) + ", expected [num_blocks, 2, " +
+           std::to_string(shape_.kv_heads) + ", block_size, head_size]");
     }
     shape = shape_;
     shape.num_blocks = pool_shape[0];
@@ -68,7 +75,7 @@ class AttentionInputs {
     batch.q = query.GetTensorData<float>();
     batch.k = key.GetTensorData<float>();
     batch.v = value.GetTensorData<float>();
-    batch.pool = const_cast<float*>(pool.GetTensorData<float>());  // written in place: see attention_op.cpp
+    batch.pool = const_cast<T*>(pool.GetTensorData<T>());  // written in place: see attention_op.cpp
     batch.tables = tables.GetTensorData<int32_t>() + layer_ * num_seqs * shape.table_cols;
     batch.past_lens = past.GetTensorData<int32_t>() + layer_ * num_seqs;
     batch.query_starts = starts.GetTensorData<int32_t>();
@@ -112,12 +119,15 @@ class AttentionInputs {
   std::string name_;
 };
 
-// PagedAttention's signature for kernel K (provider and input memory: OpOf).
-template <class K>
-struct AttentionOp : OpOf<AttentionOp<K>, K> {
+// PagedAttention's signature for kernel K with a kv_pool of element type T (provider and input
+// memory: OpOf). ONNX Runtime merges the ops of one name into one schema whose input 3 accepts
+// both pool types, and picks the kernel by the tensor fed.
+template <class K, class T>
+struct AttentionOp : OpOf<AttentionOp<K, T>, K> {
   const char* GetName() const { return "PagedAttention"; }
   size_t GetInputTypeCount() const { return 7; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
+    if (index == 3) return Element<T>::kType;
     return index >= 4 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   size_t GetOutputTypeCount() const { return 1; }

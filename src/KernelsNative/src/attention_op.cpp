@@ -2,7 +2,9 @@
 // over a pool of KV blocks, read in place (layout and semantics in paged_attention.h).
 //
 // Inputs: query float [..., T, num_heads·D] (post-RoPE), key and value float [..., T, kv·D]
-// (key post-RoPE), kv_pool float [num_blocks, 2, kv, block_size, D], block_tables int32
+// (key post-RoPE), kv_pool float or float16 [num_blocks, 2, kv, block_size, D] (registered as
+// two ops of the same name; an fp16 pool's keys and values are rounded to nearest even when
+// stored and widened to fp32 when read, and the math stays fp32), block_tables int32
 // [layers, num_seqs, cols], past_lens int32 [layers, num_seqs], query_starts int32
 // [num_seqs + 1]. Every layer's node reads the same pool, tables and lengths, and takes its
 // own slice of the last two. Attributes: layer, num_heads, kv_num_heads, scale (default
@@ -28,13 +30,16 @@
 
 namespace {
 
+// T: the pool's element type (float, or uint16_t for float16).
+template <class T>
 class AttentionKernel {
  public:
   static constexpr const char* kProvider = nullptr;  // the CPU provider
   static OrtMemType memory_type(size_t) { return OrtMemTypeDefault; }
 
   explicit AttentionKernel(const OrtKernelInfo* info)
-      : tile_(paged::tile_kernel(choose_kernels().isa)), inputs_(Ort::ConstKernelInfo(info)) {}
+      : kernels_(paged::kernels_for(choose_kernels().isa).of(static_cast<T*>(nullptr))),
+        inputs_(Ort::ConstKernelInfo(info)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
     return guarded([&] { Compute(raw); });
@@ -44,14 +49,14 @@ class AttentionKernel {
   struct Job {
     const AttentionKernel* self;
     const paged::Shape* shape;
-    const paged::Batch* batch;
+    const paged::BatchOf<T>* batch;
     const std::vector<paged::Task>* tasks;
   };
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext context(raw);
     paged::Shape shape;
-    paged::Batch batch;
+    paged::BatchOf<T> batch;
     inputs_.read(context, shape, batch);
     if (batch.num_tokens == 0) return;
 
@@ -67,21 +72,23 @@ class AttentionKernel {
         [](void* data, size_t index) {
           auto& j = *static_cast<Job*>(data);
           thread_local std::vector<float> scratch;
-          scratch.resize(static_cast<size_t>(paged::scratch_floats(*j.shape)));
-          j.self->tile_(*j.shape, *j.batch, (*j.tasks)[index], scratch.data());
+          scratch.resize(static_cast<size_t>(paged::scratch_floats<T>(*j.shape)));
+          j.self->kernels_.tile(*j.shape, *j.batch, (*j.tasks)[index], scratch.data());
         },
         tasks.size(), 0, &job);
     if (slots > 0) paged::merge_partials(shape, batch, tasks);
-    paged::write_new(shape, batch);
+    kernels_.write_new(shape, batch);
   }
 
-  paged::TileFn tile_;
+  paged::KernelsOf<T> kernels_;
   AttentionInputs inputs_;
 };
 
 }  // namespace
 
-OrtCustomOp* paged_attention_custom_op() {
-  static AttentionOp<AttentionKernel> op;
-  return &op;
+const std::vector<OrtCustomOp*>& paged_attention_custom_ops() {
+  static AttentionOp<AttentionKernel<float>, float> fp32;
+  static AttentionOp<AttentionKernel<uint16_t>, uint16_t> fp16;
+  static const std::vector<OrtCustomOp*> ops{&fp32, &fp16};
+  return ops;
 }

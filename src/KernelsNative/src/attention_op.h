@@ -3,5 +3,8 @@
 
 #include <onnxruntime_c_api.h>
 
-// Lives as long as the process: ONNX Runtime keeps the pointer in every session.
-OrtCustomOp* paged_attention_custom_op();
+#include <vector>
+
+// kv_pool float, then float16. They live as long as the process: ONNX Runtime keeps the
+// pointers in every session.
+const std::vector<OrtCustomOp*>& paged_attention_custom_ops();

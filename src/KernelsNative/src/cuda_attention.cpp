@@ -2,6 +2,7 @@
 // attention kernel and the KV write, both on the caller's stream.
 #include <climits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/attention_launch.h"
@@ -11,6 +12,7 @@
 namespace paged::cuda {
 
 using sparse24::cuda::CUdeviceptr;
+using sparse24::cuda::CUfunction;
 using sparse24::cuda::CUstream;
 using sparse24::cuda::Driver;
 
@@ -28,7 +30,8 @@ DeviceAttention::~DeviceAttention() {
   if (indices_ != 0) driver_->api().cuMemFree(indices_);
 }
 
-void DeviceAttention::run(const Shape& s, const Batch& b, void* stream) {
+template <class T>
+void DeviceAttention::run(const Shape& s, const BatchOf<T>& b, void* stream) {
   if (s.head_size > paged_launch::kMaxHeadSize) {
     throw std::invalid_argument("head_size " + std::to_string(s.head_size) + " is above the CUDA kernels' " +
                                 std::to_string(paged_launch::kMaxHeadSize));
@@ -69,15 +72,19 @@ void DeviceAttention::run(const Shape& s, const Batch& b, void* stream) {
       window = static_cast<int>(s.window);
   float scale = s.scale;
   const unsigned tokens = static_cast<unsigned>(b.num_tokens);
+  constexpr bool half_pool = std::is_same_v<T, uint16_t>;
+  const CUfunction attend = half_pool ? driver.attention_f16() : driver.attention_f32();
+  const CUfunction store = half_pool ? driver.write_kv_f16() : driver.write_kv_f32();
   void* attention[] = {&q, &k, &v, &pool, &tables, &past, &starts, &out, &num_seqs, &num_heads,
                        &kv_heads, &head_size, &block_size, &table_cols, &window, &scale};
-  driver.check(driver.api().cuLaunchKernel(driver.attention_f32(), tokens, static_cast<unsigned>(num_heads), 1, 32, 1, 1,
-                                           0, on, attention, nullptr),
+  driver.check(driver.api().cuLaunchKernel(attend, tokens, static_cast<unsigned>(num_heads), 1, 32, 1, 1, 0, on, attention, nullptr),
                "cuLaunchKernel (PagedAttention)");
   void* write[] = {&k, &v, &pool, &tables, &past, &starts, &num_seqs, &kv_heads, &head_size, &block_size, &table_cols};
-  driver.check(driver.api().cuLaunchKernel(driver.write_kv_f32(), tokens, static_cast<unsigned>(kv_heads), 1, 32, 1, 1, 0,
-                                           on, write, nullptr),
+  driver.check(driver.api().cuLaunchKernel(store, tokens, static_cast<unsigned>(kv_heads), 1, 32, 1, 1, 0, on, write, nullptr),
                "cuLaunchKernel (PagedAttention KV write)");
 }
+
+template void DeviceAttention::run<float>(const Shape&, const BatchOf<float>&, void*);
+template void DeviceAttention::run<uint16_t>(const Shape&, const BatchOf<uint16_t>&, void*);
 
 }  // namespace paged::cuda

@@ -93,7 +93,9 @@ std::string Driver::load(const char* library, int ordinal) {
                                                            {sparse24_launch::kGemvF16, &gemv_f16_},
                                                            {sparse24_launch::kMmaF16, &mma_f16_},
                                                            {paged_launch::kAttentionF32, &attention_f32_},
-                                                           {paged_launch::kWriteKvF32, &write_kv_f32_}};
+                                                           {paged_launch::kWriteKvF32, &write_kv_f32_},
+                                                           {paged_launch::kAttentionF16, &attention_f16_},
+                                                           {paged_launch::kWriteKvF16, &write_kv_f16_}};
   for (const auto& [name, function] : functions) {
     if (CUresult r = api_.cuModuleGetFunction(function, module_, name)) {
       return std::string("cuModuleGetFunction(") + name + ") failed: " + error_name(r);

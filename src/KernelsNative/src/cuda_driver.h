@@ -55,6 +55,8 @@ class Driver {
   CUfunction mma_f16() const { return mma_f16_; }
   CUfunction attention_f32() const { return attention_f32_; }
   CUfunction write_kv_f32() const { return write_kv_f32_; }
+  CUfunction attention_f16() const { return attention_f16_; }
+  CUfunction write_kv_f16() const { return write_kv_f16_; }
 
   // Makes the primary context current on the calling thread (ORT runs nodes on its pool).
   void bind() const;
@@ -76,6 +78,7 @@ class Driver {
   CUmodule module_ = nullptr;
   CUfunction gemv_f32_ = nullptr, gemv_f16_ = nullptr, mma_f16_ = nullptr;
   CUfunction attention_f32_ = nullptr, write_kv_f32_ = nullptr;
+  CUfunction attention_f16_ = nullptr, write_kv_f16_ = nullptr;
 };
 
 }  // namespace sparse24::cuda

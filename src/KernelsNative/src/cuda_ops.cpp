@@ -74,6 +74,8 @@ class CudaMatmulKernel {
   std::unique_ptr<sparse24::cuda::DeviceMatmul<T>> device_;
 };
 
+// T: the pool's element type (float, or uint16_t for float16).
+template <class T>
 class CudaAttentionKernel {
  public:
   static constexpr const char* kProvider = kCudaProvider;
@@ -90,7 +92,7 @@ class CudaAttentionKernel {
     return guarded([&] {
       Ort::KernelContext context(raw);
       paged::Shape shape;
-      paged::Batch batch;
+      paged::BatchOf<T> batch;
       inputs_.read(context, shape, batch);
       if (shape.head_size > paged::cuda::max_head_size()) {
         inputs_.fail("head_size " + std::to_string(shape.head_size) + " is above the CUDA kernel's " +
@@ -114,7 +116,9 @@ const std::vector<OrtCustomOp*>& cuda_matmul_custom_ops() {
   return ops;
 }
 
-OrtCustomOp* cuda_attention_custom_op() {
-  static AttentionOp<CudaAttentionKernel> attention;
-  return &attention;
+const std::vector<OrtCustomOp*>& cuda_attention_custom_ops() {
+  static AttentionOp<CudaAttentionKernel<float>, float> fp32;
+  static AttentionOp<CudaAttentionKernel<uint16_t>, uint16_t> fp16;
+  static const std::vector<OrtCustomOp*> ops{&fp32, &fp16};
+  return ops;
 }

@@ -11,6 +11,7 @@
 constexpr const char* kKvPoolConfigKey = "serving.kv_pool";
 
 // For "CUDAExecutionProvider"; they live as long as the process (ONNX Runtime keeps the
-// pointers in every session). SparseMatMul24: fp32, then fp16.
+// pointers in every session). SparseMatMul24: fp32, then fp16; PagedAttention: kv_pool float,
+// then float16.
 const std::vector<OrtCustomOp*>& cuda_matmul_custom_ops();
-OrtCustomOp* cuda_attention_custom_op();
+const std::vector<OrtCustomOp*>& cuda_attention_custom_ops();

@@ -161,14 +161,14 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     for (Ort::CustomOpDomain* domain : {&host_pool, &device_pool}) {
       domain->Add(&fp32);
       domain->Add(&fp16);
-      domain->Add(paged_attention_custom_op());
+      for (OrtCustomOp* op : paged_attention_custom_ops()) domain->Add(op);
       domain->Add(cuda_matmul_custom_ops()[0]);
       domain->Add(cuda_matmul_custom_ops()[1]);
       // CPU kernels only: on a CUDA session ONNX Runtime runs them on the CPU provider.
       domain->Add(qk_norm_rope_custom_op());
       domain->Add(gelu_gate_custom_op());
     }
-    device_pool.Add(cuda_attention_custom_op());
+    for (OrtCustomOp* op : cuda_attention_custom_ops()) device_pool.Add(op);
     return true;
   }();
   (void)added;

@@ -36,6 +36,11 @@ struct Avx2 {
   static Reg zero() { return _mm256_setzero_ps(); }
   static Reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, Reg x) { _mm256_storeu_ps(p, x); }
+  // fp16: 8 halves widened (F16C), or rounded to nearest even.
+  static Reg load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static void store(uint16_t* p, Reg x) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  }
   static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static Reg broadcast(const uint16_t* p) { return _mm256_set1_ps(_cvtsh_ss(*p)); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
@@ -77,6 +82,6 @@ Kernels avx2_kernels() { return simd_kernels<Avx2>(Isa::Avx2); }
 
 namespace paged::detail {
 
-TileFn avx2_tile() { return kernel::tile<Avx2>; }
+Kernels avx2_kernels() { return kernel::kernels<Avx2>(); }
 
 }  // namespace paged::detail

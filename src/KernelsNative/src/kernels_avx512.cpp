@@ -15,6 +15,11 @@ struct Avx512 {
   static Reg zero() { return _mm512_setzero_ps(); }
   static Reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, Reg x) { _mm512_storeu_ps(p, x); }
+  // fp16: 16 halves widened, or rounded to nearest even.
+  static Reg load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static void store(uint16_t* p, Reg x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
   static Reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static Reg broadcast(const uint16_t* p) { return _mm512_set1_ps(_cvtsh_ss(*p)); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
@@ -48,6 +53,6 @@ Kernels avx512_kernels() { return simd_kernels<Avx512>(Isa::Avx512); }
 
 namespace paged::detail {
 
-TileFn avx512_tile() { return kernel::tile<Avx512>; }
+Kernels avx512_kernels() { return kernel::kernels<Avx512>(); }
 
 }  // namespace paged::detail

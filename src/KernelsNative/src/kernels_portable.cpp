@@ -71,6 +71,15 @@ struct Portable {
   static void store(float* p, const Reg& r) {
     for (int i = 0; i < 8; ++i) p[i] = r.x[i];
   }
+  // fp16: the format's scalar conversions (round to nearest even).
+  static Reg load(const uint16_t* p) {
+    Reg r;
+    for (int i = 0; i < 8; ++i) r.x[i] = sparse24::half_to_float(p[i]);
+    return r;
+  }
+  static void store(uint16_t* p, const Reg& r) {
+    for (int i = 0; i < 8; ++i) p[i] = sparse24::float_to_half(r.x[i]);
+  }
   static Reg broadcast(const float* p) {
     Reg r;
     for (int i = 0; i < 8; ++i) r.x[i] = *p;
@@ -89,6 +98,6 @@ struct Portable {
 
 }  // namespace
 
-TileFn portable_tile() { return kernel::tile<Portable>; }
+Kernels portable_kernels() { return kernel::kernels<Portable>(); }
 
 }  // namespace paged::detail

@@ -92,17 +92,6 @@ class MatmulWeights {
   std::string name_;
 };
 
-template <class T>
-struct Element;
-template <>
-struct Element<float> {
-  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-};
-template <>
-struct Element<uint16_t> {
-  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-};
-
 // SparseMatMul24's signature for kernel K of element type T (provider and input memory: OpOf).
 template <class K, class T>
 struct MatmulOp : OpOf<MatmulOp<K, T>, K> {

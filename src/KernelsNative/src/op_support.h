@@ -54,6 +54,20 @@ struct OpOf : Ort::CustomOpBase<Op, K, true> {
   OrtMemType GetInputMemoryType(size_t index) const { return K::memory_type(index); }
 };
 
+// The ONNX element type of a kernel's C++ element type (fp16 as its uint16_t bits).
+template <class T>
+struct Element;
+template <>
+struct Element<float> {
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  static constexpr const char* kName = "float";
+};
+template <>
+struct Element<uint16_t> {
+  static constexpr ONNXTensorElementDataType kType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+  static constexpr const char* kName = "float16";
+};
+
 inline std::string dims(const std::vector<int64_t>& shape) {
   std::string text = "[";
   for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);

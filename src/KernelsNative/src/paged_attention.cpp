@@ -1,10 +1,9 @@
-// Paged attention: validation, the task plan, storing new slots, and the ISA choice
-// (paged_attention.h). The per-ISA task kernels are in attention_tile.h.
+// Paged attention: validation, the task plan, merging split tasks, and the ISA choice
+// (paged_attention.h). The per-ISA task and KV-write kernels are in attention_tile.h.
 #include "paged_attention.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 namespace paged {
@@ -15,7 +14,8 @@ std::string seq_error(int64_t seq, const std::string& what) { return "sequence "
 
 // The blocks a call reaches for sequence `seq` must lie in the pool: the past it reads
 // (on a sliding layer only the window − 1 slots before the new tokens) and the new slots.
-std::string check_blocks(const Shape& s, const Batch& b, int64_t seq, int64_t past, int64_t n) {
+template <class T>
+std::string check_blocks(const Shape& s, const BatchOf<T>& b, int64_t seq, int64_t past, int64_t n) {
   const int64_t begin = s.window > 0 ? std::max<int64_t>(0, past - (s.window - 1)) : 0;
   for (int64_t col = begin / s.block_size; col * s.block_size < past + n; ++col) {
     const int32_t block = b.tables[seq * s.table_cols + col];
@@ -29,7 +29,8 @@ std::string check_blocks(const Shape& s, const Batch& b, int64_t seq, int64_t pa
 
 }  // namespace
 
-std::string validate(const Shape& s, const Batch& b) {
+template <class T>
+std::string validate(const Shape& s, const BatchOf<T>& b) {
   if (s.num_heads <= 0 || s.kv_heads <= 0 || s.head_size <= 0 || s.block_size <= 0 || s.table_cols <= 0) {
     return "num_heads, kv_num_heads, head_size, block_size and the block table width must be positive";
   }
@@ -55,7 +56,8 @@ std::string validate(const Shape& s, const Batch& b) {
   return "";
 }
 
-int64_t visible_keys(const Shape& s, const Batch& b, const Task& task) {
+template <class T>
+int64_t visible_keys(const Shape& s, const BatchOf<T>& b, const Task& task) {
   const int64_t past = b.past_lens[task.seq];
   const int64_t reach = s.window > 0 ? s.window - 1 : past + task.row_end;
   const int64_t past_begin = std::max<int64_t>(0, past + task.row_begin - reach);
@@ -63,7 +65,8 @@ int64_t visible_keys(const Shape& s, const Batch& b, const Task& task) {
   return (past - std::min(past, past_begin)) + (task.row_end - new_begin);
 }
 
-int64_t plan(const Shape& s, const Batch& b, std::vector<Task>& tasks, int64_t threads) {
+template <class T>
+int64_t plan(const Shape& s, const BatchOf<T>& b, std::vector<Task>& tasks, int64_t threads) {
   tasks.clear();
   for (int64_t seq = 0; seq < b.num_seqs; ++seq) {
     const int64_t n = b.query_starts[seq + 1] - b.query_starts[seq];
@@ -100,7 +103,8 @@ int64_t plan(const Shape& s, const Batch& b, std::vector<Task>& tasks, int64_t t
 
 int64_t partial_floats(const Shape& s, int64_t slots) { return slots * kRowsPerTask * s.groups() * (s.head_size + 2); }
 
-void merge_partials(const Shape& s, const Batch& b, const std::vector<Task>& tasks) {
+template <class T>
+void merge_partials(const Shape& s, const BatchOf<T>& b, const std::vector<Task>& tasks) {
   const int64_t d = s.head_size, g = s.groups(), q_stride = s.num_heads * d, slot_floats = kRowsPerTask * g * (d + 2);
   for (size_t first = 0; first < tasks.size();) {
     size_t last = first + 1;
@@ -135,33 +139,32 @@ void merge_partials(const Shape& s, const Batch& b, const std::vector<Task>& tas
   }
 }
 
+template <class T>
 int64_t scratch_floats(const Shape& s) {
   const int64_t rows = kRowsPerTask * s.groups();
-  return rows * (s.head_size + kKeysPerChunk + 2);
+  // fp16: a chunk's worth of the call's own keys and values rounded to halves (2 per float).
+  const int64_t staging = sizeof(T) == sizeof(float) ? 0 : kKeysPerChunk * s.head_size;
+  return rows * (s.head_size + kKeysPerChunk + 2) + staging;
 }
 
-void write_new(const Shape& s, const Batch& b) {
-  const int64_t d = s.head_size, kv_stride = s.kv_heads * d, value_offset = s.kv_heads * s.block_size * d;
-  for (int64_t seq = 0; seq < b.num_seqs; ++seq) {
-    const int64_t first = b.query_starts[seq], n = b.query_starts[seq + 1] - first, past = b.past_lens[seq];
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t slot = past + t;
-      float* block = b.pool + b.tables[seq * s.table_cols + slot / s.block_size] * s.block_floats();
-      for (int64_t h = 0; h < s.kv_heads; ++h) {
-        float* key = block + (h * s.block_size + slot % s.block_size) * d;
-        std::memcpy(key, b.k + (first + t) * kv_stride + h * d, sizeof(float) * d);
-        std::memcpy(key + value_offset, b.v + (first + t) * kv_stride + h * d, sizeof(float) * d);
-      }
-    }
-  }
-}
-
-TileFn tile_kernel(sparse24::Isa isa) {
+Kernels kernels_for(sparse24::Isa isa) {
   switch (isa) {
-    case sparse24::Isa::Avx512: return detail::avx512_tile();
-    case sparse24::Isa::Avx2: return detail::avx2_tile();
-    default: return detail::portable_tile();
+    case sparse24::Isa::Avx512: return detail::avx512_kernels();
+    case sparse24::Isa::Avx2: return detail::avx2_kernels();
+    default: return detail::portable_kernels();
   }
 }
+
+// The two pool element types.
+template std::string validate<float>(const Shape&, const BatchOf<float>&);
+template int64_t visible_keys<float>(const Shape&, const BatchOf<float>&, const Task&);
+template int64_t plan<float>(const Shape&, const BatchOf<float>&, std::vector<Task>&, int64_t);
+template void merge_partials<float>(const Shape&, const BatchOf<float>&, const std::vector<Task>&);
+template int64_t scratch_floats<float>(const Shape&);
+template std::string validate<uint16_t>(const Shape&, const BatchOf<uint16_t>&);
+template int64_t visible_keys<uint16_t>(const Shape&, const BatchOf<uint16_t>&, const Task&);
+template int64_t plan<uint16_t>(const Shape&, const BatchOf<uint16_t>&, std::vector<Task>&, int64_t);
+template void merge_partials<uint16_t>(const Shape&, const BatchOf<uint16_t>&, const std::vector<Task>&);
+template int64_t scratch_floats<uint16_t>(const Shape&);
 
 }  // namespace paged

@@ -1,9 +1,11 @@
 // The PagedAttention CUDA kernels' source, compiled for the host and run on the warp emulator,
 // against the CPU op's kernels on the same inputs, call after call as an engine would drive
 // them: prefill chunks, decode steps, ragged batches, GQA groups, sliding windows whose old
-// blocks leave the table, head sizes below, at and off the lanes' multiples. Each call runs
-// both sides on their own copy of the pool; outputs must agree to fp32 rounding and the pools
-// (after the KV write) exactly. The launch geometry and parameter order are DeviceAttention's.
+// blocks leave the table, head sizes below, at and off the lanes' multiples, fp32 and fp16
+// pools. Each call runs both sides on their own copy of the pool; outputs must agree to fp32
+// rounding and the pools (after the KV write) exactly, so the kernels' fp16 rounding (cvt.rn)
+// stores the same halves as the CPU's. The launch geometry and parameter order are
+// DeviceAttention's.
 #include <gtest/gtest.h>
 
 #include "warp_emulator.h"
@@ -21,8 +23,10 @@ struct Call {
   std::vector<int32_t> past, starts{0};
 };
 
-paged::Batch batch_of(const paged::Shape& s, PoolRun& run, std::vector<float>& pool, const Call& c, std::vector<float>& out) {
-  paged::Batch b;
+template <class T>
+paged::BatchOf<T> batch_of(const paged::Shape& s, PoolRunOf<T>& run, std::vector<T>& pool, const Call& c,
+                           std::vector<float>& out) {
+  paged::BatchOf<T> b;
   b.q = c.q.data();
   b.k = c.k.data();
   b.v = c.v.data();
@@ -38,34 +42,46 @@ paged::Batch batch_of(const paged::Shape& s, PoolRun& run, std::vector<float>& p
 }
 
 // The CPU op: every task of the plan, then the KV write.
-void run_cpu(const paged::Shape& s, const paged::Batch& b) {
+template <class T>
+void run_cpu(const paged::Shape& s, const paged::BatchOf<T>& b) {
   std::vector<paged::Task> tasks;
   paged::plan(s, b, tasks);
-  std::vector<float> scratch(static_cast<size_t>(paged::scratch_floats(s)));
-  for (const paged::Task& task : tasks) paged::tile_kernel(sparse24::Isa::Portable)(s, b, task, scratch.data());
-  paged::write_new(s, b);
+  std::vector<float> scratch(static_cast<size_t>(paged::scratch_floats<T>(s)));
+  const paged::KernelsOf<T> kernels = paged::kernels_for(sparse24::Isa::Portable).of(b.pool);
+  for (const paged::Task& task : tasks) kernels.tile(s, b, task, scratch.data());
+  kernels.write_new(s, b);
 }
 
+// The kernels DeviceAttention::run<T> launches.
+auto attention_kernel(const float*) { return paged_attention_f32; }
+auto attention_kernel(const uint16_t*) { return paged_attention_f16; }
+auto write_kernel(const float*) { return paged_write_kv_f32; }
+auto write_kernel(const uint16_t*) { return paged_write_kv_f16; }
+
 // DeviceAttention::run on the emulator: attention over (tokens × heads) warps, then the write.
-void run_emulated(const paged::Shape& s, const paged::Batch& b) {
+template <class T>
+void run_emulated(const paged::Shape& s, const paged::BatchOf<T>& b) {
   const int seqs = static_cast<int>(b.num_seqs), heads = static_cast<int>(s.num_heads), kv = static_cast<int>(s.kv_heads),
             d = static_cast<int>(s.head_size), block = static_cast<int>(s.block_size), cols = static_cast<int>(s.table_cols),
             window = static_cast<int>(s.window);
   const unsigned tokens = static_cast<unsigned>(b.num_tokens);
-  warp_emulator::launch(paged_attention_f32, tokens, static_cast<unsigned>(heads), 1, b.q, b.k, b.v,
-                        static_cast<const float*>(b.pool), b.tables, b.past_lens, b.query_starts, b.out, seqs, heads, kv, d,
+  warp_emulator::launch(attention_kernel(b.pool), tokens, static_cast<unsigned>(heads), 1, b.q, b.k, b.v,
+                        static_cast<const T*>(b.pool), b.tables, b.past_lens, b.query_starts, b.out, seqs, heads, kv, d,
                         block, cols, window, s.scale);
-  warp_emulator::launch(paged_write_kv_f32, tokens, static_cast<unsigned>(kv), 1, b.k, b.v, b.pool, b.tables, b.past_lens,
+  warp_emulator::launch(write_kernel(b.pool), tokens, static_cast<unsigned>(kv), 1, b.k, b.v, b.pool, b.tables, b.past_lens,
                         b.query_starts, seqs, kv, d, block, cols);
 }
 
+// T: the pool's element type.
+template <class T = float>
 void check_against_cpu(paged::Shape shape, std::vector<int64_t> lengths, std::vector<int64_t> chunks, uint32_t seed) {
   std::mt19937 rng(seed);
   const int64_t num_seqs = static_cast<int64_t>(lengths.size());
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
-  PoolRun run = make_run(rng, shape, num_seqs, (longest + shape.block_size - 1) / shape.block_size);
+  PoolRunOf<T> run = make_run<T>(rng, shape, num_seqs, (longest + shape.block_size - 1) / shape.block_size);
   const paged::Shape& s = run.shape;
-  std::vector<float> cpu_pool = run.pool, gpu_pool = run.pool, cpu_out, gpu_out;
+  std::vector<T> cpu_pool = run.pool, gpu_pool = run.pool;
+  std::vector<float> cpu_out, gpu_out;
   std::vector<int64_t> done(num_seqs, 0);
   for (size_t step = 0;; ++step) {
     Call c;
@@ -82,7 +98,7 @@ void check_against_cpu(paged::Shape shape, std::vector<int64_t> lengths, std::ve
       c.starts.push_back(c.starts.back() + static_cast<int32_t>(n));
     }
     if (c.starts.back() == 0) break;
-    const paged::Batch cpu = batch_of(s, run, cpu_pool, c, cpu_out), gpu = batch_of(s, run, gpu_pool, c, gpu_out);
+    const paged::BatchOf<T> cpu = batch_of(s, run, cpu_pool, c, cpu_out), gpu = batch_of(s, run, gpu_pool, c, gpu_out);
     ASSERT_EQ(paged::validate(s, cpu), "");
     run_cpu(s, cpu);
     run_emulated(s, gpu);
@@ -114,6 +130,18 @@ TEST(CudaAttentionKernels, SlidingWindowAndHeadSizeOffTheLanes) {
 
 TEST(CudaAttentionKernels, GemmaHeadSizeFillsEveryLanesRegisters) {
   check_against_cpu(gemma_like(2, 1, 256, 8, 0), {6, 3}, {3, 1}, 13);
+}
+
+TEST(CudaAttentionKernels, Fp16PoolGlobalLayerMatchesTheCpuOpsFp16Pool) {
+  check_against_cpu<uint16_t>(gemma_like(4, 1, 64, 4, 0), {14, 5, 9}, {6, 1, 1, 3}, 14);
+}
+
+TEST(CudaAttentionKernels, Fp16PoolSlidingWindowAndHeadSizeOffTheLanes) {
+  check_against_cpu<uint16_t>(gemma_like(4, 2, 40, 4, 5), {16, 7}, {7, 1, 2}, 15);
+}
+
+TEST(CudaAttentionKernels, Fp16PoolGemmaHeadSize) {
+  check_against_cpu<uint16_t>(gemma_like(2, 1, 256, 8, 0), {6, 3}, {3, 1}, 16);
 }
 
 }  // namespace

@@ -100,12 +100,13 @@ TEST(CudaDriver, DeviceAttentionWithoutADriverIsNullWithAReason) {
 }
 
 #if SERVING_CUDA_PTX
-TEST(Ptx, EmbedsTheFiveKernelsForSm80) {
+TEST(Ptx, EmbedsTheSevenKernelsForSm80) {
   const std::string ptx = sparse24::cuda::kPtx;
   ASSERT_TRUE(sparse24::cuda::has_ptx());
   EXPECT_NE(ptx.find(".target sm_80"), std::string::npos);
   for (const char* name : {sparse24_launch::kGemvF32, sparse24_launch::kGemvF16, sparse24_launch::kMmaF16,
-                           paged_launch::kAttentionF32, paged_launch::kWriteKvF32}) {
+                           paged_launch::kAttentionF32, paged_launch::kWriteKvF32, paged_launch::kAttentionF16,
+                           paged_launch::kWriteKvF16}) {
     EXPECT_NE(ptx.find(std::string(".entry ") + name + "("), std::string::npos) << name;
   }
 }
@@ -131,9 +132,14 @@ TEST(Ptx, EntryParametersMatchWhatTheHostPasses) {
   }
   // cuda_attention.cpp: q, k, v, pool, tables, past_lens, query_starts, out; num_seqs, num_heads,
   // kv_heads, head_size, block_size, table_cols, window; scale.
-  EXPECT_EQ(signature(ptx, paged_launch::kAttentionF32), "ppppppppiiiiiiif");
+  // Both pool types take the same parameters (the pool is a pointer either way).
+  for (const char* name : {paged_launch::kAttentionF32, paged_launch::kAttentionF16}) {
+    EXPECT_EQ(signature(ptx, name), "ppppppppiiiiiiif") << name;
+  }
   // k, v, pool, tables, past_lens, query_starts; num_seqs, kv_heads, head_size, block_size, table_cols.
-  EXPECT_EQ(signature(ptx, paged_launch::kWriteKvF32), "ppppppiiiii");
+  for (const char* name : {paged_launch::kWriteKvF32, paged_launch::kWriteKvF16}) {
+    EXPECT_EQ(signature(ptx, name), "ppppppiiiii") << name;
+  }
 }
 
 TEST(Ptx, TheFp16PrefillKernelUsesSparseTensorCores) {

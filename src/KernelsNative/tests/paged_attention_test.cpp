@@ -1,7 +1,9 @@
 // Paged attention against a double-precision dense reference: every ISA kernel the CPU has,
-// random block tables, GQA groups, sliding windows (rings that wrap), chunked prefill and
-// ragged batches, run call after call as an engine would (write_new after each call; on a
-// sliding layer the blocks that left the window are dropped from the table).
+// fp32 and fp16 pools, random block tables, GQA groups, sliding windows (rings that wrap),
+// chunked prefill and ragged batches, run call after call as an engine would (write_new after
+// each call; on a sliding layer the blocks that left the window are dropped from the table).
+// With an fp16 pool the reference attends over the keys and values rounded to fp16 (what the
+// pool holds), and every stored half must be the round-to-nearest-even of its fp32 input.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -52,11 +54,12 @@ std::vector<double> reference(const paged::Shape& s, const History& h, int64_t i
 }
 
 // Runs one call the way the op does: validate, every task, then store the new slots.
-std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float>& q, const std::vector<float>& k,
+template <class T>
+std::vector<float> call(sparse24::Isa isa, PoolRunOf<T>& run, const std::vector<float>& q, const std::vector<float>& k,
                         const std::vector<float>& v, const std::vector<int32_t>& past, const std::vector<int32_t>& starts,
                         int64_t threads) {
   const paged::Shape& s = run.shape;
-  paged::Batch b;
+  paged::BatchOf<T> b;
   b.q = q.data();
   b.k = k.data();
   b.v = v.data();
@@ -73,28 +76,53 @@ std::vector<float> call(sparse24::Isa isa, PoolRun& run, const std::vector<float
   const int64_t slots = paged::plan(s, b, tasks, threads);
   std::vector<float> partials(paged::partial_floats(s, slots), std::nanf(""));
   b.partials = partials.data();
-  std::vector<float> scratch(paged::scratch_floats(s));
-  paged::TileFn tile = paged::tile_kernel(isa);
-  for (const paged::Task& task : tasks) tile(s, b, task, scratch.data());
+  std::vector<float> scratch(paged::scratch_floats<T>(s));
+  const paged::KernelsOf<T> kernels = paged::kernels_for(isa).of(b.pool);
+  for (const paged::Task& task : tasks) kernels.tile(s, b, task, scratch.data());
   if (slots > 0) paged::merge_partials(s, b, tasks);
-  paged::write_new(s, b);
+  kernels.write_new(s, b);
   return out;
+}
+
+// The call's new keys and values must sit in their slots exactly as the pool stores them.
+template <class T>
+void expect_stored(const PoolRunOf<T>& run, const std::vector<float>& k, const std::vector<float>& v,
+                   const std::vector<int32_t>& past, const std::vector<int32_t>& starts, const char* isa) {
+  const paged::Shape& s = run.shape;
+  const std::vector<T> keys = as_stored(k, static_cast<T*>(nullptr)), values = as_stored(v, static_cast<T*>(nullptr));
+  const int64_t d = s.head_size, value_offset = s.kv_heads * s.block_size * d;
+  for (size_t seq = 0; seq + 1 < starts.size(); ++seq) {
+    for (int64_t t = starts[seq]; t < starts[seq + 1]; ++t) {
+      const int64_t slot = past[seq] + t - starts[seq];
+      const int64_t block = run.tables[seq * s.table_cols + slot / s.block_size];
+      for (int64_t h = 0; h < s.kv_heads; ++h) {
+        const T* key = run.pool.data() + block * s.block_elements() + (h * s.block_size + slot % s.block_size) * d;
+        for (int64_t e = 0; e < d; ++e) {
+          ASSERT_EQ(key[e], keys[(t * s.kv_heads + h) * d + e]) << isa << " key of slot " << slot << " element " << e;
+          ASSERT_EQ(key[value_offset + e], values[(t * s.kv_heads + h) * d + e]) << isa << " value of slot " << slot;
+        }
+      }
+    }
+  }
 }
 
 // Sequences of different lengths advance together in chunks of different sizes (prefill
 // chunks, then decode steps); every new token's output is checked against the reference.
+// T: the pool's element type.
+template <class T = float>
 void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> lengths, std::vector<int64_t> chunks,
                    uint32_t seed, int64_t threads = 1) {
   std::mt19937 rng(seed);
   const int64_t num_seqs = static_cast<int64_t>(lengths.size());
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
   const int64_t cols = (longest + shape.block_size - 1) / shape.block_size;
-  PoolRun run = make_run(rng, shape, num_seqs, cols);
+  PoolRunOf<T> run = make_run<T>(rng, shape, num_seqs, cols);
   const paged::Shape& s = run.shape;
-  std::vector<History> histories;
+  std::vector<History> histories, attended;  // attended: the keys and values as the pool holds them
   for (int64_t len : lengths) {
     histories.push_back({random_floats(rng, len * s.num_heads * s.head_size), random_floats(rng, len * s.kv_heads * s.head_size),
                          random_floats(rng, len * s.kv_heads * s.head_size)});
+    attended.push_back({histories.back().q, rounded<T>(histories.back().k), rounded<T>(histories.back().v)});
   }
 
   std::vector<int64_t> done(num_seqs, 0);
@@ -115,9 +143,10 @@ void check_batches(sparse24::Isa isa, paged::Shape shape, std::vector<int64_t> l
     }
     if (starts.back() == 0) break;
     std::vector<float> out = call(isa, run, q, k, v, past, starts, threads);
+    expect_stored(run, k, v, past, starts, sparse24::isa_name(isa));
     for (int64_t seq = 0; seq < num_seqs; ++seq) {
       for (int64_t t = 0; t < starts[seq + 1] - starts[seq]; ++t) {
-        std::vector<double> expected = reference(s, histories[seq], done[seq] + t);
+        std::vector<double> expected = reference(s, attended[seq], done[seq] + t);
         const float* got = out.data() + (starts[seq] + t) * s.num_heads * s.head_size;
         for (size_t e = 0; e < expected.size(); ++e) {
           ASSERT_NEAR(got[e], expected[e], 2e-5 + 2e-5 * std::abs(expected[e]))
@@ -157,6 +186,49 @@ TEST(PagedAttention, DecodeSplitOverTheKeysMatchesDenseAttention) {
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 32, 16, 0), {1100}, {520, 1, 1, 1, 200, 1}, 7, 8);
   for (auto isa : isas()) check_batches(isa, gemma_like(8, 2, 32, 16, 0), {700, 650}, {600, 1, 1, 1}, 8, 8);
   for (auto isa : isas()) check_batches(isa, gemma_like(4, 1, 16, 4, 300), {700}, {64, 1, 1}, 9, 8);
+}
+
+TEST(PagedAttention, Fp16PoolMatchesDenseAttentionOverTheRoundedKeys) {
+  // Chunked prefill then decode, head_size 64 and 20 (an SIMD tail on every ISA), GQA groups.
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(4, 1, 64, 16, 0), {150, 3, 77}, {40, 1, 1, 17, 1, 130}, 21);
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(8, 2, 32, 4, 0), {30, 45}, {9, 1, 2}, 22);
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(3, 3, 20, 5, 0), {12, 21, 1}, {1, 4}, 23);
+}
+
+TEST(PagedAttention, Fp16PoolSlidingLayersReadOnlyTheirWindow) {
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(4, 1, 16, 4, 10), {80, 33, 5}, {25, 1, 3, 1, 7}, 24);
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(4, 2, 48, 16, 33), {200, 90}, {64, 1, 1, 50}, 25);
+}
+
+TEST(PagedAttention, Fp16PoolDecodeSplitOverTheKeysMatchesDenseAttention) {
+  // As DecodeSplitOverTheKeysMatchesDenseAttention: 8 planned threads split the long decodes.
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(4, 1, 32, 16, 0), {1100}, {520, 1, 1, 1, 200, 1}, 27, 8);
+  for (auto isa : isas()) check_batches<uint16_t>(isa, gemma_like(8, 2, 32, 16, 0), {700, 650}, {600, 1, 1, 1}, 28, 8);
+}
+
+TEST(PagedAttention, Fp16StoresRoundToNearestEvenOnEveryIsa) {
+  // Ties (1 + 2^-11 sits halfway between 1 and 1 + 2^-10: even is 1; 1 + 3 · 2^-11 rounds up to
+  // 1 + 2^-9), subnormal halves, the largest half and past it, signed zero; 40 values, so every
+  // ISA's vector loop and scalar tail store some.
+  const std::vector<float> special{1.0f + 0x1p-11f, 1.0f + 0x3p-11f, -(1.0f + 0x1p-11f), 0x1p-24f, 0x1.8p-24f, 0x1p-25f,
+                                   3e-8f, 6.1e-5f, 65504.0f, 65519.0f, 65520.0f, -70000.0f, -0.0f, 0.0f, 0.1f, -2.5e-3f};
+  EXPECT_EQ(sparse24::float_to_half(1.0f + 0x1p-11f), 0x3C00);
+  EXPECT_EQ(sparse24::float_to_half(1.0f + 0x3p-11f), 0x3C02);
+  EXPECT_EQ(sparse24::float_to_half(0x1.8p-24f), 0x0002);  // 1.5 subnormal steps: to even
+  EXPECT_EQ(sparse24::float_to_half(65519.0f), 0x7BFF);
+  EXPECT_EQ(sparse24::float_to_half(65520.0f), 0x7C00);
+  std::mt19937 rng(26);
+  paged::Shape shape = gemma_like(1, 1, 40, 2, 0);
+  std::vector<float> k = random_floats(rng, 40), v(40);
+  std::copy(special.begin(), special.end(), k.begin() + 3);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = special[i % special.size()] * (i % 3 == 0 ? -1.0f : 1.0f);
+  std::vector<int32_t> past{0}, starts{0, 1};
+  for (auto isa : isas()) {
+    PoolRunOf<uint16_t> run = make_run<uint16_t>(rng, shape, 1, 1);
+    std::vector<float> q = random_floats(rng, 40);
+    call(isa, run, q, k, v, past, starts, 1);
+    expect_stored(run, k, v, past, starts, sparse24::isa_name(isa));
+  }
 }
 
 TEST(PagedAttention, ThePlanSplitsOnlyWhenThreadsWouldIdle) {

@@ -11,14 +11,16 @@ internal static class PagedAttentionModel
     public static readonly string[] Inputs =
         ["query", "key", "value", PagedAttentionRewrite.KvPool, PagedAttentionRewrite.BlockTables, PagedAttentionRewrite.PastLengths, PagedAttentionRewrite.QueryStarts];
 
-    public static ModelProto Build(long window, long layer, int heads, int kvHeads)
+    /// <summary>The node of <paramref name="layer"/>; <paramref name="pool"/> is kv_pool's element type (Float or Float16).</summary>
+    public static ModelProto Build(long window, long layer, int heads, int kvHeads, DataType pool = DataType.Float)
     {
         NodeProto node = PagedAttentionRewrite.AttentionNode("attention", ["query", "key", "value"], "output", (int)layer, heads, kvHeads, scale: 0, (int)window);
         var graph = new GraphProto { Name = "paged" };
         graph.Node.Add(node);
         foreach (string name in Inputs)
         {
-            graph.Input.Add(AnyShape(name, name is "block_tables" or "past_lens" or "query_starts" ? DataType.Int32 : DataType.Float));
+            DataType type = name is "block_tables" or "past_lens" or "query_starts" ? DataType.Int32 : DataType.Float;
+            graph.Input.Add(AnyShape(name, name == PagedAttentionRewrite.KvPool ? pool : type));
         }
 
         graph.Output.Add(AnyShape("output", DataType.Float));

@@ -7,12 +7,13 @@
 #   3. the native tests (ctest: the kernels on the warp emulator, the CPU kernels);
 #   4. the Sparsity and PagedAttention op tests with every one-op session on the CUDA provider
 #      (SERVING_TEST_DEVICE=cuda): our CUDA kernels against ONNX Runtime's CUDA MatMul;
-#   5. PagedAttention on the CUDA provider (pool in device memory) against the CPU op, and both
-#      timed at gemma3-1b's attention shape (benchmarks/gpu/AttentionCheck);
+#   5. PagedAttention on the CUDA provider (pool in device memory, fp32 and fp16) against the CPU
+#      op, and both timed at gemma3-1b's attention shape (benchmarks/gpu/AttentionCheck);
 #   6. dense MatMul vs SparseMatMul24 on the CUDA provider, gemma3-1b's linear shapes, M = 1 and
 #      512, fp16 and fp32 (benchmarks/sparse/OpBench --device=cuda);
 #   7. the whole engine (`serving generate`, KV pool in device memory) on CUDA against the CPU,
-#      gemma3-270m shapes, fp32 and q4: greedy tokens in common, decode, prefill and load.
+#      gemma3-270m shapes: fp32 weights, q4, q4 with an fp16 KV pool; greedy tokens in common,
+#      decode, prefill and load.
 # Prints one "check NAME: ..." summary line per check (the tables of 5 and 6 above their lines) and
 # exits non-zero if any check failed. About 5 minutes on a 16-core H100/H200 host once the packages
 # are restored; each step has its own time limit so the whole stays under 8 minutes.
@@ -93,7 +94,7 @@ fi
 # 4. The op tests on the CUDA provider.
 t=$SECONDS
 if SERVING_TEST_DEVICE="$device" timeout 180 dotnet test "$out/bin/Runtime.Tests/release/Serving.Runtime.Tests.dll" \
-     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttentionOpTests|FullyQualifiedName~KvCacheManagerOpTests|FullyQualifiedName~KvPoolTests|FullyQualifiedName~EngineOnDevicePoolTests" >"$out/tests.log" 2>&1; then
+     --filter "FullyQualifiedName~Sparsity|FullyQualifiedName~PagedAttention|FullyQualifiedName~KvCacheManagerOpTests|FullyQualifiedName~KvPoolTests|FullyQualifiedName~EngineOnDevicePoolTests" >"$out/tests.log" 2>&1; then
   say "op-tests on $device: $(grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+, Total: +[0-9]+' "$out/tests.log" | tail -1 | tr -s ' ') ($((SECONDS - t)) s)"
 else
   grep -E 'Failed |Error Message|Passed!|Failed!' -A3 "$out/tests.log" | head -40
@@ -126,12 +127,13 @@ cli="$out/bin/Cli/release/serving.dll"
 model="$out/gemma3-270m"
 prompt="In the beginning God created the heaven and the earth. And the earth was without form, and void."
 if [ -f "$model/onnx/model_q4.onnx" ] || timeout 180 dotnet "$cli" models create --preset gemma3-270m --dtypes fp32,q4 --out "$model" --seed 1 >"$out/engine.log" 2>&1; then
-  for dtype in fp32 q4; do
+  for run in fp32/fp32 q4/fp32 q4/fp16; do
+    dtype=${run%/*} kv=${run#*/}
     for where in cpu "$device"; do
-      timeout 120 dotnet "$cli" generate --model "$model" --dtype "$dtype" --prompt "$prompt" --max-tokens 128 --device "$where" --json \
-        >"$out/generate-$dtype-${where%%:*}.json" 2>>"$out/engine.log" || echo '{}' >"$out/generate-$dtype-${where%%:*}.json"
+      timeout 120 dotnet "$cli" generate --model "$model" --dtype "$dtype" --kv-cache-dtype "$kv" --prompt "$prompt" --max-tokens 128 \
+        --device "$where" --json >"$out/generate-$dtype-$kv-${where%%:*}.json" 2>>"$out/engine.log" || echo '{}' >"$out/generate-$dtype-$kv-${where%%:*}.json"
     done
-    line=$(python3 - "$out/generate-$dtype-cpu.json" "$out/generate-$dtype-${device%%:*}.json" <<'PY'
+    line=$(python3 - "$out/generate-$dtype-$kv-cpu.json" "$out/generate-$dtype-$kv-${device%%:*}.json" <<'PY'
 import json, sys
 runs = []
 for path in sys.argv[1:]:
@@ -149,7 +151,7 @@ print(f"{same} of {len(cpu['token_ids'])} greedy tokens as the CPU's; decode {t(
       f"prefill {t(dev, 'prefill_ms'):.0f} ms (cpu {t(cpu, 'prefill_ms'):.0f}), load {t(dev, 'load_ms'):.0f} ms")
 PY
 )
-    case "$line" in FAILED*) tail -20 "$out/engine.log"; fail "engine $dtype on $device: $line" ;; *) say "engine $dtype on $device: $line ($((SECONDS - t)) s)" ;; esac
+    case "$line" in FAILED*) tail -20 "$out/engine.log"; fail "engine $dtype, $kv KV on $device: $line" ;; *) say "engine $dtype, $kv KV on $device: $line ($((SECONDS - t)) s)" ;; esac
   done
 else
   tail -20 "$out/engine.log"

@@ -5,10 +5,11 @@ using Serving.Runtime.Devices;
 using Serving.Runtime.Onnx;
 using Serving.Runtime.Sparsity;
 using Serving.Runtime.Tests.Generation.Kv;
+using DataType = Serving.Runtime.Onnx.Proto.TensorProto.Types.DataType;
 
 // usage: attention-check [--device=cuda[:N]]
 // PagedAttention with gemma3-1b's attention shape (4 query heads, 1 KV head, head_dim 256, blocks of 16
-// slots), one session on the CPU provider (pool in host memory) and one on --device (on CUDA the pool
+// slots), with an fp32 pool and then an fp16 one (Serving:KvCacheDtype=fp16), one session on the CPU provider (pool in host memory) and one on --device (on CUDA the pool
 // is device memory: serving.kv_pool=device), fed the same calls: two prompts prefilled in chunks, then
 // decode steps. Prints one line per check: the largest difference of their outputs, then decode and
 // prefill timings of both at several context lengths. --device=cpu runs the harness itself on a
@@ -26,21 +27,22 @@ catch (DeviceUnavailableException e)
 }
 
 string folder = Directory.CreateTempSubdirectory("attention-check").FullName;
-string path = Path.Combine(folder, "paged.onnx");
-OnnxModelFile.Save(PagedAttentionModel.Build(window: 0, layer: 0, Calls.Heads, Calls.KvHeads), path, externalThresholdBytes: long.MaxValue);
-
 int exit = 0;
-using (var cpu = new Side(path, ExecutionDevice.Cpu, numBlocks: 1024))
-using (var other = new Side(path, device, numBlocks: 1024))
+// The pool in fp32, then in fp16 (Serving:KvCacheDtype=fp16: keys and values stored as halves, math in fp32).
+foreach ((DataType type, string name) in new[] { (DataType.Float, "fp32"), (DataType.Float16, "fp16") })
 {
+    string path = Path.Combine(folder, $"paged-{name}.onnx");
+    OnnxModelFile.Save(PagedAttentionModel.Build(window: 0, layer: 0, Calls.Heads, Calls.KvHeads, type), path, externalThresholdBytes: long.MaxValue);
+    using var cpu = new Side(path, ExecutionDevice.Cpu, numBlocks: 1024, type);
+    using var other = new Side(path, device, numBlocks: 1024, type);
     double worst = Calls.Compare(cpu, other);
     bool ok = worst < 1e-4;
-    exit = ok ? 0 : 1;
-    Console.WriteLine($"check attention-correctness ({device.Name} vs cpu): max |Δ| = {worst:E2} over prefill chunks and decode steps: {(ok ? "PASS" : "FAIL")}");
+    exit |= ok ? 0 : 1;
+    Console.WriteLine($"check attention-correctness {name} pool ({device.Name} vs cpu): max |Δ| = {worst:E2} over prefill chunks and decode steps: {(ok ? "PASS" : "FAIL")}");
     foreach (var (batch, context, tokens) in new[] { (1, 512, 1), (1, 4096, 1), (16, 1024, 1), (1, 4096, 512) })
     {
         double c = Calls.Time(cpu, batch, context, tokens), g = Calls.Time(other, batch, context, tokens);
-        Console.WriteLine($"check attention-time batch {batch}, context {context}, {tokens} new token(s) each: cpu {c:F0} µs, {device.Name} {g:F0} µs per call");
+        Console.WriteLine($"check attention-time {name} pool, batch {batch}, context {context}, {tokens} new token(s) each: cpu {c:F0} µs, {device.Name} {g:F0} µs per call");
     }
 }
 
@@ -52,7 +54,7 @@ internal sealed class Side : IDisposable
 {
     private readonly OrtAllocator? _allocator;
 
-    public Side(string path, ExecutionDevice device, int numBlocks)
+    public Side(string path, ExecutionDevice device, int numBlocks, DataType pool)
     {
         using var options = new SessionOptions();
         device.Apply(options);
@@ -64,11 +66,14 @@ internal sealed class Side : IDisposable
         {
             using var cuda = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, device.Ordinal, OrtMemType.Default);
             _allocator = new OrtAllocator(Session, cuda);
-            Pool = OrtValue.CreateAllocatedTensorValue(_allocator, TensorElementType.Float, shape);
+            Pool = OrtValue.CreateAllocatedTensorValue(_allocator, pool == DataType.Float16 ? TensorElementType.Float16 : TensorElementType.Float, shape);
         }
         else
         {
-            Pool = OrtValue.CreateTensorValueFromMemory(new float[shape.Aggregate(1L, (a, b) => a * b)], shape);
+            long count = shape.Aggregate(1L, (a, b) => a * b);
+            Pool = pool == DataType.Float16
+                ? OrtValue.CreateTensorValueFromMemory(new Float16[count], shape)
+                : OrtValue.CreateTensorValueFromMemory(new float[count], shape);
         }
     }
 

@@ -121,6 +121,7 @@ public sealed class MisconfiguredServer : Microsoft.AspNetCore.Mvc.Testing.WebAp
         builder.UseSetting("Serving:Models:0:Id", "gemma");
         builder.UseSetting("Serving:Models:0:Path", "/no/such/model");
         builder.UseSetting("Serving:KvCacheBytes", "-5");
+        builder.UseSetting("Serving:KvCacheDtype", "fp8");
     }
 }
 
@@ -133,5 +134,6 @@ public class ServerStartTests
         var error = Assert.Throws<OptionsValidationException>(() => server.CreateClient());
         Assert.Contains(error.Failures, failure => failure.Contains("Serving:Models:0:Path '/no/such/model' is not a folder."));
         Assert.Contains(error.Failures, failure => failure.Contains("KvCacheBytes"));
+        Assert.Contains(error.Failures, failure => failure.Contains("KvCacheDtype"));
     }
 }

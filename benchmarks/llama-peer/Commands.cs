@@ -109,7 +109,12 @@ internal static class Commands
         string text = o.Required("prompt");
         var clock = Stopwatch.StartNew();
         using var model = Serving.Runtime.Models.DecoderModel.Load(o.Required("model"),
-            new Serving.Runtime.Models.DecoderLoadOptions { Dtype = o.Get("dtype"), PagedAttention = true });
+            new Serving.Runtime.Models.DecoderLoadOptions
+            {
+                Dtype = o.Get("dtype"),
+                PagedAttention = true,
+                KvCacheDtype = Serving.Runtime.Generation.Kv.KvCacheDtypes.Parse(o.Get("kv-cache-dtype") ?? "fp32"),
+            });
         double loadMs = clock.Elapsed.TotalMilliseconds;
         long rssAfterLoad = Environment.WorkingSet;
         int[] prompt = model.Tokenizer.Encode(text);

@@ -5,7 +5,7 @@ using Serving.LlamaPeer;
 //   gguf      --model DIR --out FILE.gguf [--layout as-is|padded]   our fp32 Gemma 3 folder → llama.cpp gemma3 GGUF (f32)
 //   quantize  --in F32.gguf --out FILE.gguf --type q4_0|q8_0|f16
 //   bench     --gguf FILE [--threads 2] [--prompt-tokens 64|512] [--decode 64] [--rounds 3]
-//   ours      --model DIR [--dtype q4] --prompt TEXT [--decode 64] [--rounds 3]   our engine, measured as bench measures llama.cpp
+//   ours      --model DIR [--dtype q4] [--kv-cache-dtype fp16] --prompt TEXT [--decode 64] [--rounds 3]   our engine, measured as bench measures llama.cpp
 //   ppl       --gguf FILE --model DIR --text FILE [--seq-len 512] [--max-windows N]   perplexity on eval-ppl's windows (our tokenizer)
 //   greedy    --gguf FILE (--prompt TEXT | --prompt-ids 2,651,...) [--max-tokens 32] [--threads 2] [--context 1024]
 //   create    --out DIR [--base tiny] [--layers 6] [--pattern 6] [--seed 0]   a folder in llama.cpp's fixed gemma3 layout

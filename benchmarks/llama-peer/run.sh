@@ -3,7 +3,7 @@
 #   benchmarks/llama-peer/run.sh [PRESET=gemma3-270m] [ROUNDS=3]
 # Env: THREADS (2: llama.cpp's threads; ours runs ONNX Runtime's default, all cores, so keep
 # THREADS = nproc for a like-for-like run), PROMPTS ("64 512"), DECODE (64), REPS (3),
-# WORK (/tmp/llama-peer).
+# WORK (/tmp/llama-peer), KV (fp16: our KV cache dtype; llama.cpp's default cache type is f16).
 # Makes our fp32/q8/q4 folders (serving models create / quantize) and the GGUFs (f32 written by
 # llama-peer gguf, q8_0 and q4_0 by llama.cpp's quantizer), then alternates ours and llama.cpp
 # for ROUNDS rounds, one process per measurement. Each process loads its model once and runs
@@ -18,6 +18,7 @@ THREADS=${THREADS:-2}
 PROMPTS=${PROMPTS:-64 512}
 DECODE=${DECODE:-64}
 REPS=${REPS:-3}
+KV=${KV:-fp16}
 W=${WORK:-/tmp/llama-peer}/$PRESET
 mkdir -p "$W"
 [ "$THREADS" = "$(nproc)" ] || echo "note: THREADS=$THREADS but ours uses all $(nproc) cores" >&2
@@ -63,7 +64,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for pair in "fp32:fp32:f32" "q8:q8:q8_0" "q4:q4:q4_0"; do
       IFS=: read -r folder dtype gguf <<< "$pair"
       echo "round $round, prompt $pt, $folder / $gguf" >&2
-      measure ours "$folder" "$pt" "$round" $P ours --model "$W/$folder" --dtype "$dtype" --prompt "$text" \
+      measure ours "$folder" "$pt" "$round" $P ours --model "$W/$folder" --dtype "$dtype" --kv-cache-dtype "$KV" --prompt "$text" \
         --decode "$DECODE" --rounds "$REPS"
       measure llama.cpp "$gguf" "$pt" "$round" $P bench --gguf "$W/$gguf.gguf" --threads "$THREADS" --prompt "$text" \
         --decode "$DECODE" --rounds "$REPS"
@@ -71,10 +72,10 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$RESULTS" "$THREADS" <<'PY'
+python3 - "$RESULTS" "$THREADS" "$KV" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(f"\nMedians of n measurements (one process each); llama.cpp threads = {sys.argv[2]}\n")
+print(f"\nMedians of n measurements (one process each); llama.cpp threads = {sys.argv[2]}; our KV cache {sys.argv[3]}, llama.cpp's f16\n")
 print("| prompt | engine | weights | n | load ms | RSS after load MB | max RSS MB | first prefill ms | prefill ms | prefill tok/s | decode tok/s | generated |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 keys = []

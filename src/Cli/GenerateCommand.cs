@@ -38,8 +38,8 @@ internal static class GenerateCommand
         var device = DeviceOption.Create();
         var kvCacheDtype = new Option<string>("--kv-cache-dtype")
         {
-            Description = "Element type of the KV cache: fp32, or fp16 (each key and value rounded to nearest even as stored; attention math stays fp32)",
-            DefaultValueFactory = _ => "fp32",
+            Description = "Element type of the KV cache, as the server's Serving:KvCacheDtype: fp16 (default: each key and value rounded to nearest even as stored; attention math stays fp32) or fp32",
+            DefaultValueFactory = _ => "fp16",
         };
         kvCacheDtype.AcceptOnlyFromAmong([.. KvCacheDtypes.Names]);
         var command = new Command("generate", "Generate a continuation of a prompt")

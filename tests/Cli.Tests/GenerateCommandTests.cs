@@ -34,6 +34,22 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheKvCacheDtypeIsFp16UnlessAskedAndAnUnknownOneIsAUsageError()
+    {
+        JsonObject Run(params string[] extra) => JsonNode.Parse(ServingProcess.Run(
+            ["generate", "--model", _model, "--prompt", "In the beginning", "--max-tokens", "16", "--json", .. extra]).Stdout)!.AsObject();
+
+        static (string Ids, long KvBytes) Of(JsonObject json) => (json["token_ids"]!.ToJsonString(), json["kv_bytes_peak"]!.GetValue<long>());
+        var (byDefault, fp16, fp32) = (Of(Run()), Of(Run("--kv-cache-dtype", "fp16")), Of(Run("--kv-cache-dtype", "fp32")));
+        Assert.Equal(fp16, byDefault);
+        Assert.Equal(2 * fp16.KvBytes, fp32.KvBytes);
+
+        var bad = ServingProcess.Run("generate", "--model", _model, "--prompt", "In", "--max-tokens", "2", "--kv-cache-dtype", "fp8");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("fp8", bad.Stderr);
+    }
+
+    [Fact]
     public void ChatWrapsThePromptInOneUserTurnWithOneBos()
     {
         var result = ServingProcess.Run("generate", "--model", _model, "--prompt", "Who made the earth?", "--max-tokens", "4", "--json", "--chat");

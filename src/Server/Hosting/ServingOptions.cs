@@ -65,12 +65,13 @@ public sealed class ServingOptions
     public string Device { get; init; } = "auto";
 
     /// <summary>
-    /// The element type of each decoder's KV pool: <c>fp32</c> or <c>fp16</c> (vLLM's kv_cache_dtype,
-    /// llama.cpp's cache type). fp16 rounds each stored key and value to nearest even and holds twice the
-    /// tokens in <see cref="KvCacheBytes"/>; attention math stays fp32.
+    /// The element type of each decoder's KV pool: <c>fp16</c> (default, as llama.cpp's cache type) or
+    /// <c>fp32</c> (vLLM's kv_cache_dtype). fp16 rounds each stored key and value to nearest even and holds
+    /// twice the tokens in <see cref="KvCacheBytes"/>; attention math stays fp32 (docs/BENCHMARKS.md
+    /// "KV cache dtype": the same greedy tokens on the demo and 270M models, decode as fast or faster).
     /// </summary>
     [AllowedValues("fp32", "fp16")]
-    public string KvCacheDtype { get; init; } = "fp32";
+    public string KvCacheDtype { get; init; } = "fp16";
 
     /// <summary>ONNX Runtime intra-op threads per model; 0 uses every core.</summary>
     [Range(0, 1024)]

@@ -108,6 +108,9 @@ public sealed class HostKvPool(long bytes) : KvPool(bytes)
 public sealed unsafe class CudaKvPool : KvPool
 {
     private readonly OrtMemoryInfo _memoryInfo;
+    private readonly delegate* unmanaged<nint, ulong, ulong, ulong, nint> _copy;
+    private readonly delegate* unmanaged<nint, ulong, byte*, ulong, nint> _read, _write;
+    private readonly delegate* unmanaged<nint, void> _free;
     private nint _pool;
 
     /// <exception cref="DeviceUnavailableException">The device cannot hold the pool; the message says why.</exception>
@@ -120,6 +123,11 @@ public sealed unsafe class CudaKvPool : KvPool
 
         ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1);
         Device = device;
+        // Resolved once: compaction copies block by block.
+        _copy = (delegate* unmanaged<nint, ulong, ulong, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolCopy");
+        _read = (delegate* unmanaged<nint, ulong, byte*, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolRead");
+        _write = (delegate* unmanaged<nint, ulong, byte*, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolWrite");
+        _free = (delegate* unmanaged<nint, void>)SparseKernels.RequireExport("ServingDevicePoolFree");
         nint pool;
         ulong pointer;
         nint error = ((delegate* unmanaged<int, ulong, nint*, ulong*, nint>)SparseKernels.RequireExport("ServingDevicePoolCreate"))(
@@ -144,8 +152,7 @@ public sealed unsafe class CudaKvPool : KvPool
     public override void Copy(long source, long target, long bytes)
     {
         CheckApart(source, target, bytes);
-        ThrowIfFailed(((delegate* unmanaged<nint, ulong, ulong, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolCopy"))(
-            Live, (ulong)source, (ulong)target, (ulong)bytes), "KV pool copy");
+        ThrowIfFailed(_copy(Live, (ulong)source, (ulong)target, (ulong)bytes), "KV pool copy");
     }
 
     public override void Read(long offset, Span<byte> target)
@@ -153,8 +160,7 @@ public sealed unsafe class CudaKvPool : KvPool
         CheckRange(offset, target.Length);
         fixed (byte* host = target)
         {
-            ThrowIfFailed(((delegate* unmanaged<nint, ulong, byte*, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolRead"))(
-                Live, (ulong)offset, host, (ulong)target.Length), "KV pool read");
+            ThrowIfFailed(_read(Live, (ulong)offset, host, (ulong)target.Length), "KV pool read");
         }
     }
 
@@ -163,8 +169,7 @@ public sealed unsafe class CudaKvPool : KvPool
         CheckRange(offset, source.Length);
         fixed (byte* host = source)
         {
-            ThrowIfFailed(((delegate* unmanaged<nint, ulong, byte*, ulong, nint>)SparseKernels.RequireExport("ServingDevicePoolWrite"))(
-                Live, (ulong)offset, host, (ulong)source.Length), "KV pool write");
+            ThrowIfFailed(_write(Live, (ulong)offset, host, (ulong)source.Length), "KV pool write");
         }
     }
 
@@ -173,7 +178,7 @@ public sealed unsafe class CudaKvPool : KvPool
         nint pool = Interlocked.Exchange(ref _pool, 0);
         if (pool != 0)
         {
-            ((delegate* unmanaged<nint, void>)SparseKernels.RequireExport("ServingDevicePoolFree"))(pool);
+            _free(pool);
         }
 
         if (disposing)

@@ -58,9 +58,13 @@ public sealed class DecoderHost(ModelCatalog catalog, IOptions<ServingOptions> o
                         KvCacheDtype = KvCacheDtypes.Parse(settings.KvCacheDtype),
                     },
                     logger);
-                _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
+                Engine engine = _engines[entry.Id] = NewEngine(entry.Id, model, engineOptions);
                 logger.LogInformation("Serving '{Id}' from {Folder} ({Layers} layers, context {Context}) on {Device}",
                     entry.Id, entry.Folder, model.Config.NumHiddenLayers, model.Config.MaxPositionEmbeddings, model.Device.Name);
+                // vLLM's "KV cache size: N tokens": every layer holding every token (sliding layers hold less, so more fit).
+                logger.LogInformation("'{Id}' KV cache: {Blocks} blocks of {BlockTokens} tokens, {Bytes} bytes of {Dtype} in {Device} memory: {Tokens} tokens",
+                    entry.Id, engine.Kv.NumBlocks, engine.Kv.BlockTokens, engine.Kv.AllocatedBytes, settings.KvCacheDtype, engine.Kv.Pool.Device.Name,
+                    (long)engine.Kv.NumBlocks / engine.Kv.Layout.Layers * engine.Kv.BlockTokens);
             }
 
             _isReady = true;

@@ -23,7 +23,7 @@ start=$SECONDS
 mkdir -p artifacts
 say() { echo "check $*"; }
 # The kernels' sources the PTX is compiled from: a PTX older than them must not be run.
-sources_hash() { cat src/KernelsNative/src/cuda/* | sha256sum | cut -d' ' -f1; }
+sources_hash() { (export LC_ALL=C; cat src/KernelsNative/src/cuda/* | sha256sum | cut -d' ' -f1); }
 
 if [ "${1:-}" = prepare ]; then
   build=artifacts/gpu-ptx
@@ -36,7 +36,7 @@ if [ "${1:-}" = prepare ]; then
   git check-ignore -q "$carry/kernels.ptx" || { say "prepare: FAILED: $carry is not git-ignored, so it would travel twice"; exit 1; }
   say "prepare: $carry/kernels.ptx, $(wc -c <"$ptx") bytes, $(grep -c '^\.entry\|^\.visible \.entry' "$ptx") entries, from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src/KernelsNative/src/cuda || echo ' + uncommitted kernel changes')"
   echo "The device call (the run tool), timeout_s 480:"
-  echo "  command: benchmarks/gpu/native-check.sh 0"
+  echo "  command: bash benchmarks/gpu/native-check.sh 0"
   echo "  carry:   [\"$carry\"]"
   exit 0
 fi

@@ -12,7 +12,12 @@
 // a check fails or the driver cannot be used ("check gpu: FAILED: <why>").
 //   gpu_check [ordinal] [driver]   defaults 0 and libcuda.so.1; the driver argument lets a machine
 //                                  without a GPU run it over a stand-in (tests/fake_cuda_driver.cpp)
+#ifdef _OPENMP
 #include <omp.h>
+#else
+// Built without OpenMP (CMakeLists.txt warns): the CPU reference runs on one thread, as its lines say.
+static int omp_get_max_threads() { return 1; }
+#endif
 
 #include <algorithm>
 #include <chrono>

@@ -23,6 +23,11 @@
 #   benchmarks/gpu/check.sh [cuda:N]   (default cuda:0)
 #   benchmarks/gpu/check.sh cpu        the same steps on the CPU provider, to check the script itself
 #                                      on a machine without a GPU
+# This script needs the .NET SDK and nuget.org (or a filled ~/.nuget/packages), so the GPU machine
+# this workplace lends (no .NET, no network) can never run it; that machine runs
+# benchmarks/gpu/native-check.sh instead: the kernels, the device pool and DeviceAttention /
+# DeviceMatmul against the CPU kernels, native only (no ONNX Runtime, no .NET), with a PTX compiled
+# here by `native-check.sh prepare` and carried over.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 device="${1:-cuda:0}"

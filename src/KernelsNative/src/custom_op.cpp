@@ -150,10 +150,10 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   }
   Ort::InitApi(api);
   // Domains and ops live as long as the process: ORT keeps pointers to them in every session.
-  // The CUDA provider's PagedAttention reads and writes kv_pool as device memory; a session
-  // whose pool is host memory (the engine's, until the pool moves to the device) must not get
-  // it, or ONNX Runtime would copy the pool in for every call and drop the op's writes. So
-  // the session says which: serving.kv_pool = host (default) or device.
+  // The CUDA provider's PagedAttention reads and writes kv_pool as device memory; a CUDA
+  // session whose pool is host memory (one-op test sessions) must not get it, or ONNX Runtime
+  // would copy the pool in for every call and drop the op's writes. So the session says which:
+  // serving.kv_pool = host (default) or device (the engine's paged sessions on CUDA).
   static MatmulOp<Kernel<float>, float> fp32;
   static MatmulOp<Kernel<uint16_t>, uint16_t> fp16;
   static Ort::CustomOpDomain host_pool{kDomain}, device_pool{kDomain};

@@ -16,19 +16,16 @@ public enum KvCacheDtype
 
 public static class KvCacheDtypes
 {
-    /// <summary>The names <c>--kv-cache-dtype</c> and the configuration accept.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["fp32", "fp16"];
+    private static readonly string[] NamesByValue = ["fp32", "fp16"];
 
-    public static string Name(this KvCacheDtype dtype) => dtype == KvCacheDtype.Fp16 ? "fp16" : "fp32";
+    /// <summary>The names <c>--kv-cache-dtype</c> and the configuration accept, in the enum's order.</summary>
+    public static IReadOnlyList<string> Names => NamesByValue;
 
     public static TensorElementType ElementType(this KvCacheDtype dtype) => dtype == KvCacheDtype.Fp16 ? TensorElementType.Float16 : TensorElementType.Float;
 
-    /// <summary>The dtype named <paramref name="name"/> (fp32, fp16; case-insensitive).</summary>
+    /// <summary>The dtype named <paramref name="name"/> (one of <see cref="Names"/>).</summary>
     /// <exception cref="ArgumentException">Another name; the message lists the accepted ones.</exception>
-    public static KvCacheDtype Parse(string name) => name.ToLowerInvariant() switch
-    {
-        "fp32" or "float32" => KvCacheDtype.Fp32,
-        "fp16" or "float16" => KvCacheDtype.Fp16,
-        _ => throw new ArgumentException($"unknown KV cache dtype '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
-    };
+    public static KvCacheDtype Parse(string name) => Array.IndexOf(NamesByValue, name) is var index and >= 0
+        ? (KvCacheDtype)index
+        : throw new ArgumentException($"unknown KV cache dtype '{name}' (known: {string.Join(", ", NamesByValue)})", nameof(name));
 }
